@@ -1,0 +1,117 @@
+"""Backend registry: which implementations of a format's forward exist and which one runs.
+
+Every format has the ``torch`` reference backend (its ``_forward_torch`` method). Fast
+backends (Triton kernels, cuSPARSELt, cuSPARSE) register themselves here from
+``mbs_layers.kernels`` with :func:`register_backend`; formats never branch on backend names.
+``auto`` resolves per device: ``torch`` on CPU, otherwise the available fast backend with
+the highest priority (or the one a tuning table names).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+BACKEND_NAMES = ("auto", "torch", "triton", "cusparselt", "cusparse")
+
+
+@dataclass(frozen=True)
+class BackendImpl:
+    """One fast implementation of a format's forward.
+
+    ``forward(layer, x2d)`` returns ``x2d @ layer.dense_weight().T`` (no bias) through the
+    fast path and must be differentiable (an ``autograd.Function`` or plain torch ops).
+    ``unsupported(layer, x2d)`` returns ``None`` when the backend can run this input, else a
+    short reason (used by ``auto`` to skip it and by explicit requests to raise).
+    """
+
+    forward: Callable
+    unsupported: Callable
+    priority: int
+
+
+_REGISTRY: dict[str, dict[str, BackendImpl]] = {}
+
+
+def triton_runs_on(device: torch.device) -> bool:
+    """Triton runs on CUDA, and on CPU tensors under ``TRITON_INTERPRET=1``."""
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _no_reason(layer, x2d):
+    return None
+
+
+def register_backend(format_name: str, backend: str, *, priority: int = 0, unsupported=None):
+    """Decorator: register ``fn(layer, x2d) -> y2d`` as ``backend`` for ``format_name``."""
+    if backend not in BACKEND_NAMES or backend in ("auto", "torch"):
+        raise ValueError(f"backend={backend!r} cannot be registered: allowed {list(BACKEND_NAMES[2:])}")
+
+    def wrap(fn):
+        _REGISTRY.setdefault(format_name, {})[backend] = BackendImpl(
+            fn, unsupported or _no_reason, priority
+        )
+        return fn
+
+    return wrap
+
+
+def fast_backends(format_name: str) -> dict[str, BackendImpl]:
+    """The fast backends registered for a format, by name."""
+    _load_kernels()
+    return dict(_REGISTRY.get(format_name, {}))
+
+
+def allowed_backends(format_name: str) -> list[str]:
+    """Backend names a user may request for a format."""
+    return ["auto", "torch", *sorted(fast_backends(format_name))]
+
+
+def resolve(layer, x2d: torch.Tensor) -> str:
+    """The backend that runs ``layer`` on ``x2d``; raises ``ValueError`` if the requested one can't."""
+    requested = layer.backend
+    if requested == "torch":
+        return "torch"
+    impls = fast_backends(layer.name)
+    if requested != "auto":
+        reason = impls[requested].unsupported(layer, x2d)
+        if reason is not None:
+            raise ValueError(
+                f"backend={requested!r} cannot run {layer.name} here: {reason}; "
+                f"allowed backends for this input: {runnable(layer, x2d)}"
+            )
+        return requested
+    if x2d.device.type == "cpu":
+        return "torch"
+    candidates = [
+        (impl.priority, name) for name, impl in impls.items() if impl.unsupported(layer, x2d) is None
+    ]
+    return max(candidates)[1] if candidates else "torch"
+
+
+def runnable(layer, x2d) -> list[str]:
+    """Backends (besides ``auto``) able to run ``layer`` on ``x2d``."""
+    impls = fast_backends(layer.name)
+    return ["torch", *sorted(n for n, i in impls.items() if i.unsupported(layer, x2d) is None)]
+
+
+def forward_impl(layer, backend: str) -> Callable:
+    """The callable computing ``x2d @ W.T`` (no bias) for a resolved backend name."""
+    if backend == "torch":
+        return type(layer)._forward_torch
+    return fast_backends(layer.name)[backend].forward
+
+
+_kernels_loaded = False
+
+
+def _load_kernels() -> None:
+    """Import ``mbs_layers.kernels`` once so its modules register their backends."""
+    global _kernels_loaded
+    if not _kernels_loaded:
+        _kernels_loaded = True
+        from . import kernels  # noqa: F401

@@ -1,0 +1,1 @@
+"""Sub-commands of ``mbs``: one module per command (see ``mbs_layers.cli``)."""

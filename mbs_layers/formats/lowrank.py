@@ -1,0 +1,74 @@
+"""Low-Rank: W = U V with U (out, r), V (r, in); projection is the truncated SVD (optimal)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..base import StructuredLinear, register_format
+from ..validation import check_int
+
+
+def rank_grid(limit: int) -> list[int]:
+    """Ranks 1..limit, dense at the low end and geometric above 16 (budget search candidates)."""
+    ranks = set(range(1, min(limit, 16) + 1))
+    r = 16.0
+    while r < limit:
+        r *= 1.125
+        ranks.add(min(limit, int(r)))
+    ranks.add(limit)
+    return sorted(ranks)
+
+
+def truncated_svd(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, B) with A B the best rank-``rank`` approximation of ``weight``, singular values split evenly.
+
+    Computed in float64 for accuracy, returned in ``weight``'s dtype.
+    """
+    u, s, vh = torch.linalg.svd(weight.double(), full_matrices=False)
+    root = s[:rank].sqrt()
+    return (u[:, :rank] * root).to(weight.dtype), (root[:, None] * vh[:rank]).to(weight.dtype)
+
+
+@register_format
+class LowRankLinear(StructuredLinear):
+    """W = U V, rank r with 1 <= r <= min(in, out); params r(in + out); any shape."""
+
+    name = "lowrank"
+    hparam_names = ("rank",)
+
+    @classmethod
+    def _check_hparams(cls, in_features, out_features, rank=None):
+        if rank is None:
+            raise ValueError("rank is required for lowrank: allowed 1 <= rank <= min(in, out)")
+        return {"rank": check_int("rank", rank, low=1, high=min(in_features, out_features))}
+
+    @classmethod
+    def count_params(cls, in_features, out_features, rank):
+        return rank * (in_features + out_features)
+
+    @classmethod
+    def hparam_grid(cls, in_features, out_features):
+        return [{"rank": r} for r in rank_grid(min(in_features, out_features))]
+
+    def _init_weights(self, dtype=None, device=None):
+        r, fk = self.hp["rank"], {"dtype": dtype, "device": device}
+        # Var(W_ij) = r · Var(U) · Var(V) = 1/in with Var(V) = 1/in, Var(U) = 1/r.
+        self.U = nn.Parameter(torch.randn(self.out_features, r, **fk) / math.sqrt(r))
+        self.V = nn.Parameter(torch.randn(r, self.in_features, **fk) / math.sqrt(self.in_features))
+
+    def _forward_torch(self, x2d):
+        return (x2d @ self.V.T) @ self.U.T
+
+    def dense_weight(self):
+        return self.U @ self.V
+
+    def forward_flops(self, tokens):
+        return 2 * tokens * self.hp["rank"] * (self.in_features + self.out_features)
+
+    @torch.no_grad()
+    def _project(self, weight):
+        u, v = truncated_svd(weight, self.hp["rank"])
+        self.U.copy_(u)
+        self.V.copy_(v)

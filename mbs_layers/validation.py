@@ -1,0 +1,62 @@
+"""Argument checks that raise ``ValueError`` naming the parameter and the allowed values.
+
+Every format validates its hyper-parameters with these before touching torch, so a bad
+combination never surfaces as a shape error from deep inside a kernel.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def check_int(name: str, value, *, low: int | None = None, high: int | None = None) -> int:
+    """``value`` must be an int (not bool) with ``low <= value <= high``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            import numpy as np
+
+            if isinstance(value, np.integer):
+                value = int(value)
+            else:
+                raise TypeError
+        except TypeError:
+            raise ValueError(f"{name} must be an integer, got {value!r}") from None
+    if (low is not None and value < low) or (high is not None and value > high):
+        lo = "-inf" if low is None else str(low)
+        hi = "inf" if high is None else str(high)
+        raise ValueError(f"{name}={value} is out of range: allowed {lo} <= {name} <= {hi}")
+    return value
+
+
+def check_float(name: str, value, *, low: float, high: float, low_open=False) -> float:
+    """``value`` must be a real number in ``[low, high]`` (``(low, high]`` if ``low_open``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    bad_low = value <= low if low_open else value < low
+    if bad_low or value > high or value != value:
+        bracket = "(" if low_open else "["
+        raise ValueError(f"{name}={value} is out of range: allowed {bracket}{low}, {high}]")
+    return value
+
+
+def check_divides(name: str, value: int, dim_name: str, dim: int) -> None:
+    """``value`` must divide ``dim`` exactly."""
+    if dim % value:
+        divisors = [d for d in range(1, dim + 1) if dim % d == 0]
+        shown = divisors if len(divisors) <= 24 else divisors[:12] + ["..."] + divisors[-4:]
+        raise ValueError(
+            f"{name}={value} must divide {dim_name}={dim}: allowed {name} in {shown}"
+        )
+
+
+def check_choice(name: str, value, allowed: Iterable) -> None:
+    """``value`` must be one of ``allowed``."""
+    allowed = list(allowed)
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not supported: allowed {allowed}")
+
+
+def divisors(n: int) -> list[int]:
+    """All positive divisors of ``n`` in increasing order."""
+    small = [d for d in range(1, int(n**0.5) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
