@@ -42,6 +42,18 @@ def triton_runs_on(device: torch.device) -> bool:
     return device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
 
 
+TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def triton_unsupported(layer, x2d) -> str | None:
+    """Default ``unsupported`` check for Triton backends: device and dtype."""
+    if not triton_runs_on(x2d.device):
+        return f"Triton needs a CUDA tensor (or TRITON_INTERPRET=1 on CPU), got {x2d.device.type}"
+    if x2d.dtype not in TRITON_DTYPES:
+        return f"dtype={x2d.dtype} is not supported: allowed {list(TRITON_DTYPES)}"
+    return None
+
+
 def _no_reason(layer, x2d):
     return None
 
