@@ -1,0 +1,77 @@
+"""Shared machinery of the element-sparse formats (``unstructured``, ``semi24``).
+
+Such a layer stores the kept values of W (out, in) as a flat parameter ``values`` (nnz,)
+and their positions as int64 buffers ``rows``/``cols`` in row-major order (so the
+(rows, cols) pairs form a coalesced COO index). A format only says how many values it
+keeps and how it picks them from a score matrix (:meth:`SparseSupportLinear._select_support`):
+the same rule projects a dense weight (scores = magnitudes, optimal) and draws the random
+support of a fresh layer (scores = uniform noise).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .base import StructuredLinear
+
+
+def sorted_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Flat indices of the ``k`` largest entries of ``scores``, in increasing order."""
+    return scores.flatten().topk(k, sorted=False).indices.sort().values
+
+
+def sparse_matmul(x2d: torch.Tensor, rows, cols, values, shape) -> torch.Tensor:
+    """``x2d @ W.T`` for W given as a coalesced COO matrix; differentiable in ``x2d`` and ``values``.
+
+    Runs through ``torch.sparse.mm`` (nnz multiply-adds per row of ``x2d``, invisible to
+    ``FlopCounterMode``); plain PyTorch, so it is the reference every fast backend is checked against.
+    """
+    w = torch.sparse_coo_tensor(torch.stack((rows, cols)), values, shape, is_coalesced=True,
+                                check_invariants=False)
+    return torch.sparse.mm(w, x2d.T).T
+
+
+class SparseSupportLinear(StructuredLinear):
+    """W = M ⊙ V with the support M held as index buffers and V's kept values as a parameter."""
+
+    flops_visible_to_torch = False  # the reference multiplies through torch.sparse.mm
+
+    def nnz(self) -> int:
+        """Number of stored values (the parameter count)."""
+        return self.param_count()
+
+    def _select_support(self, scores: torch.Tensor) -> torch.Tensor:
+        """Sorted flat indices (into the (out, in) matrix) of the positions kept for ``scores``."""
+        raise NotImplementedError
+
+    def _set_support(self, flat: torch.Tensor) -> None:
+        self.rows.copy_(flat.div(self.in_features, rounding_mode="floor"))
+        self.cols.copy_(flat.remainder(self.in_features))
+
+    def _init_weights(self, dtype=None, device=None):
+        nnz, shape = self.nnz(), (self.out_features, self.in_features)
+        self.register_buffer("rows", torch.empty(nnz, dtype=torch.long, device=device))
+        self.register_buffer("cols", torch.empty(nnz, dtype=torch.long, device=device))
+        self._set_support(self._select_support(torch.rand(shape, device=device)))
+        # Var(W_ij) = density · Var(V) = 1/in, averaged over all entries of W.
+        density = nnz / (shape[0] * shape[1])
+        std = 1.0 / math.sqrt(self.in_features * density)
+        self.values = nn.Parameter(torch.randn(nnz, dtype=dtype, device=device) * std)
+
+    def _forward_torch(self, x2d):
+        return sparse_matmul(x2d, self.rows, self.cols, self.values, (self.out_features, self.in_features))
+
+    def dense_weight(self):
+        w = self.values.new_zeros(self.out_features, self.in_features)
+        return w.index_put((self.rows, self.cols), self.values)
+
+    def forward_flops(self, tokens):
+        return 2 * self.nnz() * tokens
+
+    @torch.no_grad()
+    def _project(self, weight):
+        flat = self._select_support(weight.abs())
+        self._set_support(flat)
+        self.values.copy_(weight.flatten()[flat])
