@@ -75,3 +75,23 @@ class SparseSupportLinear(StructuredLinear):
         flat = self._select_support(weight.abs())
         self._set_support(flat)
         self.values.copy_(weight.flatten()[flat])
+
+
+def segment_pointers(keys: torch.Tensor, segments: int) -> torch.Tensor:
+    """int32 CSR-style pointers (segments + 1,) of sorted ``keys`` in ``range(segments)``."""
+    counts = torch.bincount(keys, minlength=segments)
+    return torch.cat((counts.new_zeros(1), counts.cumsum(0))).to(torch.int32)
+
+
+def cached_per_version(layer, attr: str, tensors, build):
+    """``build()``, cached on ``layer.<attr>`` until one of ``tensors`` is modified or replaced.
+
+    Fast backends keep derived forms of the weight (index lists, compressed 2:4 weights) this
+    way: rebuilt after an optimiser step, a projection or a device move, reused otherwise.
+    """
+    key = tuple((t.data_ptr(), t._version) for t in tensors)
+    cached = getattr(layer, attr, None)
+    if cached is None or cached[0] != key:
+        cached = (key, build())
+        setattr(layer, attr, cached)
+    return cached[1]

@@ -2,7 +2,7 @@
 import torch
 
 # Comparison tolerance (rtol = atol) of a low-precision result against a float64 reference.
-TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
+TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 
 
 def assert_close_to_reference(actual: torch.Tensor, expected: torch.Tensor) -> None:
@@ -19,14 +19,16 @@ def float64_twin(layer):
     return twin
 
 
-def check_backend_matches_reference(layer, tokens: int, generator=None) -> None:
-    """Forward and gradients (input and every weight) of ``layer`` equal its float64 twin's."""
+def check_backend_matches_reference(layer, tokens: int, generator=None, forward=None) -> None:
+    """Forward and gradients (input and every weight) of ``layer`` (or of ``forward(x)``, a
+    backend function applied to it) equal those of its float64 twin."""
     twin = float64_twin(layer)
+    forward = forward or layer
     device = next(layer.parameters()).device
     x64 = torch.randn(tokens, layer.in_features, dtype=torch.float64, generator=generator).to(device)
     x = x64.to(layer.weight_dtype).requires_grad_()
     x64 = x.detach().double().cpu().requires_grad_()
-    y, y64 = layer(x), twin(x64)
+    y, y64 = forward(x), twin(x64)
     assert_close_to_reference(y.cpu(), y64)
     grad = torch.randn(y64.shape, dtype=torch.float64, generator=generator)
     y.backward(grad.to(device, y.dtype))

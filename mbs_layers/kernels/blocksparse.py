@@ -17,6 +17,7 @@ import triton
 import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
+from ..sparse_support import cached_per_version, segment_pointers
 
 MAX_TILE = 64  # widest tile edge loaded at once (keeps fp32 3-stage pipelines under ~100 KB)
 
@@ -92,28 +93,21 @@ class BSRLayout:
     perm_by_col: torch.Tensor  # index into values of each tile, column-major order
 
 
-def _segment_ptr(keys: torch.Tensor, segments: int) -> torch.Tensor:
-    counts = torch.bincount(keys, minlength=segments)
-    return torch.cat((counts.new_zeros(1), counts.cumsum(0))).to(torch.int32)
-
-
 def bsr_layout(layer) -> BSRLayout:
-    """The layer's tile lists, rebuilt only when its support buffers change (cached on the layer)."""
+    """The layer's tile lists, rebuilt only when its support buffers change."""
     rows, cols = layer.block_rows, layer.block_cols
-    key = (rows.data_ptr(), rows._version, cols.data_ptr(), cols._version)
-    cached = getattr(layer, "_bsr_layout_cache", None)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    nbr, nbc = layer.grid_shape
-    perm = torch.argsort(cols * nbr + rows)
-    layout = BSRLayout(
-        row_ptr=_segment_ptr(rows, nbr), cols=cols.to(torch.int32), rows=rows.to(torch.int32),
-        identity=torch.arange(rows.numel(), dtype=torch.int32, device=rows.device),
-        col_ptr=_segment_ptr(cols, nbc), rows_by_col=rows[perm].to(torch.int32),
-        perm_by_col=perm.to(torch.int32),
-    )
-    layer._bsr_layout_cache = (key, layout)
-    return layout
+
+    def build():
+        nbr, nbc = layer.grid_shape
+        perm = torch.argsort(cols * nbr + rows)
+        return BSRLayout(
+            row_ptr=segment_pointers(rows, nbr), cols=cols.to(torch.int32), rows=rows.to(torch.int32),
+            identity=torch.arange(rows.numel(), dtype=torch.int32, device=rows.device),
+            col_ptr=segment_pointers(cols, nbc), rows_by_col=rows[perm].to(torch.int32),
+            perm_by_col=perm.to(torch.int32),
+        )
+
+    return cached_per_version(layer, "_bsr_layout_cache", (rows, cols), build)
 
 
 def _tile(block: int) -> int:
