@@ -95,3 +95,11 @@ def cached_per_version(layer, attr: str, tensors, build):
         cached = (key, build())
         setattr(layer, attr, cached)
     return cached[1]
+
+
+def kept_values_grad(grad_y: torch.Tensor, x2d: torch.Tensor, rows, cols) -> torch.Tensor:
+    """Gradient of the kept values of W in y = x Wᵀ: the dense product grad_yᵀ x gathered on the support.
+
+    One dense GEMM: the sparse backends use it where no sampled (SDDMM) kernel covers every dtype.
+    """
+    return (grad_y.T @ x2d)[rows, cols]

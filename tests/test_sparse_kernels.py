@@ -99,3 +99,22 @@ def test_cusparselt_follows_optimizer_steps():
     assert any(key[:3] == (32, 64, 16) for key in _ALG_IDS)
     torch.optim.SGD(layer.parameters(), lr=0.5).step()
     torch.testing.assert_close(layer(x), x @ layer.dense_weight().T, rtol=1e-2, atol=1e-2)
+
+
+# ----- semi24 / triton ------------------------------------------------------------------
+NM_CASES = [(64, 48, 19), (36, 70, 5), (200, 24, 130)]  # (in, out, tokens): none a multiple of the tiles
+
+
+@pytest.mark.parametrize("dtype", CPU_DTYPES)
+@pytest.mark.parametrize("in_f,out_f,tokens", NM_CASES)
+def test_triton_nm_matches_reference(rng, dtype, in_f, out_f, tokens):
+    layer = mbs.build("semi24", in_f, out_f, dtype=dtype, backend="triton")
+    check_backend_matches_reference(layer, tokens, rng)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", GPU_DTYPES)
+@pytest.mark.parametrize("in_f,out_f,tokens", NM_CASES + [(1024, 512, 1000)])
+def test_triton_nm_matches_reference_on_gpu(dtype, in_f, out_f, tokens):
+    layer = mbs.build("semi24", in_f, out_f, dtype=dtype, device="cuda", backend="triton")
+    check_backend_matches_reference(layer, tokens)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..backends import register_backend
-from ..sparse_support import cached_per_version
+from ..sparse_support import cached_per_version, kept_values_grad
 
 CUSPARSELT_DTYPES = (torch.float16, torch.bfloat16)
 SPARSE_MULTIPLE = 16  # out_features and in_features
@@ -79,7 +79,7 @@ class Semi24CusparseltFunction(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = grad_y @ layer.dense_weight()
         if ctx.needs_input_grad[1]:
-            grad_values = (grad_y.T @ x2d)[layer.rows, layer.cols]
+            grad_values = kept_values_grad(grad_y, x2d, layer.rows, layer.cols)
         return grad_x, grad_values, None
 
 

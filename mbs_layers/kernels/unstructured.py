@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..backends import register_backend
-from ..sparse_support import cached_per_version, segment_pointers
+from ..sparse_support import cached_per_version, kept_values_grad, segment_pointers
 
 CUSPARSE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -73,7 +73,7 @@ class CSRLinearFunction(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = _csr_times_t(layout.crow_t, layout.col_t, values[layout.perm_t], ctx.shape[::-1], grad_y)
         if ctx.needs_input_grad[1]:
-            grad_values = (grad_y.T @ x2d)[rows, cols]
+            grad_values = kept_values_grad(grad_y, x2d, rows, cols)
         return grad_x, grad_values, None, None, None, None
 
 
