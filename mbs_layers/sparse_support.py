@@ -103,3 +103,29 @@ def kept_values_grad(grad_y: torch.Tensor, x2d: torch.Tensor, rows, cols) -> tor
     One dense GEMM: the sparse backends use it where no sampled (SDDMM) kernel covers every dtype.
     """
     return (grad_y.T @ x2d)[rows, cols]
+
+
+class KeptValuesLinearFunction(torch.autograd.Function):
+    """y = ``forward(x, values)`` for an element-sparse W; a backend supplies the two products.
+
+    grad_x = ``grad_input(grad_y, values)`` (grad_y W through the backend's sparse form);
+    the kept values' gradient is :func:`kept_values_grad`.
+    """
+
+    @staticmethod
+    def forward(ctx, x2d, values, rows, cols, forward, grad_input):
+        ctx.save_for_backward(x2d, values, rows, cols)
+        ctx.grad_input = grad_input
+        return forward(x2d, values)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x2d, values, rows, cols = ctx.saved_tensors
+        grad_x = ctx.grad_input(grad_y, values) if ctx.needs_input_grad[0] else None
+        grad_values = kept_values_grad(grad_y, x2d, rows, cols) if ctx.needs_input_grad[1] else None
+        return grad_x, grad_values, None, None, None, None
+
+
+def kept_values_linear(layer, x2d, forward, grad_input) -> torch.Tensor:
+    """``x2d @ W.T`` of a :class:`SparseSupportLinear` layer through a backend's two products."""
+    return KeptValuesLinearFunction.apply(x2d, layer.values, layer.rows, layer.cols, forward, grad_input)

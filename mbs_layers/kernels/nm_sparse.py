@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
-from ..sparse_support import cached_per_version, kept_values_grad
+from ..sparse_support import cached_per_version, kept_values_linear
 
 
 def _configs():
@@ -86,28 +86,12 @@ def _nm_apply(a, values, meta, shape, transpose):
     return y
 
 
-class NMLinearFunction(torch.autograd.Function):
-    """y = x Wᵀ for a 2:4 W read compressed; grad_x by the same kernel transposed."""
-
-    @staticmethod
-    def forward(ctx, x2d, values, rows, cols, meta, shape):
-        ctx.save_for_backward(x2d, values, rows, cols, meta)
-        ctx.shape = shape
-        return _nm_apply(x2d, values, meta, shape, transpose=False)
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        x2d, values, rows, cols, meta = ctx.saved_tensors
-        grad_x = grad_values = None
-        if ctx.needs_input_grad[0]:
-            grad_x = _nm_apply(grad_y, values, meta, ctx.shape, transpose=True)
-        if ctx.needs_input_grad[1]:
-            grad_values = kept_values_grad(grad_y, x2d, rows, cols)
-        return grad_x, grad_values, None, None, None, None
-
-
 @register_backend("semi24", "triton", priority=5, unsupported=triton_unsupported)
 def semi24_triton(layer, x2d):
-    """``x2d @ W.T`` through the Triton 2:4 kernel."""
-    return NMLinearFunction.apply(x2d, layer.values, layer.rows, layer.cols, nm_metadata(layer),
-                                  (layer.out_features, layer.in_features))
+    """``x2d @ W.T`` through the Triton 2:4 kernel; grad_x by the same kernel transposed."""
+    meta, shape = nm_metadata(layer), (layer.out_features, layer.in_features)
+    return kept_values_linear(
+        layer, x2d,
+        forward=lambda x, values: _nm_apply(x, values, meta, shape, transpose=False),
+        grad_input=lambda grad_y, values: _nm_apply(grad_y, values, meta, shape, transpose=True),
+    )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..backends import register_backend
-from ..sparse_support import cached_per_version, kept_values_grad
+from ..sparse_support import cached_per_version, kept_values_linear
 
 CUSPARSELT_DTYPES = (torch.float16, torch.bfloat16)
 SPARSE_MULTIPLE = 16  # out_features and in_features
@@ -63,27 +63,11 @@ def _cslt_linear(compressed: torch.Tensor, x2d: torch.Tensor, out_features: int)
     return y[:tokens] if pad else y
 
 
-class Semi24CusparseltFunction(torch.autograd.Function):
-    """y = x Wᵀ on cuSPARSELt; dense-product gradients for x and the kept values."""
-
-    @staticmethod
-    def forward(ctx, x2d, values, layer):
-        ctx.save_for_backward(x2d, values)
-        ctx.layer = layer
-        return _cslt_linear(compressed_weight(layer), x2d, layer.out_features)
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        x2d, _ = ctx.saved_tensors
-        layer, grad_x, grad_values = ctx.layer, None, None
-        if ctx.needs_input_grad[0]:
-            grad_x = grad_y @ layer.dense_weight()
-        if ctx.needs_input_grad[1]:
-            grad_values = kept_values_grad(grad_y, x2d, layer.rows, layer.cols)
-        return grad_x, grad_values, None
-
-
 @register_backend("semi24", "cusparselt", priority=10, unsupported=cusparselt_unsupported)
 def semi24_cusparselt(layer, x2d):
-    """``x2d @ W.T`` through cuSPARSELt's 2:4 sparse GEMM."""
-    return Semi24CusparseltFunction.apply(x2d, layer.values, layer)
+    """``x2d @ W.T`` through cuSPARSELt's 2:4 sparse GEMM; grad_x by a dense GEMM with W."""
+    return kept_values_linear(
+        layer, x2d,
+        forward=lambda x, values: _cslt_linear(compressed_weight(layer), x, layer.out_features),
+        grad_input=lambda grad_y, values: grad_y @ layer.dense_weight(),
+    )

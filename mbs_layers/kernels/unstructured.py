@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..backends import register_backend
-from ..sparse_support import cached_per_version, kept_values_grad, segment_pointers
+from ..sparse_support import cached_per_version, kept_values_linear, segment_pointers
 
 CUSPARSE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -57,28 +57,12 @@ def _csr_times_t(crow, col, values, shape, dense):
     return (matrix @ dense.T).T
 
 
-class CSRLinearFunction(torch.autograd.Function):
-    """y = x Wᵀ with W in CSR; gradients for x (through Wᵀ's CSR) and the kept values."""
-
-    @staticmethod
-    def forward(ctx, x2d, values, rows, cols, layout: CSRLayout, shape):
-        ctx.save_for_backward(x2d, values, rows, cols)
-        ctx.layout, ctx.shape = layout, shape
-        return _csr_times_t(layout.crow, layout.col, values, shape, x2d)
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        x2d, values, rows, cols = ctx.saved_tensors
-        layout, grad_x, grad_values = ctx.layout, None, None
-        if ctx.needs_input_grad[0]:
-            grad_x = _csr_times_t(layout.crow_t, layout.col_t, values[layout.perm_t], ctx.shape[::-1], grad_y)
-        if ctx.needs_input_grad[1]:
-            grad_values = kept_values_grad(grad_y, x2d, rows, cols)
-        return grad_x, grad_values, None, None, None, None
-
-
 @register_backend("unstructured", "cusparse", priority=5, unsupported=cusparse_unsupported)
 def unstructured_cusparse(layer, x2d):
-    """``x2d @ W.T`` through cuSPARSE CSR SpMM."""
-    return CSRLinearFunction.apply(x2d, layer.values, layer.rows, layer.cols, csr_layout(layer),
-                                   (layer.out_features, layer.in_features))
+    """``x2d @ W.T`` through cuSPARSE CSR SpMM; grad_x through Wᵀ's CSR."""
+    csr, shape = csr_layout(layer), (layer.out_features, layer.in_features)
+    return kept_values_linear(
+        layer, x2d,
+        forward=lambda x, values: _csr_times_t(csr.crow, csr.col, values, shape, x),
+        grad_input=lambda grad_y, values: _csr_times_t(csr.crow_t, csr.col_t, values[csr.perm_t], shape[::-1], grad_y),
+    )
