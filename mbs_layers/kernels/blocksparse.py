@@ -22,15 +22,27 @@ from ..sparse_support import cached_per_version, segment_pointers
 MAX_TILE = 64  # widest tile edge loaded at once (keeps fp32 3-stage pipelines under ~100 KB)
 
 
-def _configs(block_t_sizes, stages):
-    """Autotune set; a single config under the interpreter, where tuning only costs time."""
+def autotune_configs(candidates) -> list:
+    """``triton.Config`` for each (meta, num_warps, num_stages); only the first under the
+    interpreter, where tuning costs time and measures nothing."""
     if os.environ.get("TRITON_INTERPRET") == "1":
-        block_t_sizes, stages = block_t_sizes[:1], stages[:1]
-    return [triton.Config({"BLOCK_T": bt}, num_warps=4 if bt <= 64 else 8, num_stages=s)
-            for bt in block_t_sizes for s in stages]
+        candidates = candidates[:1]
+    return [triton.Config(meta, num_warps=warps, num_stages=stages) for meta, warps, stages in candidates]
 
 
-@triton.autotune(configs=_configs([64, 128, 32], [3, 2]), key=["block", "tokens_bucket"])
+def dot_input_precision(dtype: torch.dtype) -> str:
+    """fp32 inputs use TF32 tensor cores only where the user allowed TF32 matmuls, else IEEE fp32;
+    16-bit inputs take Triton's default."""
+    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
+        return "ieee"
+    return "tf32"
+
+
+_ROWS_CONFIGS = [({"BLOCK_T": 64}, 4, 3), ({"BLOCK_T": 128}, 8, 3), ({"BLOCK_T": 32}, 4, 2)]
+_GRAD_VALUES_CONFIGS = [({"BLOCK_T": 64}, 4, 3), ({"BLOCK_T": 32}, 4, 2)]
+
+
+@triton.autotune(configs=autotune_configs(_ROWS_CONFIGS), key=["block", "tokens_bucket"])
 @triton.jit
 def _bsr_rows_kernel(x_ptr, v_ptr, y_ptr, out_ptr_ptr, in_block_ptr, val_idx_ptr,
                      tokens, tokens_bucket, block, stride_x, stride_y, stride_vp, stride_vq,
@@ -57,7 +69,7 @@ def _bsr_rows_kernel(x_ptr, v_ptr, y_ptr, out_ptr_ptr, in_block_ptr, val_idx_ptr
     tl.store(y, acc.to(y_ptr.dtype.element_ty), mask=(offs_t[:, None] < tokens) & (offs_p[None, :] < block))
 
 
-@triton.autotune(configs=_configs([64, 32], [3, 2]), key=["block", "tokens_bucket"])
+@triton.autotune(configs=autotune_configs(_GRAD_VALUES_CONFIGS), key=["block", "tokens_bucket"])
 @triton.jit
 def _bsr_grad_values_kernel(gy_ptr, x_ptr, gv_ptr, rows_ptr, cols_ptr, tokens, tokens_bucket, block,
                             stride_gy, stride_x, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr,
@@ -114,11 +126,6 @@ def _tile(block: int) -> int:
     return min(MAX_TILE, max(16, triton.next_power_of_2(block)))
 
 
-def _precision(dtype: torch.dtype) -> str:
-    """fp32 inputs use TF32 tensor cores only where the user allowed TF32 matmuls."""
-    return "tf32" if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
-
-
 def _bsr_apply(x, values, block, n_out_blocks, out_ptr, in_blocks, val_idx, transpose):
     """Σ over tiles of x_tile @ V (transpose) or x_tile @ Vᵀ: forward and grad_x share this."""
     x = x.contiguous()
@@ -130,7 +137,7 @@ def _bsr_apply(x, values, block, n_out_blocks, out_ptr, in_blocks, val_idx, tran
     _bsr_rows_kernel[grid](x, values, y, out_ptr, in_blocks, val_idx, tokens,
                            triton.next_power_of_2(tokens), block, x.stride(0), y.stride(0),
                            stride_vp, stride_vq, BLOCK_P=tile, BLOCK_Q=tile,
-                           PRECISION=_precision(x.dtype))
+                           PRECISION=dot_input_precision(x.dtype))
     return y
 
 
@@ -142,7 +149,7 @@ def _bsr_grad_values(grad_y, x, layout: BSRLayout, values):
     grid = (values.shape[0], triton.cdiv(block, tile), triton.cdiv(block, tile))
     _bsr_grad_values_kernel[grid](grad_y, x, grad_values, layout.rows, layout.cols, tokens,
                                   triton.next_power_of_2(tokens), block, grad_y.stride(0), x.stride(0),
-                                  BLOCK_P=tile, BLOCK_Q=tile, PRECISION=_precision(x.dtype))
+                                  BLOCK_P=tile, BLOCK_Q=tile, PRECISION=dot_input_precision(x.dtype))
     return grad_values
 
 

@@ -11,26 +11,23 @@ kept values is the dense product gathered on the support.
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
 from ..sparse_support import cached_per_version, kept_values_linear
+from .blocksparse import autotune_configs, dot_input_precision
 
 
-def _configs():
-    """Small autotune set (≤ 64 KB of fp32 tiles per stage); one config under the interpreter."""
-    sizes = [(64, 64, 32), (128, 64, 32), (64, 128, 64)]
-    if os.environ.get("TRITON_INTERPRET") == "1":
-        sizes = sizes[:1]
-    return [triton.Config({"BLOCK_T": t, "BLOCK_C": c, "BLOCK_R": r}, num_warps=4, num_stages=3)
-            for t, c, r in sizes]
+_CONFIGS = [  # ≤ 48 KB of fp32 operand tiles per stage
+    ({"BLOCK_T": 64, "BLOCK_C": 64, "BLOCK_R": 32}, 4, 3),
+    ({"BLOCK_T": 128, "BLOCK_C": 64, "BLOCK_R": 32}, 4, 3),
+    ({"BLOCK_T": 64, "BLOCK_C": 128, "BLOCK_R": 64}, 4, 3),
+]
 
 
-@triton.autotune(configs=_configs(), key=["n_out", "n_in", "tokens_bucket", "TRANSPOSE"])
+@triton.autotune(configs=autotune_configs(_CONFIGS), key=["n_out", "n_in", "tokens_bucket", "TRANSPOSE"])
 @triton.jit
 def _nm_kernel(a_ptr, values_ptr, meta_ptr, y_ptr, tokens, tokens_bucket, n_out, n_in,
                stride_a, stride_y, TRANSPOSE: tl.constexpr, PRECISION: tl.constexpr,
@@ -79,10 +76,10 @@ def _nm_apply(a, values, meta, shape, transpose):
     n_out, n_in = shape
     tokens = a.shape[0]
     y = a.new_empty(tokens, n_in if transpose else n_out)
-    precision = "tf32" if a.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
     grid = lambda meta_: (triton.cdiv(tokens, meta_["BLOCK_T"]), triton.cdiv(y.shape[1], meta_["BLOCK_C"]))  # noqa: E731
     _nm_kernel[grid](a, values, meta, y, tokens, triton.next_power_of_2(tokens), n_out, n_in,
-                     a.stride(0), y.stride(0), TRANSPOSE=transpose, PRECISION=precision)
+                     a.stride(0), y.stride(0), TRANSPOSE=transpose,
+                     PRECISION=dot_input_precision(a.dtype))
     return y
 
 
