@@ -1,0 +1,94 @@
+"""Triton 2:4 (N:M) kernel for ``semi24``: compressed weight decompressed in registers.
+
+The weight is read in compressed form, the out·in/2 kept values (the layer's ``values``
+viewed as (out, in/2), no copy) plus one int8 per group of 4 holding the two kept positions
+(2 bits each), and expanded to a dense tile right before a tensor-core ``tl.dot``. It halves
+the weight traffic (what matters at small token counts), runs every float dtype including
+fp32 (which cuSPARSELt does not take) and works on any GPU Triton supports; at large token
+counts cuSPARSELt's sparse tensor cores should win (``cusparselt`` has the higher priority).
+The same kernel computes grad_x = grad_y W by walking the tiles transposed; the gradient of the
+kept values is the dense product gathered on the support.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ..backends import register_backend, triton_unsupported
+from ..sparse_support import cached_per_version, kept_values_linear
+from .blocksparse import autotune_configs, dot_input_precision
+
+
+_CONFIGS = [  # ≤ 48 KB of fp32 operand tiles per stage
+    ({"BLOCK_T": 64, "BLOCK_C": 64, "BLOCK_R": 32}, 4, 3),
+    ({"BLOCK_T": 128, "BLOCK_C": 64, "BLOCK_R": 32}, 4, 3),
+    ({"BLOCK_T": 64, "BLOCK_C": 128, "BLOCK_R": 64}, 4, 3),
+]
+
+
+@triton.autotune(configs=autotune_configs(_CONFIGS), key=["n_out", "n_in", "tokens_bucket", "TRANSPOSE"])
+@triton.jit
+def _nm_kernel(a_ptr, values_ptr, meta_ptr, y_ptr, tokens, tokens_bucket, n_out, n_in,
+               stride_a, stride_y, TRANSPOSE: tl.constexpr, PRECISION: tl.constexpr,
+               BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_R: tl.constexpr):
+    """y = a Wᵀ (reduce over in, TRANSPOSE=False) or y = a W (reduce over out, TRANSPOSE=True)."""
+    pid_t, pid_c = tl.program_id(0), tl.program_id(1)
+    reduce_len = n_out if TRANSPOSE else n_in
+    out_len = n_in if TRANSPOSE else n_out
+    offs_t = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
+    offs_c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    acc = tl.zeros((BLOCK_T, BLOCK_C), dtype=tl.float32)
+    for r0 in range(0, reduce_len, BLOCK_R):
+        offs_r = r0 + tl.arange(0, BLOCK_R)
+        a = tl.load(a_ptr + offs_t[:, None].to(tl.int64) * stride_a + offs_r[None, :],
+                    mask=(offs_t[:, None] < tokens) & (offs_r[None, :] < reduce_len), other=0.0)
+        # The (BLOCK_R, BLOCK_C) tile of Wᵀ (forward) or W (transpose), as (row o, column k) of W.
+        if TRANSPOSE:
+            o, k = offs_r[:, None], offs_c[None, :]
+        else:
+            o, k = offs_c[None, :], offs_r[:, None]
+        inside = (o < n_out) & (k < n_in)
+        group = k // 4
+        meta = tl.load(meta_ptr + o.to(tl.int64) * (n_in // 4) + group, mask=inside, other=0).to(tl.int32)
+        kept = values_ptr + o.to(tl.int64) * (n_in // 2) + 2 * group
+        v0 = tl.load(kept, mask=inside, other=0.0)
+        v1 = tl.load(kept + 1, mask=inside, other=0.0)
+        pos = k % 4
+        w = tl.where(pos == (meta & 3), v0, tl.where(pos == (meta >> 2), v1, tl.zeros_like(v0)))
+        acc += tl.dot(a, w, input_precision=PRECISION)
+    y = y_ptr + offs_t[:, None].to(tl.int64) * stride_y + offs_c[None, :]
+    tl.store(y, acc.to(y_ptr.dtype.element_ty), mask=(offs_t[:, None] < tokens) & (offs_c[None, :] < out_len))
+
+
+def nm_metadata(layer) -> torch.Tensor:
+    """(out, in/4) int8: kept positions (i0 | i1 << 2) of each group of 4, cached per support."""
+
+    def build():
+        within = (layer.cols % 4).view(layer.out_features, layer.in_features // 4, 2)
+        return (within[..., 0] | (within[..., 1] << 2)).to(torch.int8)
+
+    return cached_per_version(layer, "_nm_meta_cache", (layer.cols,), build)
+
+
+def _nm_apply(a, values, meta, shape, transpose):
+    a = a.contiguous()
+    n_out, n_in = shape
+    tokens = a.shape[0]
+    y = a.new_empty(tokens, n_in if transpose else n_out)
+    grid = lambda meta_: (triton.cdiv(tokens, meta_["BLOCK_T"]), triton.cdiv(y.shape[1], meta_["BLOCK_C"]))  # noqa: E731
+    _nm_kernel[grid](a, values, meta, y, tokens, triton.next_power_of_2(tokens), n_out, n_in,
+                     a.stride(0), y.stride(0), TRANSPOSE=transpose,
+                     PRECISION=dot_input_precision(a.dtype))
+    return y
+
+
+@register_backend("semi24", "triton", priority=5, unsupported=triton_unsupported)
+def semi24_triton(layer, x2d):
+    """``x2d @ W.T`` through the Triton 2:4 kernel; grad_x by the same kernel transposed."""
+    meta, shape = nm_metadata(layer), (layer.out_features, layer.in_features)
+    return kept_values_linear(
+        layer, x2d,
+        forward=lambda x, values: _nm_apply(x, values, meta, shape, transpose=False),
+        grad_input=lambda grad_y, values: _nm_apply(grad_y, values, meta, shape, transpose=True),
+    )

@@ -1,0 +1,38 @@
+"""Helpers shared by the sparse format and kernel tests."""
+import torch
+
+# Comparison tolerance (rtol = atol) of a low-precision result against a float64 reference.
+TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
+
+
+def assert_close_to_reference(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """``actual`` matches the float64 ``expected`` within ``actual.dtype``'s tolerance."""
+    tol = TOLERANCE[actual.dtype]
+    torch.testing.assert_close(actual.double(), expected.double(), rtol=tol, atol=tol)
+
+
+def float64_twin(layer):
+    """A float64 copy of ``layer`` on the torch reference backend (same support, same values)."""
+    twin = type(layer)(layer.in_features, layer.out_features, bias=layer.bias is not None,
+                       dtype=torch.float64, backend="torch", **layer.hparams)
+    twin.load_state_dict({k: v.double() if v.is_floating_point() else v for k, v in layer.state_dict().items()})
+    return twin
+
+
+def check_backend_matches_reference(layer, tokens: int, generator=None, forward=None) -> None:
+    """Forward and gradients (input and every weight) of ``layer`` (or of ``forward(x)``, a
+    backend function applied to it) equal those of its float64 twin."""
+    twin = float64_twin(layer)
+    forward = forward or layer
+    device = next(layer.parameters()).device
+    x64 = torch.randn(tokens, layer.in_features, dtype=torch.float64, generator=generator).to(device)
+    x = x64.to(layer.weight_dtype).requires_grad_()
+    x64 = x.detach().double().cpu().requires_grad_()
+    y, y64 = forward(x), twin(x64)
+    assert_close_to_reference(y.cpu(), y64)
+    grad = torch.randn(y64.shape, dtype=torch.float64, generator=generator)
+    y.backward(grad.to(device, y.dtype))
+    y64.backward(grad)
+    assert_close_to_reference(x.grad.cpu(), x64.grad)
+    for (name, p), p64 in zip(layer.named_parameters(), twin.parameters()):
+        assert_close_to_reference(p.grad.cpu(), p64.grad), name
