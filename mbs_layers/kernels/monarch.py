@@ -1,0 +1,121 @@
+"""Monarch and BTT Triton backends: a fused two-core kernel, or two stride-permuted block GEMMs.
+
+Both formats are  y[b, i1·m2 + i2] = sum_{j1, rho} L[i2, i1, j1, rho] · (R[j1, i2, rho] · x[b, j1·n2 :])
+(BTT directly; Monarch whenever k divides q, with r = q/k, as strided views of w1 and w2).
+The fused kernel gives each program a tile of rows, one output group i2 and all its m1
+outputs, and walks j1: the rank-r intermediate R[j1, i2] x_j1 lives in registers/SRAM only,
+so it never reaches HBM. It fits while r <= 64 and m1 <= 128; otherwise, and for Monarch's
+uneven block ranks, the layer runs as two block GEMMs (``block_gemm``), the intermediate
+making one round trip through HBM in the layout the first GEMM writes. The backward always
+uses the block GEMMs (recomputing the intermediate).
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from .block_gemm import (Axis, FeatureMap, Plan, Stage, contiguous_map, input_precision, run_plan,
+                         same_dtype_unsupported, strided_map, tune_configs)
+from ..backends import register_backend
+
+MAX_FUSED_RANK = 64
+MAX_FUSED_OUT_BLOCK = 128
+FUSED_SHAPES = [(64, 32, 3, 4), (128, 32, 3, 4), (64, 64, 3, 4), (128, 64, 3, 8)]
+
+
+def _tile(n: int) -> int:
+    """Smallest power of two >= n that ``tl.dot`` accepts (>= 16)."""
+    return max(16, triton.next_power_of_2(n))
+
+
+@triton.autotune(configs=tune_configs(("BLOCK_M", "BLOCK_K"), FUSED_SHAPES), key=["M", "N1", "N2", "M1", "M2"])
+@triton.jit
+def _btt_fused_kernel(
+    x_ptr, y_ptr, r_ptr, l_ptr, M, N1, N2, M1, M2, RANK, x_stride, y_stride,
+    r_s0, r_s1, r_s2, r_s3, l_s0, l_s1, l_s2, l_s3,
+    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+):
+    pid, i2 = tl.program_id(0), tl.program_id(1)
+    tiles_n = tl.cdiv(M1, BLOCK_N)
+    rm = (pid // tiles_n) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = (pid % tiles_n) * BLOCK_N + tl.arange(0, BLOCK_N)  # i1
+    rr = tl.arange(0, BLOCK_R)  # rho, padded to a dot-able width and masked
+    x_rows = x_ptr + rm[:, None].to(tl.int64) * x_stride
+    r_group = r_ptr + i2 * r_s1 + rr[None, :] * r_s2
+    l_tile = l_ptr + i2 * l_s0 + rn[None, :] * l_s1 + rr[:, None] * l_s3
+    l_mask = (rr < RANK)[:, None] & (rn < M1)[None, :]
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for j1 in range(N1):
+        inter = tl.zeros((BLOCK_M, BLOCK_R), dtype=tl.float32)
+        for k0 in range(0, N2, BLOCK_K):
+            rk = k0 + tl.arange(0, BLOCK_K)
+            x = tl.load(x_rows + j1 * N2 + rk[None, :], mask=(rm < M)[:, None] & (rk < N2)[None, :], other=0.0)
+            r = tl.load(r_group + j1 * r_s0 + rk[:, None] * r_s3,
+                        mask=(rk < N2)[:, None] & (rr < RANK)[None, :], other=0.0)
+            inter = tl.dot(x, r, inter, input_precision=PRECISION)
+        left = tl.load(l_tile + j1 * l_s2, mask=l_mask, other=0.0)
+        # rounded to the input dtype, as the two-GEMM path stores it
+        acc = tl.dot(inter.to(left.dtype), left, acc, input_precision=PRECISION)
+    y = y_ptr + rm[:, None].to(tl.int64) * y_stride + (rn * M2 + i2)[None, :]
+    tl.store(y, acc.to(y_ptr.dtype.element_ty), mask=(rm < M)[:, None] & (rn < M1)[None, :])
+
+
+def fused_fits(rank: int, out_block: int) -> bool:
+    """Whether the fused kernel holds the intermediate (rows × rank) and outputs (rows × m1) on chip."""
+    return rank <= MAX_FUSED_RANK and out_block <= MAX_FUSED_OUT_BLOCK
+
+
+def btt_fused(x, cores_r, cores_l):
+    """y = BTT(x) for cores R (n1, m2, r, n2) and L (m2, m1, n1, r), any strides, in one kernel."""
+    n1, m2, rank, n2 = cores_r.shape
+    m1 = cores_l.shape[1]
+    y = x.new_empty(x.shape[0], m1 * m2)
+    block_n = _tile(m1)
+    grid = lambda meta: (triton.cdiv(x.shape[0], meta["BLOCK_M"]) * triton.cdiv(m1, block_n), m2)  # noqa: E731
+    _btt_fused_kernel[grid](x, y, cores_r, cores_l, x.shape[0], n1, n2, m1, m2, rank, x.stride(0), y.stride(0),
+                            *cores_r.stride(), *cores_l.stride(), PRECISION=input_precision(x.dtype),
+                            BLOCK_N=block_n, BLOCK_R=_tile(rank))
+    return y
+
+
+def btt_stages(n1, m2, rank, n2, m1) -> tuple[Stage, Stage]:
+    """z = R x, written as (tokens, n1, m2, r); y[b, i1·m2 + i2] = L[i2] z[b, :, i2, :]."""
+    first = Stage((n1, m2 * rank, n2), contiguous_map(n2), contiguous_map(m2 * rank))
+    # group i2 reads (j1, rho) at i2·r + j1·(m2·r) + rho
+    second = Stage((m2, m1, n1 * rank), FeatureMap(rank, Axis(m2 * rank, rank, 1)), strided_map(m2))
+    return first, second
+
+
+def monarch_cores(w1, w2):
+    """Monarch's factors as BTT cores (views, no copies); valid when k divides q."""
+    k, q, p = w1.shape
+    rank = q // k
+    return w1.reshape(k, rank, k, p).transpose(1, 2), w2.reshape(k, w2.shape[1], k, rank)
+
+
+def monarch_plan(layer) -> Plan:
+    k, q, p = layer.w1.shape
+    s = layer.w2.shape[1]
+    stages = (Stage((k, q, p), contiguous_map(p), contiguous_map(q)),
+              Stage((k, s, q), strided_map(k), strided_map(k)))
+    if q % k == 0 and fused_fits(q // k, s):
+        return Plan(stages, lambda x, w1, w2: btt_fused(x, *monarch_cores(w1, w2)))
+    return Plan(stages)
+
+
+def btt_plan(layer) -> Plan:
+    n1, m2, rank, n2 = layer.R.shape
+    m1 = layer.L.shape[1]
+    stages = btt_stages(n1, m2, rank, n2, m1)
+    return Plan(stages, btt_fused if fused_fits(rank, m1) else None)
+
+
+@register_backend("monarch", "triton", priority=1, unsupported=same_dtype_unsupported)
+def monarch_triton(layer, x2d):
+    return run_plan(monarch_plan(layer), x2d, layer.w1, layer.w2)
+
+
+@register_backend("btt", "triton", priority=1, unsupported=same_dtype_unsupported)
+def btt_triton(layer, x2d):
+    return run_plan(btt_plan(layer), x2d, layer.R, layer.L)
