@@ -71,6 +71,7 @@ def input_precision(dtype: torch.dtype) -> str:
 
 @triton.jit
 def _address(i, inner, outer_stride, inner_stride):
+    i = i.to(tl.int64)  # tokens × width can pass 2**31 elements
     return (i // inner) * outer_stride + (i % inner) * inner_stride
 
 
@@ -80,13 +81,14 @@ def _block_gemm_kernel(
     a_ptr, a_g, a_mi, a_mo, a_ms, a_ki, a_ko, a_ks,
     b_ptr, b_g, b_ki, b_ko, b_ks, b_ni, b_no, b_ns,
     c_ptr, c_g, c_mi, c_mo, c_ms, c_ni, c_no, c_ns,
-    M, N, K,
+    GROUPS, M, N, K,
     PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    pid, g = tl.program_id(0), tl.program_id(1).to(tl.int64)
+    pid = tl.program_id(0)
+    g, tile = (pid % GROUPS).to(tl.int64), pid // GROUPS  # groups side by side: strided maps share lines
     tiles_n = tl.cdiv(N, BLOCK_N)
-    rm = (pid // tiles_n) * BLOCK_M + tl.arange(0, BLOCK_M)
-    rn = (pid % tiles_n) * BLOCK_N + tl.arange(0, BLOCK_N)
+    rm = (tile // tiles_n) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = (tile % tiles_n) * BLOCK_N + tl.arange(0, BLOCK_N)
     a_rows = a_ptr + g * a_g + _address(rm, a_mi, a_mo, a_ms)[:, None]
     b_cols = b_ptr + g * b_g + _address(rn, b_ni, b_no, b_ns)[None, :]
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -103,8 +105,8 @@ def _block_gemm_kernel(
 
 def block_matmul(a: Operand, b: Operand, c: Operand, groups: int, m: int, n: int, k: int) -> None:
     """C[g] = A[g] @ B[g] for g < groups, with A (m, k), B (k, n), C (m, n) written in place."""
-    grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]), groups)  # noqa: E731
-    _block_gemm_kernel[grid](*a.args(), *b.args(), *c.args(), m, n, k,
+    grid = lambda meta: (groups * triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
+    _block_gemm_kernel[grid](*a.args(), *b.args(), *c.args(), groups, m, n, k,
                              PRECISION=input_precision(a.tensor.dtype))
 
 

@@ -4,9 +4,11 @@ Both formats are  y[b, i1·m2 + i2] = sum_{j1, rho} L[i2, i1, j1, rho] · (R[j1,
 (BTT directly; Monarch whenever k divides q, with r = q/k, as strided views of w1 and w2).
 The fused kernel gives each program a tile of rows, one output group i2 and all its m1
 outputs, and walks j1: the rank-r intermediate R[j1, i2] x_j1 lives in registers/SRAM only,
-so it never reaches HBM. It fits while r <= 64 and m1 <= 128; otherwise, and for Monarch's
-uneven block ranks, the layer runs as two block GEMMs (``block_gemm``), the intermediate
-making one round trip through HBM in the layout the first GEMM writes. The backward always
+so it never reaches HBM. The price is that every output group re-reads the row tile of x
+(m2 reads, mostly from L2: the m2 programs of a row tile are launched next to each other).
+``use_fused`` takes it where the intermediate fits on chip (r <= 64, m1 <= 128) and those
+re-reads cost less than the intermediate's HBM round trip; otherwise, and for Monarch's
+uneven block ranks, the layer runs as two block GEMMs (``block_gemm``). The backward always
 uses the block GEMMs (recomputing the intermediate).
 """
 from __future__ import annotations
@@ -20,6 +22,9 @@ from ..backends import register_backend
 
 MAX_FUSED_RANK = 64
 MAX_FUSED_OUT_BLOCK = 128
+# x re-reads (L2) allowed per intermediate element spared a round trip (2 HBM passes) — assumes
+# L2 serves ~4x HBM bandwidth; to be calibrated on a GPU.
+REREADS_PER_ROUND_TRIP = 8
 FUSED_SHAPES = [(64, 32, 3, 4), (128, 32, 3, 4), (64, 64, 3, 4), (128, 64, 3, 8)]
 
 
@@ -36,10 +41,11 @@ def _btt_fused_kernel(
     PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     BLOCK_R: tl.constexpr,
 ):
-    pid, i2 = tl.program_id(0), tl.program_id(1)
+    pid = tl.program_id(0)
+    i2, tile = pid % M2, pid // M2  # the output groups of a row tile run side by side, sharing x in L2
     tiles_n = tl.cdiv(M1, BLOCK_N)
-    rm = (pid // tiles_n) * BLOCK_M + tl.arange(0, BLOCK_M)
-    rn = (pid % tiles_n) * BLOCK_N + tl.arange(0, BLOCK_N)  # i1
+    rm = (tile // tiles_n) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = (tile % tiles_n) * BLOCK_N + tl.arange(0, BLOCK_N)  # i1
     rr = tl.arange(0, BLOCK_R)  # rho, padded to a dot-able width and masked
     x_rows = x_ptr + rm[:, None].to(tl.int64) * x_stride
     r_group = r_ptr + i2 * r_s1 + rr[None, :] * r_s2
@@ -61,9 +67,11 @@ def _btt_fused_kernel(
     tl.store(y, acc.to(y_ptr.dtype.element_ty), mask=(rm < M)[:, None] & (rn < M1)[None, :])
 
 
-def fused_fits(rank: int, out_block: int) -> bool:
-    """Whether the fused kernel holds the intermediate (rows × rank) and outputs (rows × m1) on chip."""
-    return rank <= MAX_FUSED_RANK and out_block <= MAX_FUSED_OUT_BLOCK
+def use_fused(in_features: int, rank: int, out_block: int, out_groups: int, inter_width: int) -> bool:
+    """Fuse when the intermediate (rows × r) and outputs (rows × m1) stay on chip and re-reading
+    x once per output group (m2 · in) costs less than writing and reading the intermediate."""
+    fits = rank <= MAX_FUSED_RANK and out_block <= MAX_FUSED_OUT_BLOCK
+    return fits and out_groups * in_features <= REREADS_PER_ROUND_TRIP * inter_width
 
 
 def btt_fused(x, cores_r, cores_l):
@@ -72,7 +80,7 @@ def btt_fused(x, cores_r, cores_l):
     m1 = cores_l.shape[1]
     y = x.new_empty(x.shape[0], m1 * m2)
     block_n = _tile(m1)
-    grid = lambda meta: (triton.cdiv(x.shape[0], meta["BLOCK_M"]) * triton.cdiv(m1, block_n), m2)  # noqa: E731
+    grid = lambda meta: (triton.cdiv(x.shape[0], meta["BLOCK_M"]) * triton.cdiv(m1, block_n) * m2,)  # noqa: E731
     _btt_fused_kernel[grid](x, y, cores_r, cores_l, x.shape[0], n1, n2, m1, m2, rank, x.stride(0), y.stride(0),
                             *cores_r.stride(), *cores_l.stride(), PRECISION=input_precision(x.dtype),
                             BLOCK_N=block_n, BLOCK_R=_tile(rank))
@@ -99,7 +107,7 @@ def monarch_plan(layer) -> Plan:
     s = layer.w2.shape[1]
     stages = (Stage((k, q, p), contiguous_map(p), contiguous_map(q)),
               Stage((k, s, q), strided_map(k), strided_map(k)))
-    if q % k == 0 and fused_fits(q // k, s):
+    if q % k == 0 and use_fused(k * p, q // k, s, k, k * q):
         return Plan(stages, lambda x, w1, w2: btt_fused(x, *monarch_cores(w1, w2)))
     return Plan(stages)
 
@@ -108,7 +116,7 @@ def btt_plan(layer) -> Plan:
     n1, m2, rank, n2 = layer.R.shape
     m1 = layer.L.shape[1]
     stages = btt_stages(n1, m2, rank, n2, m1)
-    return Plan(stages, btt_fused if fused_fits(rank, m1) else None)
+    return Plan(stages, btt_fused if use_fused(n1 * n2, rank, m1, m2, n1 * m2 * rank) else None)
 
 
 @register_backend("monarch", "triton", priority=1, unsupported=same_dtype_unsupported)
