@@ -10,39 +10,34 @@ from ..base import StructuredLinear, register_format
 from ..validation import check_divides, check_int, divisors
 
 
-def check_nblocks(in_features: int, out_features: int, nblocks) -> int:
-    """``nblocks`` must be given and divide both ``in_features`` and ``out_features``."""
-    if nblocks is None:
-        raise ValueError("nblocks is required: allowed nblocks dividing in_features and out_features")
-    nblocks = check_int("nblocks", nblocks, low=1)
-    check_divides("nblocks", nblocks, "in_features", in_features)
-    check_divides("nblocks", nblocks, "out_features", out_features)
-    return nblocks
+class NBlocksFormat(StructuredLinear):
+    """Shared hyper-parameter handling of formats with ``nblocks`` dividing in and out."""
 
-
-def nblocks_grid(in_features: int, out_features: int) -> list[dict]:
-    """Every block count dividing both dimensions (budget search candidates)."""
-    return [{"nblocks": k} for k in divisors(math.gcd(in_features, out_features))]
-
-
-@register_format
-class BlockDiagLinear(StructuredLinear):
-    """W = diag(B_1..B_k), each block (out/k, in/k); ``nblocks`` must divide in and out; params mn/k."""
-
-    name = "blockdiag"
     hparam_names = ("nblocks",)
 
     @classmethod
     def _check_hparams(cls, in_features, out_features, nblocks=None):
-        return {"nblocks": check_nblocks(in_features, out_features, nblocks)}
+        if nblocks is None:
+            raise ValueError("nblocks is required: allowed nblocks dividing in_features and out_features")
+        nblocks = check_int("nblocks", nblocks, low=1)
+        check_divides("nblocks", nblocks, "in_features", in_features)
+        check_divides("nblocks", nblocks, "out_features", out_features)
+        return {"nblocks": nblocks}
+
+    @classmethod
+    def hparam_grid(cls, in_features, out_features):
+        return [{"nblocks": k} for k in divisors(math.gcd(in_features, out_features))]
+
+
+@register_format
+class BlockDiagLinear(NBlocksFormat):
+    """W = diag(B_1..B_k), each block (out/k, in/k); ``nblocks`` must divide in and out; params mn/k."""
+
+    name = "blockdiag"
 
     @classmethod
     def count_params(cls, in_features, out_features, nblocks):
         return in_features * out_features // nblocks
-
-    @classmethod
-    def hparam_grid(cls, in_features, out_features):
-        return nblocks_grid(in_features, out_features)
 
     def _init_weights(self, dtype=None, device=None):
         k = self.hp["nblocks"]

@@ -18,30 +18,21 @@ import math
 import torch
 from torch import nn
 
-from ..base import StructuredLinear, register_format
-from .blockdiag import check_nblocks, nblocks_grid
+from ..base import register_format
+from .blockdiag import NBlocksFormat
 from .btt import block_grid, blockwise_truncated_svd
 
 
 @register_format
-class MonarchLinear(StructuredLinear):
+class MonarchLinear(NBlocksFormat):
     """Monarch with ``nblocks`` k dividing in and out; params q(in + out) with q = min(in, out)/k,
     i.e. 2n²/k when square (n = in = out) and in²/k + in·out/k when in <= out."""
 
     name = "monarch"
-    hparam_names = ("nblocks",)
-
-    @classmethod
-    def _check_hparams(cls, in_features, out_features, nblocks=None):
-        return {"nblocks": check_nblocks(in_features, out_features, nblocks)}
 
     @classmethod
     def count_params(cls, in_features, out_features, nblocks):
         return min(in_features, out_features) // nblocks * (in_features + out_features)
-
-    @classmethod
-    def hparam_grid(cls, in_features, out_features):
-        return nblocks_grid(in_features, out_features)
 
     def _init_weights(self, dtype=None, device=None):
         k = self.hp["nblocks"]
