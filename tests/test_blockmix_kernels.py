@@ -34,7 +34,7 @@ def weights(layer):
 def check_against_reference(layer, run, x, dtype):
     """``run(layer, x)`` in ``dtype`` equals the float64 reference, forward and every gradient."""
     ref = mbs.build(layer.name, layer.in_features, layer.out_features, bias=False, dtype=torch.float64,
-                    backend="torch", **layer.hparams)
+                    device=x.device, backend="torch", **layer.hparams)
     ref.load_state_dict({k: v.double() for k, v in layer.state_dict().items() if k != "bias"})
     x_ref = x.detach().double().requires_grad_()
     x = x.detach().requires_grad_()

@@ -59,5 +59,5 @@ class BlockDiagLinear(NBlocksFormat):
     @torch.no_grad()
     def _project(self, weight):
         k, s, p = self.blocks.shape
-        grid = weight.reshape(k, s, k, p)
-        self.blocks.copy_(grid[torch.arange(k), :, torch.arange(k)])
+        diagonal = torch.arange(k, device=weight.device)
+        self.blocks.copy_(weight.reshape(k, s, k, p)[diagonal, :, diagonal])

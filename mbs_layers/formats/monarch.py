@@ -69,9 +69,10 @@ class MonarchLinear(NBlocksFormat):
         k, q, _ = self.w1.shape
         left, right = blockwise_truncated_svd(block_grid(weight, k, k), math.ceil(q / k))
         # Row a of w1[j] is component a // k of block ((j·q + a) mod k, j).
-        j, a = torch.arange(k)[:, None], torch.arange(q)
+        groups, features = torch.arange(k, device=weight.device)[:, None], torch.arange(q, device=weight.device)
+        j, a = groups, features
         self.w1.copy_(right[(j * q + a) % k, j, a // k])
         # Column t of w2[i] is intermediate f = t·k + i, i.e. row a = f mod q of w1[f // q].
-        i, t = torch.arange(k)[:, None], torch.arange(q)
+        i, t = groups, features
         f = t * k + i
         self.w2.copy_(left[i, f // q, :, (f % q) // k].transpose(1, 2))
