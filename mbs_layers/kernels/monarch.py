@@ -16,9 +16,9 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ..backends import register_backend
 from .block_gemm import (Axis, FeatureMap, Plan, Stage, contiguous_map, input_precision, run_plan,
                          same_dtype_unsupported, strided_map, tune_configs)
-from ..backends import register_backend
 
 MAX_FUSED_RANK = 64
 MAX_FUSED_OUT_BLOCK = 128
@@ -89,14 +89,6 @@ def btt_fused(x, cores_r, cores_l):
     return y
 
 
-def btt_stages(n1, m2, rank, n2, m1) -> tuple[Stage, Stage]:
-    """z = R x, written as (tokens, n1, m2, r); y[b, i1·m2 + i2] = L[i2] z[b, :, i2, :]."""
-    first = Stage((n1, m2 * rank, n2), contiguous_map(n2), contiguous_map(m2 * rank))
-    # group i2 reads (j1, rho) at i2·r + j1·(m2·r) + rho
-    second = Stage((m2, m1, n1 * rank), FeatureMap(rank, Axis(m2 * rank, rank, 1)), strided_map(m2))
-    return first, second
-
-
 def monarch_cores(w1, w2):
     """Monarch's factors as BTT cores (views, no copies); valid when k divides q."""
     k, q, p = w1.shape
@@ -105,6 +97,7 @@ def monarch_cores(w1, w2):
 
 
 def monarch_plan(layer) -> Plan:
+    """h = blockdiag(w1) x (contiguous), then group i reads h[t·k + i] and writes y[s'·k + i]."""
     k, q, p = layer.w1.shape
     s = layer.w2.shape[1]
     stages = (Stage((k, q, p), contiguous_map(p), contiguous_map(q)),
@@ -115,9 +108,12 @@ def monarch_plan(layer) -> Plan:
 
 
 def btt_plan(layer) -> Plan:
+    """z = R x written as (tokens, n1, m2, r); group i2 reads (j1, rho) at i2·r + j1·m2·r + rho
+    and writes y[b, i1·m2 + i2]."""
     n1, m2, rank, n2 = layer.R.shape
     m1 = layer.L.shape[1]
-    stages = btt_stages(n1, m2, rank, n2, m1)
+    stages = (Stage((n1, m2 * rank, n2), contiguous_map(n2), contiguous_map(m2 * rank)),
+              Stage((m2, m1, n1 * rank), FeatureMap(rank, Axis(m2 * rank, rank, 1)), strided_map(m2)))
     return Plan(stages, btt_fused if use_fused(n1 * n2, rank, m1, m2, n1 * m2 * rank) else None)
 
 
