@@ -1,0 +1,231 @@
+"""Batched block GEMMs whose operands are addressed through stride permutations (no permute copies).
+
+One Triton kernel computes, for every group g,  C[g] = A[g] @ B[g],  where each axis of each
+operand is addressed as  ``(i // inner) * outer_stride + (i % inner) * inner_stride``. That
+two-level address expresses every reshape-transpose of the block-diagonal, Monarch and BTT
+layouts, so their stride permutations are folded into the loads and stores.
+
+A layer is a chain of ``Stage``s (one for block-diagonal, two for Monarch/BTT),
+    y[b, out_map(g, o)] = sum_c x[b, in_map(g, c)] · W[g, o, c],
+and ``BlockChain`` is its autograd.Function: the forward runs the stages (or a fused kernel),
+the backward recomputes the stage inputs and reuses the same kernel with transposed
+operands for dX (= dY through Wᵀ) and dW (= dYᵀ X per group).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import triton
+import triton.language as tl
+
+from ..backends import register_backend, triton_unsupported
+
+
+@dataclass(frozen=True)
+class Axis:
+    """Address of index i along an axis: (i // inner) * outer_stride + (i % inner) * inner_stride."""
+
+    outer_stride: int
+    inner: int = 1
+    inner_stride: int = 0
+
+    def args(self):
+        return self.inner, self.outer_stride, self.inner_stride
+
+
+@dataclass(frozen=True)
+class Operand:
+    """A (groups, rows, cols) view of ``tensor``: group g starts at g * group_stride."""
+
+    tensor: torch.Tensor
+    group_stride: int
+    rows: Axis
+    cols: Axis
+
+    def args(self):
+        return (self.tensor, self.group_stride, *self.rows.args(), *self.cols.args())
+
+
+def tune_configs(names, shapes):
+    """``triton.Config``s from tuples (*values of ``names``, stages, warps); one under the interpreter.
+
+    Every config's pipelined tiles fit A100's ~164 KB of shared memory in fp32.
+    """
+    if os.environ.get("TRITON_INTERPRET") == "1":  # the interpreter would time every config
+        shapes = shapes[:1]
+    return [triton.Config(dict(zip(names, values)), num_stages=stages, num_warps=warps)
+            for *values, stages, warps in shapes]
+
+
+GEMM_SHAPES = [(64, 64, 32, 3, 4), (128, 64, 32, 3, 4), (64, 128, 32, 3, 4), (128, 128, 32, 3, 8),
+               (32, 64, 64, 4, 4)]
+
+
+def input_precision(dtype: torch.dtype) -> str:
+    """``tl.dot``'s precision: exact fp32 unless the user enabled tf32 for matmuls, as torch does.
+
+    16-bit inputs keep Triton's default (the setting only changes fp32 dots).
+    """
+    exact = dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32
+    return "ieee" if exact else "tf32"
+
+
+@triton.jit
+def _address(i, inner, outer_stride, inner_stride):
+    i = i.to(tl.int64)  # tokens × width can pass 2**31 elements
+    return (i // inner) * outer_stride + (i % inner) * inner_stride
+
+
+@triton.autotune(configs=tune_configs(("BLOCK_M", "BLOCK_N", "BLOCK_K"), GEMM_SHAPES), key=["M", "N", "K"])
+@triton.jit
+def _block_gemm_kernel(
+    a_ptr, a_g, a_mi, a_mo, a_ms, a_ki, a_ko, a_ks,
+    b_ptr, b_g, b_ki, b_ko, b_ks, b_ni, b_no, b_ns,
+    c_ptr, c_g, c_mi, c_mo, c_ms, c_ni, c_no, c_ns,
+    GROUPS, M, N, K,
+    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    g, tile = (pid % GROUPS).to(tl.int64), pid // GROUPS  # groups side by side: strided maps share lines
+    tiles_n = tl.cdiv(N, BLOCK_N)
+    rm = (tile // tiles_n) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = (tile % tiles_n) * BLOCK_N + tl.arange(0, BLOCK_N)
+    a_rows = a_ptr + g * a_g + _address(rm, a_mi, a_mo, a_ms)[:, None]
+    b_cols = b_ptr + g * b_g + _address(rn, b_ni, b_no, b_ns)[None, :]
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        rk = k0 + tl.arange(0, BLOCK_K)
+        a = tl.load(a_rows + _address(rk, a_ki, a_ko, a_ks)[None, :],
+                    mask=(rm < M)[:, None] & (rk < K)[None, :], other=0.0)
+        b = tl.load(b_cols + _address(rk, b_ki, b_ko, b_ks)[:, None],
+                    mask=(rk < K)[:, None] & (rn < N)[None, :], other=0.0)
+        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+    c = c_ptr + g * c_g + _address(rm, c_mi, c_mo, c_ms)[:, None] + _address(rn, c_ni, c_no, c_ns)[None, :]
+    tl.store(c, acc.to(c_ptr.dtype.element_ty), mask=(rm < M)[:, None] & (rn < N)[None, :])
+
+
+def block_matmul(a: Operand, b: Operand, c: Operand, groups: int, m: int, n: int, k: int) -> None:
+    """C[g] = A[g] @ B[g] for g < groups, with A (m, k), B (k, n), C (m, n) written in place."""
+    grid = lambda meta: (groups * triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
+    _block_gemm_kernel[grid](*a.args(), *b.args(), *c.args(), groups, m, n, k,
+                             PRECISION=input_precision(a.tensor.dtype))
+
+
+@dataclass(frozen=True)
+class FeatureMap:
+    """Feature c of group g sits at column g * group_stride + axis(c) of a row-major activation."""
+
+    group_stride: int
+    axis: Axis
+
+    def of(self, rows: torch.Tensor) -> Operand:
+        """``rows`` (tokens, width) seen as (groups, tokens, features)."""
+        return Operand(rows, self.group_stride, Axis(rows.stride(0)), self.axis)
+
+    def transposed(self, rows: torch.Tensor) -> Operand:
+        """``rows`` seen as (groups, features, tokens)."""
+        return Operand(rows, self.group_stride, self.axis, Axis(rows.stride(0)))
+
+
+def contiguous_map(width: int) -> FeatureMap:
+    """Group g owns the ``width`` contiguous columns g·width ... (g+1)·width - 1."""
+    return FeatureMap(width, Axis(1))
+
+
+def strided_map(groups: int) -> FeatureMap:
+    """Group g owns the columns g, g + groups, g + 2·groups, ... (the stride permutation)."""
+    return FeatureMap(1, Axis(groups))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """y[b, out_map(g, o)] = sum_c x[b, in_map(g, c)] · W[g, o, c], W a (groups, outs, ins) view."""
+
+    shape: tuple[int, int, int]
+    in_map: FeatureMap
+    out_map: FeatureMap
+
+    def _multiply(self, rows: torch.Tensor, weight: torch.Tensor, src: FeatureMap, dst: FeatureMap,
+                  contracted: int) -> torch.Tensor:
+        """Rows read through ``src``, times W summed over its dim ``contracted``, written through ``dst``."""
+        kept = 3 - contracted
+        w = weight.reshape(self.shape)
+        out = rows.new_empty(rows.shape[0], self.shape[0] * self.shape[kept])
+        w_op = Operand(w, w.stride(0), Axis(w.stride(contracted)), Axis(w.stride(kept)))
+        block_matmul(src.of(rows), w_op, dst.of(out), self.shape[0], rows.shape[0],
+                     self.shape[kept], self.shape[contracted])
+        return out
+
+    def forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return self._multiply(x, weight, self.in_map, self.out_map, contracted=2)
+
+    def input_grad(self, dy: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return self._multiply(dy, weight, self.out_map, self.in_map, contracted=1)
+
+    def weight_grad(self, dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        groups, outs, ins = self.shape
+        dw = weight.new_empty(self.shape)
+        dw_op = Operand(dw, dw.stride(0), Axis(dw.stride(1)), Axis(dw.stride(2)))
+        block_matmul(self.out_map.transposed(dy), self.in_map.of(x), dw_op, groups, outs, ins, x.shape[0])
+        return dw.reshape(weight.shape)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A layer's stages, plus an optional fused forward ``fused(x, *weights) -> y`` used instead."""
+
+    stages: tuple[Stage, ...]
+    fused: Callable | None = None
+
+
+class BlockChain(torch.autograd.Function):
+    """x -> stage_n(... stage_1(x, W_1) ..., W_n), differentiable in x and every W."""
+
+    @staticmethod
+    def forward(ctx, x, plan, *weights):
+        ctx.plan = plan
+        ctx.save_for_backward(x, *weights)
+        if plan.fused is not None:
+            return plan.fused(x, *weights)
+        for stage, w in zip(plan.stages, weights):
+            x = stage.forward(x, w)
+        return x
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, *weights = ctx.saved_tensors
+        stages = ctx.plan.stages
+        inputs = [x]  # recompute each stage's input instead of keeping it alive since the forward
+        for stage, w in zip(stages[:-1], weights[:-1]):
+            inputs.append(stage.forward(inputs[-1], w))
+        dy, grads = dy.contiguous(), [None] * len(weights)
+        for s in reversed(range(len(stages))):
+            if ctx.needs_input_grad[2 + s]:
+                grads[s] = stages[s].weight_grad(dy, inputs[s], weights[s])
+            if s > 0 or ctx.needs_input_grad[0]:
+                dy = stages[s].input_grad(dy, weights[s])
+        return (dy if ctx.needs_input_grad[0] else None), None, *grads
+
+
+def run_plan(plan: Plan, x2d: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
+    """``BlockChain`` on a row-major copy of ``x2d`` (feature addressing assumes unit column stride)."""
+    return BlockChain.apply(x2d.contiguous(), plan, *weights)
+
+
+def same_dtype_unsupported(layer, x2d) -> str | None:
+    """Triton's device/dtype check, plus: the input must have the weights' dtype (no mixed GEMMs)."""
+    reason = triton_unsupported(layer, x2d)
+    if reason is None and x2d.dtype != layer.weight_dtype:
+        reason = f"input dtype={x2d.dtype} differs from the weights' {layer.weight_dtype}: cast one"
+    return reason
+
+
+@register_backend("blockdiag", "triton", priority=1, unsupported=same_dtype_unsupported)
+def blockdiag_triton(layer, x2d):
+    """One batched GEMM over the diagonal blocks, read and written in place."""
+    k, s, p = layer.blocks.shape
+    plan = Plan((Stage((k, s, p), contiguous_map(p), contiguous_map(s)),))
+    return run_plan(plan, x2d, layer.blocks)
