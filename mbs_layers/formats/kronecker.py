@@ -18,7 +18,8 @@ from .tt import TTLinear, balanced_factors, check_factors
 class KroneckerLinear(TTLinear):
     """W = A ⊗ B with ``out_factors`` (m1, m2) and ``in_factors`` (n1, n2); params m1·n1 + m2·n2.
 
-    Factors default to the most balanced split of each dimension (a prime p gives (p, 1)).
+    Factors default to the most balanced split of each dimension, as for ``tt`` (out's
+    descending, in's ascending).
     Stored as ``cores[0]`` = A and ``cores[1]`` = B, each with unit TT bonds (1, m_k, n_k, 1).
     """
 
@@ -29,7 +30,7 @@ class KroneckerLinear(TTLinear):
     def _check_hparams(cls, in_features, out_features, out_factors=None, in_factors=None):
         out_factors = balanced_factors(out_features, 2) if out_factors is None else \
             check_factors("out_factors", out_factors, "out_features", out_features, 2)
-        in_factors = balanced_factors(in_features, 2) if in_factors is None else \
+        in_factors = balanced_factors(in_features, 2)[::-1] if in_factors is None else \
             check_factors("in_factors", in_factors, "in_features", in_features, 2)
         return {"out_factors": out_factors, "in_factors": in_factors}
 

@@ -103,7 +103,8 @@ class TTLinear(StructuredLinear):
     """Tensor-train matrix with ``cores`` d (2..8) and uniform bond ``rank`` r.
 
     ``out_factors``/``in_factors`` (d positive integers with product out/in) default to the most
-    balanced factorisations (a prime dimension gives factors (p, 1, ..)). r must not exceed the
+    balanced factorisations, out's descending and in's ascending, so prime dimensions give
+    (p, 1, .., 1) and (1, .., 1, p): a rank-r chain (low-rank-like) rather than one dense core. r must not exceed the
     smallest cut size min(prod_{<=k} m_i n_i, prod_{>k} m_i n_i). params = sum_k r_{k-1} m_k n_k r_k.
     """
 
@@ -116,7 +117,7 @@ class TTLinear(StructuredLinear):
         cores = check_int("cores", cores, low=2, high=8)
         out_factors = balanced_factors(out_features, cores) if out_factors is None else \
             check_factors("out_factors", out_factors, "out_features", out_features, cores)
-        in_factors = balanced_factors(in_features, cores) if in_factors is None else \
+        in_factors = balanced_factors(in_features, cores)[::-1] if in_factors is None else \
             check_factors("in_factors", in_factors, "in_features", in_features, cores)
         limit = min(max_ranks(out_factors, in_factors))
         if rank is None:
@@ -140,7 +141,7 @@ class TTLinear(StructuredLinear):
     def hparam_grid(cls, in_features, out_features):
         grid = []
         for cores in (2, 3, 4):
-            out_f, in_f = balanced_factors(out_features, cores), balanced_factors(in_features, cores)
+            out_f, in_f = balanced_factors(out_features, cores), balanced_factors(in_features, cores)[::-1]
             grid += [{"cores": cores, "rank": r, "out_factors": out_f, "in_factors": in_f}
                      for r in rank_grid(min(max_ranks(out_f, in_f)))]
         return grid
