@@ -1,0 +1,150 @@
+"""BLAST, Kronecker and tensor-train formats: structure, counts, optimal projections, named errors."""
+import math
+
+import pytest
+import torch
+
+import mbs_layers as mbs
+from mbs_layers.formats.tt import balanced_factors
+
+f64 = torch.float64
+CASES = [  # (format, in, out, hparams)
+    ("blast", 48, 96, {"nblocks": 4, "rank": 5}),
+    ("blast", 37, 53, {"nblocks": 1, "rank": 7}),
+    ("kronecker", 36, 60, {}),
+    ("kronecker", 37, 53, {"out_factors": (53, 1), "in_factors": (1, 37)}),
+    ("tt", 48, 96, {"cores": 3, "rank": 4}),
+    ("tt", 60, 36, {"cores": 2, "rank": 6, "out_factors": (4, 9), "in_factors": (10, 6)}),
+    ("tt", 37, 53, {"cores": 4, "rank": 1}),
+]
+
+
+def tail(singular_values, keep):
+    return singular_values[keep:].square().sum().sqrt()
+
+
+@pytest.mark.parametrize("name,in_f,out_f,hp", CASES)
+def test_param_count_is_numel_of_stored_weights(name, in_f, out_f, hp):
+    layer = mbs.build(name, in_f, out_f, **hp)
+    stored = sum(p.numel() for n, p in layer.named_parameters() if n != "bias")
+    assert layer.param_count() == stored == mbs.FORMATS[name].count_params(in_f, out_f, **layer.hparams)
+
+
+def test_blast_blocks_are_shared_bases_times_diagonal():
+    layer = mbs.build("blast", 48, 96, nblocks=4, rank=5, dtype=f64)
+    w = layer.dense_weight()
+    i, j = 3, 1
+    block = w[i * 24:(i + 1) * 24, j * 12:(j + 1) * 12]
+    torch.testing.assert_close(block, layer.U[i] @ torch.diag(layer.s[i, j]) @ layer.V[j].T)
+    assert layer.forward_flops(5) == 2 * 5 * 5 * (48 + 96 + 16)
+
+
+def test_blast_with_one_block_projects_to_the_eckart_young_optimum(rng):
+    w = torch.randn(40, 30, generator=rng, dtype=f64)
+    layer = mbs.approximate("blast", w, nblocks=1, rank=6)
+    err = torch.linalg.norm(layer.dense_weight() - w)
+    torch.testing.assert_close(err, tail(torch.linalg.svdvals(w), 6))
+
+
+def test_blast_projection_is_deterministic_and_beats_lowrank_on_gaussian(rng):
+    w = torch.randn(64, 64, generator=rng, dtype=f64)
+    a = mbs.approximate("blast", w, nblocks=4, rank=8).dense_weight()
+    b = mbs.approximate("blast", w, nblocks=4, rank=8).dense_weight()
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    params = mbs.FORMATS["blast"].count_params(64, 64, nblocks=4, rank=8)
+    lowrank_err = tail(torch.linalg.svdvals(w), params // 128)
+    assert torch.linalg.norm(a - w) < lowrank_err
+
+
+def test_kronecker_is_torch_kron_of_its_factors():
+    layer = mbs.build("kronecker", 12, 15, out_factors=(3, 5), in_factors=(4, 3), dtype=f64)
+    assert layer.A.shape == (3, 4) and layer.B.shape == (5, 3)
+    torch.testing.assert_close(layer.dense_weight(), torch.kron(layer.A, layer.B))
+
+
+def rearranged(w, m1, n1, m2, n2):
+    """Van Loan–Pitsianis R(W)[(i1, j1), (i2, j2)] = W[i1·m2 + i2, j1·n2 + j2]."""
+    return w.reshape(m1, m2, n1, n2).permute(0, 2, 1, 3).reshape(m1 * n1, m2 * n2)
+
+
+def test_kronecker_projection_error_is_the_rearranged_tail(rng):
+    w = torch.randn(15, 12, generator=rng, dtype=f64)
+    layer = mbs.approximate("kronecker", w, out_factors=(3, 5), in_factors=(4, 3))
+    err = torch.linalg.norm(layer.dense_weight() - w)
+    torch.testing.assert_close(err, tail(torch.linalg.svdvals(rearranged(w, 3, 4, 5, 3)), 1))
+
+
+def test_tt_with_two_cores_projects_to_the_best_rank_r_unfolding(rng):
+    w = torch.randn(24, 20, generator=rng, dtype=f64)
+    hp = {"cores": 2, "rank": 5, "out_factors": (4, 6), "in_factors": (5, 4)}
+    layer = mbs.approximate("tt", w, **hp)
+    err = torch.linalg.norm(layer.dense_weight() - w)
+    torch.testing.assert_close(err, tail(torch.linalg.svdvals(rearranged(w, 4, 5, 6, 4)), 5))
+
+
+def test_tt_svd_meets_the_oseledets_bound(rng):
+    """TT-SVD error² <= Σ_k (best rank-r error of the k-th unfolding)²."""
+    out_f, in_f = (2, 3, 4), (3, 2, 2)
+    w = torch.randn(24, 12, generator=rng, dtype=f64)
+    layer = mbs.approximate("tt", w, cores=3, rank=3, out_factors=out_f, in_factors=in_f)
+    t = w.reshape(*out_f, *in_f).permute(0, 3, 1, 4, 2, 5)  # (m1, n1, m2, n2, m3, n3)
+    bound = sum(tail(torch.linalg.svdvals(t.reshape(math.prod(t.shape[:2 * k]), -1)), 3) ** 2
+                for k in (1, 2))
+    assert torch.linalg.norm(layer.dense_weight() - w) ** 2 <= bound * (1 + 1e-12)
+
+
+def test_tt_rank_one_with_two_cores_is_the_kronecker_product():
+    hp = {"out_factors": (3, 5), "in_factors": (4, 3)}
+    kron = mbs.build("kronecker", 12, 15, dtype=f64, **hp)
+    tt = mbs.build("tt", 12, 15, dtype=f64, cores=2, rank=1, **hp)
+    tt.load_state_dict(kron.state_dict())
+    torch.testing.assert_close(tt.dense_weight(), torch.kron(kron.A, kron.B))
+
+
+def test_tt_dense_weight_matches_explicit_core_contraction():
+    layer = mbs.build("tt", 12, 24, cores=3, rank=2, out_factors=(2, 3, 4), in_factors=(3, 2, 2), dtype=f64)
+    g1, g2, g3 = layer.cores
+    w = torch.einsum("aipb,bjqc,ckrd->ijkpqr", g1, g2, g3).reshape(24, 12)
+    torch.testing.assert_close(layer.dense_weight(), w)
+
+
+@pytest.mark.parametrize("n,parts,expected", [(48, 3, (4, 4, 3)), (37, 3, (37, 1, 1)), (1, 2, (1, 1)),
+                                              (1024, 4, (4, 4, 8, 8)[::-1])])
+def test_balanced_factors(n, parts, expected):
+    assert balanced_factors(n, parts) == expected
+
+
+@pytest.mark.parametrize("name", ["blast", "kronecker", "tt"])
+@pytest.mark.parametrize("in_f,out_f", [(37, 53), (1, 7), (97, 97), (30, 42)])
+def test_hparam_grid_is_valid_for_awkward_shapes(name, in_f, out_f):
+    cls = mbs.FORMATS[name]
+    grid = list(cls.hparam_grid(in_f, out_f))
+    assert grid
+    for hp in grid:
+        assert cls.check_hparams(in_f, out_f, **hp) == hp
+    hp = cls.hparams_for_budget(in_f, out_f, max(cls.count_params(in_f, out_f, **g) for g in grid))
+    layer = mbs.build(name, in_f, out_f, dtype=f64, **hp)
+    assert layer(torch.randn(2, in_f, dtype=f64)).shape == (2, out_f)
+
+
+def test_tt_on_prime_dimensions_is_a_compressing_chain():
+    hp = mbs.FORMATS["tt"].hparams_for_budget(37, 53, 37 * 53 // 4)
+    assert hp["out_factors"] == (53, 1, 1) and hp["in_factors"] == (1, 1, 37)
+    assert mbs.FORMATS["tt"].count_params(37, 53, **hp) > 37 * 53 // 5
+
+
+@pytest.mark.parametrize("name,hp,named", [
+    ("blast", {"nblocks": 5, "rank": 2}, "nblocks"),
+    ("blast", {"nblocks": 4, "rank": 33}, "rank"),
+    ("blast", {"rank": 4}, "nblocks"),
+    ("kronecker", {"out_factors": (4, 4)}, "out_factors"),
+    ("kronecker", {"in_factors": (2, 4, 4)}, "in_factors"),
+    ("tt", {"cores": 3}, "rank"),
+    ("tt", {"cores": 1, "rank": 2}, "cores"),
+    ("tt", {"cores": 2, "rank": 2, "in_factors": (4, 4, 2)}, "in_factors"),
+    ("tt", {"cores": 2, "rank": 2, "out_factors": (2, 0)}, "out_factors"),
+    ("tt", {"cores": 2, "rank": 65, "out_factors": (8, 4), "in_factors": (8, 4)}, "rank"),
+])
+def test_bad_hparams_raise_valueerror_naming_them(name, hp, named):
+    with pytest.raises(ValueError, match=named):
+        mbs.build(name, 32, 32, **hp)
