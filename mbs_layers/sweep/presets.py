@@ -123,14 +123,19 @@ def backends_for(format_name: str, device_type: str, requested: list[str] | None
     return [b for b in requested if b in allowed and b != "auto"]
 
 
+def budget_hparams(name: str, n_in: int, n_out: int, budget: float) -> dict:
+    """The format's hyper-parameters at ``budget`` (a fraction of dense params; dense ignores it)."""
+    fraction = 1.0 if name == "dense" else budget
+    return FORMATS[name].hparams_for_budget(n_in, n_out, max(1, int(fraction * n_in * n_out)))
+
+
 def format_points(preset: Preset, name: str, proto: Point, device_type: str) -> list[Point]:
     """Points of one format at every budget (one skipped point where no setting fits)."""
-    cls = FORMATS[name]
     n_in, n_out = proto.in_features, proto.out_features
     settings = []
     for budget in ([1.0] if name == "dense" else preset.budgets):
         try:
-            settings.append((cls.hparams_for_budget(n_in, n_out, max(1, int(budget * n_in * n_out))), None))
+            settings.append((budget_hparams(name, n_in, n_out, budget), None))
         except ValueError as err:
             settings.append(({}, f"no {name} setting fits {budget:g} of dense params: {err}"))
     points = []
