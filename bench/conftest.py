@@ -45,6 +45,7 @@ class SweepState:
         self.session = None
         self.untimed = []
         self.worker_docs = []
+        self.harness = []  # bench/test_harness.py results, reported in machine_info
 
     def get_session(self) -> SweepSession:
         if self.session is None:
@@ -87,7 +88,7 @@ def sweep(pytestconfig):
 def pytest_benchmark_update_machine_info(config, machine_info):
     state = config._mbs
     peaks = state.session.peaks if state.session is not None else None
-    machine_info["mbs"] = environment.machine_info(state.device, peaks)
+    machine_info["mbs"] = dict(environment.machine_info(state.device, peaks), harness=state.harness)
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):

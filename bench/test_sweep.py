@@ -10,7 +10,7 @@ def test_point(point, sweep, benchmark, request):
     sweep.keep(request.node.nodeid, request.node.name, record)
     status = record["status"]
     if status == "ok":
-        replay(benchmark, record)
+        replay(benchmark, record["samples_s"], record)
         return
     benchmark.skipped = True  # no stats: the record goes to the JSON without them
     if status.startswith("skipped: "):

@@ -32,14 +32,14 @@ class ReplayClock:
 REPLAY_CLOCK = ReplayClock()
 
 
-def replay(benchmark, record: dict) -> None:
-    """Hand a timed record to pytest-benchmark: ``extra_info`` = record, stats = its samples.
+def replay(benchmark, samples, extra_info: dict | None = None) -> None:
+    """Hand device samples (seconds) to pytest-benchmark as its rounds, with ``extra_info``.
 
     The test must carry ``@pytest.mark.benchmark(timer=REPLAY_CLOCK)``.
     """
-    benchmark.extra_info.update(record)
-    REPLAY_CLOCK.load(record["samples_s"])
-    benchmark.pedantic(lambda: None, rounds=len(record["samples_s"]), iterations=1, warmup_rounds=0)
+    benchmark.extra_info.update(extra_info or {})
+    REPLAY_CLOCK.load(samples)
+    benchmark.pedantic(lambda: None, rounds=len(samples), iterations=1, warmup_rounds=0)
 
 
 def untimed_entry(nodeid: str, name: str, record: dict) -> dict:

@@ -24,12 +24,12 @@ WRONG_RESULT = "failed: wrong result"
 
 def failure_reason(err: BaseException) -> str:
     """``failed: <reason>`` for an exception raised while checking or timing a point."""
-    message = (str(err).strip().splitlines() or [""])[0][:200]
-    if isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in message.lower():
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [""]
+    if isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in lines[0].lower():
         return "failed: out of memory"
-    if type(err).__module__.startswith("triton"):
-        return f"failed: triton compile error: {type(err).__name__}: {message}"
-    return f"failed: {type(err).__name__}: {message}"
+    if type(err).__module__.startswith("triton"):  # Triton puts the source first, the error last
+        return f"failed: triton compile error: {type(err).__name__}: {lines[-1][:200]}"
+    return f"failed: {type(err).__name__}: {lines[0][:200]}"
 
 
 class SweepSession:
