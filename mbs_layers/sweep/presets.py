@@ -166,6 +166,9 @@ def expand(preset: Preset, device_type: str) -> list[Point]:
                     add(dense_baseline(proto, device_type))
                     group = [p for name in selected_formats(preset)
                              for p in format_points(preset, name, proto, device_type)]
+                    # a skipped point of a format without hyper-parameters has the key of its
+                    # runnable one: list runnable points first so the skip is the duplicate
+                    group.sort(key=lambda p: p.skip_reason is not None)
                     for point in group:
                         add(None if point.skip_reason else unstructured_baseline(point, device_type))
                     for point in group:
