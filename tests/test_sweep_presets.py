@@ -1,12 +1,18 @@
 """Presets: packaged and user YAML files load, expand baselines-first without duplicates, reject bad keys."""
 import pytest
 
+import mbs_layers as mbs
+
 from mbs_layers.sweep.point import Point, dense_baseline, unstructured_baseline
 from mbs_layers.sweep.presets import PACKAGED, expand, load_preset
 from sweep_helpers import write_preset
 
 
-@pytest.mark.parametrize("name", PACKAGED)
+def test_every_packaged_preset_loads():
+    assert all(load_preset(name).name == name for name in PACKAGED)
+
+
+@pytest.mark.parametrize("name", ["smoke", "default", "models"])  # full: the same, 5x longer
 @pytest.mark.parametrize("device_type", ["cpu", "cuda"])
 def test_packaged_presets_expand_without_duplicates(name, device_type):
     points = expand(load_preset(name), device_type)
@@ -29,7 +35,8 @@ def test_user_preset_file(tmp_path):
     preset = load_preset(path)
     assert preset.name == "mine" and preset.shapes == [(48, 80), (32, 32)]
     points = expand(preset, "cpu")
-    assert {p.format for p in points} == {"dense", "lowrank"}  # unregistered names are left out
+    comparators = {"unstructured"} & set(mbs.FORMATS)
+    assert {p.format for p in points} == {"dense", "lowrank"} | comparators  # unregistered names left out
     assert {(p.in_features, p.out_features, p.tokens) for p in points} == {
         (i, o, t) for i, o in [(48, 80), (32, 32)] for t in (2, 3)}
 

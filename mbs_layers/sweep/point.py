@@ -9,6 +9,7 @@ shape, and unstructured sparse at the same parameter count, each on the backend
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property, lru_cache
 
 from .. import backends
 from ..base import FORMATS
@@ -39,7 +40,7 @@ class Point:
                 "out_features": self.out_features, "tokens": self.tokens, "dtype": self.dtype,
                 "backend": self.backend, "pass": self.pass_}
 
-    @property
+    @cached_property
     def key(self) -> str:
         return point_key(self.identity(), KEY_FIELDS)
 
@@ -48,12 +49,30 @@ class Point:
         return (f"{self.format}[{hp}]-{self.in_features}x{self.out_features}-t{self.tokens}-"
                 f"{self.dtype}-{self.backend}-{self.pass_}")
 
+    @cached_property
     def param_count(self) -> int | None:
         """The format's parameter count for these hyper-parameters (None if they are invalid)."""
         try:
             return int(FORMATS[self.format].count_params(self.in_features, self.out_features, **self.hparams))
         except (TypeError, ValueError):
             return None
+
+
+@lru_cache(maxsize=None)
+def _search(format_name: str, in_features: int, out_features: int, params: int) -> tuple[dict | None, str]:
+    try:
+        return FORMATS[format_name].hparams_for_budget(in_features, out_features, params), ""
+    except ValueError as err:
+        return None, str(err)
+
+
+def hparams_for_budget(format_name: str, in_features: int, out_features: int, params: int) -> dict:
+    """``FORMATS[format_name].hparams_for_budget``, memoised: a sweep asks the same question once
+    per (dtype, tokens, pass) group, and some formats' searches take milliseconds."""
+    hp, error = _search(format_name, in_features, out_features, params)
+    if hp is None:
+        raise ValueError(error)
+    return dict(hp)
 
 
 def auto_backend(format_name: str, device_type: str) -> str:
@@ -75,11 +94,11 @@ def unstructured_baseline(point: Point, device_type: str) -> Point | None:
 
     None where unstructured is not registered, for dense itself, or where no setting fits.
     """
-    count = point.param_count()
+    count = point.param_count
     if UNSTRUCTURED not in FORMATS or point.format == "dense" or count is None:
         return None
     try:
-        hp = FORMATS[UNSTRUCTURED].hparams_for_budget(point.in_features, point.out_features, count)
+        hp = hparams_for_budget(UNSTRUCTURED, point.in_features, point.out_features, count)
     except ValueError:
         return None
     return replace(point, format=UNSTRUCTURED, hparams=hp,

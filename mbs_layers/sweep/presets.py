@@ -16,7 +16,7 @@ import yaml
 from .. import backends
 from ..base import FORMATS
 from ..validation import check_choice, check_float, check_int
-from .point import DTYPES, PASSES, Point, auto_backend, dense_baseline, unstructured_baseline
+from .point import DTYPES, PASSES, Point, auto_backend, dense_baseline, hparams_for_budget, unstructured_baseline
 
 PACKAGED = ("smoke", "default", "full", "models")
 KEYS = ("description", "shapes", "widths", "tokens", "dtypes", "passes", "budgets", "formats",
@@ -126,7 +126,7 @@ def backends_for(format_name: str, device_type: str, requested: list[str] | None
 def budget_hparams(name: str, n_in: int, n_out: int, budget: float) -> dict:
     """The format's hyper-parameters at ``budget`` (a fraction of dense params; dense ignores it)."""
     fraction = 1.0 if name == "dense" else budget
-    return FORMATS[name].hparams_for_budget(n_in, n_out, max(1, int(fraction * n_in * n_out)))
+    return hparams_for_budget(name, n_in, n_out, max(1, int(fraction * n_in * n_out)))
 
 
 def format_points(preset: Preset, name: str, proto: Point, device_type: str) -> list[Point]:

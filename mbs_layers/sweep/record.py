@@ -22,7 +22,7 @@ def empty_record(point: Point, device: str, versions: dict, commit: str | None) 
     """All keys present, measured ones None, identity and environment filled in."""
     record = dict.fromkeys(KERNEL_KEYS)
     record.update(point.identity(), device=device, versions=versions, commit=commit,
-                  nvml=dict.fromkeys(NVML_FIELDS), param_count=point.param_count())
+                  nvml=dict.fromkeys(NVML_FIELDS), param_count=point.param_count)
     return record
 
 
