@@ -6,12 +6,11 @@ the device, versions and the peaks measured at session start. ``--store PATH`` a
 every record to a JSONL store. ``pytest bench/ -n auto`` gives each xdist worker its own GPU
 and merges the workers' results into the one ``--benchmark-json`` file.
 """
-from mbs_layers.sweep.nvml import pin_xdist_worker
+from mbs_layers.sweep.nvml import pin_xdist_worker, visible_gpu_ids
 
 pin_xdist_worker()  # must run before torch initialises CUDA in this worker
 
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
+import importlib.util  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -19,10 +18,8 @@ import torch  # noqa: E402
 from mbs_layers.records import RecordStore  # noqa: E402
 from mbs_layers.sweep import environment  # noqa: E402
 from mbs_layers.sweep.presets import expand, load_preset  # noqa: E402
-from mbs_layers.sweep.pytest_support import dumps, merge_documents, untimed_entry  # noqa: E402
+from mbs_layers.sweep.pytest_support import WORKER_KEY, XdistMerge, dumps, untimed_entry  # noqa: E402
 from mbs_layers.sweep.session import SweepSession  # noqa: E402
-
-WORKER_KEY = "mbs_benchmark_json"
 
 
 def pytest_addoption(parser):
@@ -31,6 +28,12 @@ def pytest_addoption(parser):
                     help="sweep preset: smoke, default, full, models or a YAML file (default: smoke)")
     group.addoption("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     group.addoption("--store", default=None, help="also append every record to this JSONL store")
+
+
+if importlib.util.find_spec("xdist"):  # an xdist hook: defining it without xdist is an error
+    def pytest_xdist_auto_num_workers(config):
+        """``-n auto``: one worker per visible GPU (xdist's CPU count where there is none)."""
+        return len(visible_gpu_ids()) or None
 
 
 class SweepState:
@@ -44,7 +47,6 @@ class SweepState:
         self.store = RecordStore(config.getoption("store")) if config.getoption("store") else None
         self.session = None
         self.untimed = []
-        self.worker_docs = []
         self.harness = []  # bench/test_harness.py results, reported in machine_info
 
     def get_session(self) -> SweepSession:
@@ -105,20 +107,3 @@ def pytest_sessionfinish(session):
             commit_info=config.hook.pytest_benchmark_generate_commit_info(config=config))
         config.hook.pytest_benchmark_update_json(config=config, benchmarks=bench.benchmarks, output_json=doc)
         config.workeroutput[WORKER_KEY] = dumps(doc)
-
-
-class XdistMerge:
-    """Controller side of ``-n``: collect the workers' JSON documents and write one file."""
-
-    def __init__(self, config):
-        self.config = config
-
-    def pytest_testnodedown(self, node, error):
-        text = getattr(node, "workeroutput", {}).get(WORKER_KEY)
-        if text:
-            self.config._mbs.worker_docs.append(json.loads(text))
-
-    def pytest_sessionfinish(self, session):
-        docs, path = self.config._mbs.worker_docs, self.config.getoption("benchmark_json", None)
-        if docs and path and not hasattr(self.config, "workerinput"):
-            Path(path).write_text(dumps(merge_documents(docs)))

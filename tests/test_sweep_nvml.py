@@ -50,9 +50,10 @@ def test_decode_reasons_names_each_bit():
     assert nvml.decode_reasons(0) == []
 
 
-@pytest.mark.parametrize("worker,visible,expected", [("gw3", "0,1", "1"), ("gw2", "4,5,6", "6"), ("", "0,1", None)])
+@pytest.mark.parametrize("worker,visible,expected",
+                         [("gw3", "0,1", "1"), ("gw2", "4, 5,6", "6"), ("", "0,1", None), ("gw0", "", None)])
 def test_xdist_worker_gets_its_own_gpu(monkeypatch, worker, visible, expected):
     monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     assert nvml.pin_xdist_worker() == expected
-    assert nvml.os.environ["CUDA_VISIBLE_DEVICES"] == (expected or visible)
+    assert nvml.os.environ["CUDA_VISIBLE_DEVICES"] == (expected if expected is not None else visible)

@@ -1,10 +1,13 @@
 """Timer, record arithmetic, roofline peaks and the pytest-benchmark glue (CPU parts)."""
+import json
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 import mbs_layers as mbs
 from mbs_layers.sweep.peaks import datasheet_peaks, measure_peaks, roofline_seconds
-from mbs_layers.sweep.pytest_support import ReplayClock, merge_documents
+from mbs_layers.sweep.pytest_support import WORKER_KEY, ReplayClock, XdistMerge, dumps, merge_documents
 from mbs_layers.sweep.record import counts, dense_equivalent_flops
 from mbs_layers.sweep.timer import CpuTimer, summarize
 
@@ -76,3 +79,15 @@ def test_merge_documents_keeps_every_worker_benchmark():
     merged = merge_documents(docs)
     assert [b["name"] for b in merged["benchmarks"]] == ["gw0-0", "gw0-1", "gw1-0", "gw1-1", "gw1-2"]
     assert [m["node"] for m in merged["machine_info"]["workers"]] == ["gw0", "gw1"]
+
+
+def test_xdist_controller_writes_the_merged_workers_json(tmp_path):
+    out = tmp_path / "merged.json"
+    config = SimpleNamespace(getoption=lambda name, default=None: out if name == "benchmark_json" else default)
+    merge = XdistMerge(config)
+    for worker in ("gw0", "gw1"):
+        doc = {"machine_info": {"node": worker}, "benchmarks": [{"name": worker}]}
+        merge.pytest_testnodedown(SimpleNamespace(workeroutput={WORKER_KEY: dumps(doc)}), error=None)
+    merge.pytest_testnodedown(SimpleNamespace(workeroutput={}), error="crashed")  # a dead worker
+    merge.pytest_sessionfinish(session=None)
+    assert [b["name"] for b in json.loads(out.read_text())["benchmarks"]] == ["gw0", "gw1"]

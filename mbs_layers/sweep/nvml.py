@@ -90,6 +90,14 @@ def device_count() -> int:
         return 0
 
 
+def visible_gpu_ids() -> list[str]:
+    """GPU ids CUDA will see: ``CUDA_VISIBLE_DEVICES`` when set, else every GPU NVML counts."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [v.strip() for v in visible.split(",") if v.strip()]
+    return [str(i) for i in range(device_count())]
+
+
 def pin_xdist_worker() -> str | None:
     """Give this pytest-xdist worker its own GPU via ``CUDA_VISIBLE_DEVICES`` (before CUDA starts).
 
@@ -97,12 +105,8 @@ def pin_xdist_worker() -> str | None:
     chosen id, or None when not an xdist worker or no GPU is visible.
     """
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    if not worker.startswith("gw"):
-        return None
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    ids = [v for v in visible.split(",") if v.strip()] if visible else [str(i) for i in range(device_count())]
+    ids = visible_gpu_ids() if worker.startswith("gw") else []
     if not ids:
         return None
-    chosen = ids[int(worker[2:]) % len(ids)].strip()
-    os.environ["CUDA_VISIBLE_DEVICES"] = chosen
-    return chosen
+    os.environ["CUDA_VISIBLE_DEVICES"] = ids[int(worker[2:]) % len(ids)]
+    return os.environ["CUDA_VISIBLE_DEVICES"]

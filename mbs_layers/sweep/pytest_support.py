@@ -11,6 +11,9 @@ document to the controller, which merges them into the one ``--benchmark-json`` 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+WORKER_KEY = "mbs_benchmark_json"  # where a worker puts its JSON document in ``workeroutput``
 
 
 class ReplayClock:
@@ -58,3 +61,20 @@ def merge_documents(docs: list[dict]) -> dict:
 
 def dumps(doc: dict) -> str:
     return json.dumps(doc, indent=2, default=str)
+
+
+class XdistMerge:
+    """Controller side of ``pytest -n``: collect the workers' documents, write one JSON file."""
+
+    def __init__(self, config):
+        self.config, self.docs = config, []
+
+    def pytest_testnodedown(self, node, error):
+        text = getattr(node, "workeroutput", {}).get(WORKER_KEY)
+        if text:
+            self.docs.append(json.loads(text))
+
+    def pytest_sessionfinish(self, session):
+        path = self.config.getoption("benchmark_json", None)
+        if self.docs and path and not hasattr(self.config, "workerinput"):
+            Path(path).write_text(dumps(merge_documents(self.docs)))
