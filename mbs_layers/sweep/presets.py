@@ -75,26 +75,22 @@ def parse_preset(name: str, spec) -> Preset:
     unknown = sorted(set(spec) - set(KEYS))
     if unknown:
         raise ValueError(f"preset {name!r} has unknown key(s) {unknown}: allowed {list(KEYS)}")
-    shapes = [tuple(check_int("shapes", d, low=1) for d in s) if isinstance(s, (list, tuple)) and len(s) == 2
-              else _bad_shape(s) for s in spec.get("shapes", [])]
-    shapes += [(w, w) for w in (_list(spec, "widths", lambda v: check_int("widths", v, low=1))
-                                if "widths" in spec else [])]
+    shapes = [_shape(s) for s in spec.get("shapes", [])]
+    if "widths" in spec:
+        shapes += [(w, w) for w in _list(spec, "widths", lambda v: check_int("widths", v, low=1))]
     if not shapes:
         raise ValueError(f"preset {name!r} needs 'shapes' ([[in, out], ...]) or 'widths'")
     timer, peaks = spec.get("timer", {}), spec.get("peaks", {})
     if not isinstance(timer, dict) or not isinstance(peaks, dict):
         raise ValueError("preset keys 'timer' and 'peaks' must be mappings")
 
-    def choice(key, allowed):
-        return lambda v: (check_choice(key, v, allowed), v)[1]
-
     return Preset(
         name=name,
         description=str(spec.get("description", "")),
         shapes=list(dict.fromkeys(shapes)),
         tokens=_list(spec, "tokens", lambda v: check_int("tokens", v, low=1)),
-        dtypes=_list(spec, "dtypes", choice("dtypes", DTYPES)),
-        passes=_list(spec, "passes", choice("passes", PASSES), default=list(PASSES)),
+        dtypes=_list(spec, "dtypes", _choice("dtypes", DTYPES)),
+        passes=_list(spec, "passes", _choice("passes", PASSES), default=list(PASSES)),
         budgets=_list(spec, "budgets", lambda v: check_float("budgets", v, low=0.0, high=1.0, low_open=True)),
         formats=_names_or_all(spec, "formats"),
         backends=_names_or_all(spec, "backends"),
@@ -105,8 +101,18 @@ def parse_preset(name: str, spec) -> Preset:
     )
 
 
-def _bad_shape(shape):
-    raise ValueError(f"preset key 'shapes' needs [in_features, out_features] pairs, got {shape!r}")
+def _shape(shape) -> tuple[int, int]:
+    if not isinstance(shape, (list, tuple)) or len(shape) != 2:
+        raise ValueError(f"preset key 'shapes' needs [in_features, out_features] pairs, got {shape!r}")
+    return check_int("shapes", shape[0], low=1), check_int("shapes", shape[1], low=1)
+
+
+def _choice(key: str, allowed):
+    def check(value):
+        check_choice(key, value, allowed)
+        return value
+
+    return check
 
 
 def selected_formats(preset: Preset) -> list[str]:
@@ -117,10 +123,10 @@ def selected_formats(preset: Preset) -> list[str]:
 
 def backends_for(format_name: str, device_type: str, requested: list[str] | None) -> list[str]:
     """Backends to time for a format: ``torch`` plus fast ones (CUDA only) or the preset's list."""
-    allowed = backends.allowed_backends(format_name)
+    fast = sorted(backends.fast_backends(format_name))
     if requested is None:
-        return ["torch", *(allowed[2:] if device_type == "cuda" else [])]
-    return [b for b in requested if b in allowed and b != "auto"]
+        return ["torch", *(fast if device_type == "cuda" else [])]
+    return [b for b in requested if b == "torch" or b in fast]
 
 
 def budget_hparams(name: str, n_in: int, n_out: int, budget: float) -> dict:
@@ -133,7 +139,7 @@ def format_points(preset: Preset, name: str, proto: Point, device_type: str) -> 
     """Points of one format at every budget (one skipped point where no setting fits)."""
     n_in, n_out = proto.in_features, proto.out_features
     settings = []
-    for budget in ([1.0] if name == "dense" else preset.budgets):
+    for budget in preset.budgets:  # dense ignores the budget: its duplicates are dropped by expand
         try:
             settings.append((budget_hparams(name, n_in, n_out, budget), None))
         except ValueError as err:

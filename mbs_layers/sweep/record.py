@@ -34,7 +34,7 @@ def counts(layer, tokens: int, pass_: str) -> dict:
     forward = weights + x + y
     # backward reads W, x, dy and writes dx, dW
     min_bytes = forward if pass_ == "fwd" else forward + weights + 2 * x + y + params * itemsize
-    return {"param_count": params, "storage_bytes": layer.storage_bytes(),
+    return {"param_count": params, "storage_bytes": weights,
             "flops": BACKWARD_FACTOR[pass_] * int(layer.forward_flops(tokens)), "min_bytes": min_bytes}
 
 

@@ -8,6 +8,8 @@ and unstructured baselines (see ``point.py``), measured on demand when not yet m
 """
 from __future__ import annotations
 
+import gc
+
 import torch
 
 from ..records import point_key
@@ -71,23 +73,28 @@ class SweepSession:
         record = empty_record(point, self.device_name, environment.versions(), environment.git_commit())
         if point.skip_reason:
             return {**record, "status": f"skipped: {point.skip_reason}"}
+        status, samples = None, None
         try:
             work = Workload(point, self.device)
         except ValueError as err:  # the format or backend cannot represent/run this point
             return {**record, "status": f"skipped: {err}"}
         except Exception as err:  # noqa: BLE001  (OOM while building, ...)
-            return self._failed(record, err)
-        record.update(counts(work.layer, point.tokens, point.pass_))
-        try:
-            if point.backend != "torch" and not work.matches_reference():
-                return {**record, "status": WRONG_RESULT}
-            samples = self.timer.measure(work.run)
-            record["nvml"] = nvml.gpu_state(self.device)
-            record["peak_memory_bytes"] = work.peak_memory_bytes()
-        except Exception as err:  # noqa: BLE001  (OOM, Triton compile errors, kernel bugs)
-            return self._failed(record, err)
-        finally:
-            del work
+            status = failure_reason(err)
+        else:
+            record.update(counts(work.layer, point.tokens, point.pass_))
+            try:
+                if point.backend != "torch" and not work.matches_reference():
+                    status = WRONG_RESULT
+                else:
+                    samples = self.timer.measure(work.run)
+                    record["nvml"] = nvml.gpu_state(self.device)
+                    record["peak_memory_bytes"] = work.peak_memory_bytes()
+            except Exception as err:  # noqa: BLE001  (OOM, Triton compile errors, kernel bugs)
+                status = failure_reason(err)
+            del work  # before releasing memory: the next point may need all of it
+        if status is not None:
+            self._release_memory()
+            return {**record, "status": status}
         add_latency(record, samples, self.peaks)
         record["status"] = "ok"
         median = record["median_s"]
@@ -97,7 +104,8 @@ class SweepSession:
             self._median(unstructured_baseline(point, self.device.type), point, median), median)
         return record
 
-    def _failed(self, record: dict, err: BaseException) -> dict:
+    def _release_memory(self) -> None:
+        """Return what a failed point left behind (tracebacks hold its tensors) to the device."""
         if self.device.type == "cuda":
+            gc.collect()
             torch.cuda.empty_cache()
-        return {**record, "status": failure_reason(err)}
