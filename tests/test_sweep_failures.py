@@ -47,18 +47,23 @@ def test_oom_and_compile_errors_are_recorded_and_the_sweep_goes_on(tmp_path, mon
     assert all("0.001" in r["status"] and r["format"] == "lowrank" for r in skipped)
 
 
-def _fake_backend(monkeypatch, forward):
+def _fake_backend(monkeypatch, forward, unsupported_reason=None):
+    """Make ``forward`` lowrank's only fast backend ("triton") for this test."""
     backends.fast_backends("lowrank")  # load the real kernels first, then shadow them
-    impl = backends.BackendImpl(forward, lambda layer, x2d: None, priority=0)
+    impl = backends.BackendImpl(forward, lambda layer, x2d: unsupported_reason, priority=0)
     monkeypatch.setitem(backends._REGISTRY, "lowrank", {"triton": impl})
 
 
 @pytest.mark.parametrize("wrong", [True, False])
 def test_fast_backend_is_gated_against_the_reference(tmp_path, monkeypatch, wrong):
     _fake_backend(monkeypatch, lambda layer, x2d: layer._forward_torch(x2d) * (1.01 if wrong else 1.0))
-    timed = []
-    run = Workload.run
-    monkeypatch.setattr(Workload, "run", lambda self: (timed.append(self.point.backend), run(self))[1])
+    timed, run = [], Workload.run
+
+    def recording_run(self):
+        timed.append(self.point.backend)
+        return run(self)
+
+    monkeypatch.setattr(Workload, "run", recording_run)
     preset = write_preset(tmp_path / "p.yaml", formats=["lowrank"], backends=["torch", "triton"])
     records = by_point(RecordStore(run_sweep(preset, tmp_path / "s.jsonl", progress=False)))
     for pass_ in ("fwd", "fwd_bwd"):
@@ -68,9 +73,7 @@ def test_fast_backend_is_gated_against_the_reference(tmp_path, monkeypatch, wron
 
 
 def test_unsupported_backend_is_skipped_with_its_reason(tmp_path, monkeypatch):
-    backends.fast_backends("lowrank")
-    impl = backends.BackendImpl(lambda layer, x2d: None, lambda layer, x2d: "needs sm90", priority=0)
-    monkeypatch.setitem(backends._REGISTRY, "lowrank", {"triton": impl})
+    _fake_backend(monkeypatch, lambda layer, x2d: None, unsupported_reason="needs sm90")
     preset = write_preset(tmp_path / "p.yaml", formats=["lowrank"], backends=["triton"], passes=["fwd"])
     records = by_point(RecordStore(run_sweep(preset, tmp_path / "s.jsonl", progress=False)))
     assert records["lowrank", "triton", "fwd"]["status"].startswith("skipped: ")
