@@ -1,0 +1,109 @@
+"""``pytest bench/ --preset NAME --benchmark-json out.json``: the sweep as a pytest-benchmark suite.
+
+One test per sweep point (``test_sweep.py``); stats carry device seconds (see
+``mbs_layers.sweep.pytest_support``), ``extra_info`` the full record, ``machine_info["mbs"]``
+the device, versions and the peaks measured at session start. ``--store PATH`` also appends
+every record to a JSONL store. ``pytest bench/ -n auto`` gives each xdist worker its own GPU
+and merges the workers' results into the one ``--benchmark-json`` file.
+"""
+from mbs_layers.sweep.nvml import pin_xdist_worker, visible_gpu_ids
+
+pin_xdist_worker()  # must run before torch initialises CUDA in this worker
+
+import importlib.util  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from mbs_layers.records import RecordStore  # noqa: E402
+from mbs_layers.sweep import environment  # noqa: E402
+from mbs_layers.sweep.presets import expand, load_preset  # noqa: E402
+from mbs_layers.sweep.pytest_support import WORKER_KEY, XdistMerge, dumps, untimed_entry  # noqa: E402
+from mbs_layers.sweep.session import SweepSession  # noqa: E402
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("mbs", "mbs sweep")
+    group.addoption("--preset", default="smoke",
+                    help="sweep preset: smoke, default, full, models or a YAML file (default: smoke)")
+    group.addoption("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    group.addoption("--store", default=None, help="also append every record to this JSONL store")
+
+
+if importlib.util.find_spec("xdist"):  # an xdist hook: defining it without xdist is an error
+    def pytest_xdist_auto_num_workers(config):
+        """``-n auto``: one worker per visible GPU (xdist's CPU count where there is none)."""
+        return len(visible_gpu_ids()) or None
+
+
+class SweepState:
+    """Per-process state: the preset, the lazily created session, the untimed records."""
+
+    def __init__(self, config):
+        self.config = config
+        self.preset = load_preset(config.getoption("preset"))
+        device = config.getoption("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(device)
+        self.store = RecordStore(config.getoption("store")) if config.getoption("store") else None
+        self.session = None
+        self.untimed = []
+        self.harness = []  # bench/test_harness.py results, reported in machine_info
+
+    def get_session(self) -> SweepSession:
+        if self.session is None:
+            self.session = SweepSession(self.preset, self.device)
+        return self.session
+
+    def keep(self, item_nodeid: str, name: str, record: dict) -> None:
+        if self.store is not None:
+            self.store.append(record)
+        if record["status"] != "ok":
+            self.untimed.append(untimed_entry(item_nodeid, name, record))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    config._mbs = SweepState(config)
+    bench = getattr(config, "_benchmarksession", None)
+    if bench is not None and hasattr(config, "workerinput"):
+        # pytest-benchmark switches itself off under xdist; each worker owns a GPU, so
+        # measure, and ship the JSON to the controller instead of writing it (see below).
+        bench.disabled = bench.xdist_warning = False
+        bench.json = None
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistMerge(config), "mbs-xdist-merge")
+
+
+def pytest_generate_tests(metafunc):
+    if "point" in metafunc.fixturenames:
+        state = metafunc.config._mbs
+        points = expand(state.preset, state.device.type)
+        metafunc.parametrize("point", points, ids=[str(p) for p in points])
+
+
+@pytest.fixture(scope="session")
+def sweep(pytestconfig):
+    """The per-process :class:`SweepState` (its session measures the peaks on first use)."""
+    return pytestconfig._mbs
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    state = config._mbs
+    peaks = state.session.peaks if state.session is not None else None
+    machine_info["mbs"] = dict(environment.machine_info(state.device, peaks), harness=state.harness)
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    output_json["benchmarks"].extend(config._mbs.untimed)
+
+
+def pytest_sessionfinish(session):
+    config = session.config
+    bench = getattr(config, "_benchmarksession", None)
+    if hasattr(config, "workeroutput") and bench is not None and (bench.benchmarks or config._mbs.untimed):
+        doc = config.hook.pytest_benchmark_generate_json(
+            config=config, benchmarks=bench.benchmarks, include_data=True,
+            machine_info=bench.get_machine_info(),
+            commit_info=config.hook.pytest_benchmark_generate_commit_info(config=config))
+        config.hook.pytest_benchmark_update_json(config=config, benchmarks=bench.benchmarks, output_json=doc)
+        config.workeroutput[WORKER_KEY] = dumps(doc)

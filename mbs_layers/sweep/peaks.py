@@ -1,0 +1,71 @@
+"""Roofline peaks: measured on the device at session start, datasheet values as labels/fallback.
+
+The compute roof per dtype is the median rate of a large square GEMM (``torch.matmul``, so
+fp32 runs as plain fp32 unless the user enabled TF32); the memory roof is a large device
+copy, counting the bytes read and written. Datasheet values (DESIGN.md) are kept beside the
+measured ones and used only where a measurement failed.
+"""
+from __future__ import annotations
+
+import torch
+
+from .timer import make_timer, summarize
+
+# (name fragments that must all appear in the device name) -> dense peaks in FLOP/s and B/s.
+DATASHEET = (
+    (("A100", "80GB"), {"bfloat16": 312e12, "float16": 312e12, "tf32": 156e12, "float32": 19.5e12}, 2.04e12),
+    (("A100",), {"bfloat16": 312e12, "float16": 312e12, "tf32": 156e12, "float32": 19.5e12}, 1.56e12),
+    (("H100",), {"bfloat16": 989e12, "float16": 989e12, "tf32": 495e12, "float32": 67e12}, 3.35e12),
+)
+# Formats whose fast backend runs on sparse tensor cores, whose rate is twice the dense one.
+SPARSE_TENSOR_CORE = {("semi24", "cusparselt"): 2.0}
+DEFAULT_SIZES = {"cuda": (8192, 1024), "cpu": (512, 64)}  # (GEMM size, copy MiB)
+
+
+def datasheet_peaks(device_name: str) -> dict | None:
+    """``{"flops": {dtype: FLOP/s}, "bandwidth": B/s}`` from the datasheet, or None if unknown."""
+    for fragments, flops, bandwidth in DATASHEET:
+        if all(f in device_name for f in fragments):
+            return {"flops": dict(flops), "bandwidth": bandwidth}
+    return None
+
+
+def measure_peaks(device: torch.device, device_name: str, dtypes, *, gemm_size=None, copy_mib=None) -> dict:
+    """Measured GEMM rate per dtype and copy bandwidth, with the datasheet beside them.
+
+    Returns ``{"flops": {dtype: FLOP/s}, "bandwidth": B/s, "source": {...}, "datasheet": ...}``;
+    a failed measurement falls back to the datasheet value (or None), and says so in ``source``.
+    """
+    default_gemm, default_copy = DEFAULT_SIZES["cuda" if device.type == "cuda" else "cpu"]
+    n, copy_bytes = gemm_size or default_gemm, (copy_mib or default_copy) * 2**20
+    sheet = datasheet_peaks(device_name)
+    timer = make_timer(device, warmup=2, repeats=10)
+    peaks = {"flops": {}, "bandwidth": None, "source": {}, "datasheet": sheet,
+             "gemm_size": n, "copy_bytes": copy_bytes}
+    for dtype in dtypes:
+        try:
+            a, b = (torch.randn(n, n, device=device).to(getattr(torch, dtype)) for _ in range(2))
+            seconds = summarize(timer.measure(lambda: torch.matmul(a, b)))["median_s"]
+            peaks["flops"][dtype], peaks["source"][dtype] = 2 * n**3 / seconds, "measured"
+            del a, b
+        except Exception as err:  # noqa: BLE001 (e.g. OOM, dtype unsupported on this device)
+            peaks["flops"][dtype] = (sheet or {}).get("flops", {}).get(dtype)
+            peaks["source"][dtype] = f"datasheet ({type(err).__name__})"
+    try:
+        src = torch.empty(copy_bytes, dtype=torch.uint8, device=device)
+        dst = torch.empty_like(src)
+        seconds = summarize(timer.measure(lambda: dst.copy_(src)))["median_s"]
+        peaks["bandwidth"], peaks["source"]["bandwidth"] = 2 * copy_bytes / seconds, "measured"
+    except Exception as err:  # noqa: BLE001
+        peaks["bandwidth"] = (sheet or {}).get("bandwidth")
+        peaks["source"]["bandwidth"] = f"datasheet ({type(err).__name__})"
+    return peaks
+
+
+def roofline_seconds(peaks: dict, dtype: str, flops: int, min_bytes: int, format_name: str, backend: str):
+    """The roofline's lower bound on the time: max(FLOPs / compute roof, bytes / memory roof)."""
+    rate = peaks["flops"].get(dtype)
+    if not rate or not peaks.get("bandwidth"):
+        return None
+    rate *= SPARSE_TENSOR_CORE.get((format_name, backend), 1.0)
+    return max(flops / rate, min_bytes / peaks["bandwidth"])

@@ -1,0 +1,182 @@
+"""Sweep presets: small YAML files (packaged or the user's own) expanded into points.
+
+A preset names shapes (``shapes: [[in, out], ...]`` and/or square ``widths``), ``tokens``,
+``dtypes``, ``passes``, parameter ``budgets`` (fractions of dense), ``formats`` and
+``backends`` (``all`` or lists), the timer's ``warmup``/``repeats`` and optionally the sizes
+of the ``peaks`` measurement. See ``presets/*.yaml`` and docs/benchmarking.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from .. import backends
+from ..base import FORMATS
+from ..validation import check_choice, check_float, check_int
+from .point import DTYPES, PASSES, Point, auto_backend, dense_baseline, hparams_for_budget, unstructured_baseline
+
+PACKAGED = ("smoke", "default", "full", "models")
+KEYS = ("description", "shapes", "widths", "tokens", "dtypes", "passes", "budgets", "formats",
+        "backends", "timer", "peaks")
+
+
+@dataclass
+class Preset:
+    name: str
+    description: str
+    shapes: list[tuple[int, int]]
+    tokens: list[int]
+    dtypes: list[str]
+    passes: list[str]
+    budgets: list[float]
+    formats: list[str] | None  # None: every registered format
+    backends: list[str] | None  # None: torch plus every fast backend (fast ones on CUDA only)
+    warmup: int
+    repeats: int
+    gemm_size: int | None = None  # peak-measurement sizes; None: the device's default
+    copy_mib: int | None = None
+
+
+def load_preset(preset: str | Path) -> Preset:
+    """A packaged preset by name (``smoke|default|full|models``) or a YAML file by path."""
+    path = Path(preset)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ValueError(f"preset file {str(path)!r} does not exist")
+        return parse_preset(path.stem, yaml.safe_load(path.read_text()))
+    check_choice("preset", str(preset), PACKAGED)
+    text = resources.files(__package__).joinpath("presets", f"{preset}.yaml").read_text()
+    return parse_preset(str(preset), yaml.safe_load(text))
+
+
+def _list(spec: dict, key: str, check, default=None) -> list:
+    values = spec.get(key, default)
+    if not isinstance(values, list) or not values:
+        raise ValueError(f"preset key {key!r} must be a non-empty list, got {values!r}")
+    return [check(v) for v in values]
+
+
+def _names_or_all(spec: dict, key: str) -> list[str] | None:
+    value = spec.get(key, "all")
+    if value == "all":
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"preset key {key!r} must be 'all' or a list of names, got {value!r}")
+    return value
+
+
+def parse_preset(name: str, spec) -> Preset:
+    """Validate a preset mapping; ``ValueError`` names the offending key."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"preset {name!r} must be a mapping with keys {list(KEYS)}")
+    unknown = sorted(set(spec) - set(KEYS))
+    if unknown:
+        raise ValueError(f"preset {name!r} has unknown key(s) {unknown}: allowed {list(KEYS)}")
+    shapes = [_shape(s) for s in spec.get("shapes", [])]
+    if "widths" in spec:
+        shapes += [(w, w) for w in _list(spec, "widths", lambda v: check_int("widths", v, low=1))]
+    if not shapes:
+        raise ValueError(f"preset {name!r} needs 'shapes' ([[in, out], ...]) or 'widths'")
+    timer, peaks = spec.get("timer", {}), spec.get("peaks", {})
+    if not isinstance(timer, dict) or not isinstance(peaks, dict):
+        raise ValueError("preset keys 'timer' and 'peaks' must be mappings")
+
+    return Preset(
+        name=name,
+        description=str(spec.get("description", "")),
+        shapes=list(dict.fromkeys(shapes)),
+        tokens=_list(spec, "tokens", lambda v: check_int("tokens", v, low=1)),
+        dtypes=_list(spec, "dtypes", _choice("dtypes", DTYPES)),
+        passes=_list(spec, "passes", _choice("passes", PASSES), default=list(PASSES)),
+        budgets=_list(spec, "budgets", lambda v: check_float("budgets", v, low=0.0, high=1.0, low_open=True)),
+        formats=_names_or_all(spec, "formats"),
+        backends=_names_or_all(spec, "backends"),
+        warmup=check_int("timer.warmup", timer.get("warmup", 3), low=0),
+        repeats=check_int("timer.repeats", timer.get("repeats", 20), low=1),
+        gemm_size=peaks.get("gemm_size") and check_int("peaks.gemm_size", peaks["gemm_size"], low=16),
+        copy_mib=peaks.get("copy_mib") and check_int("peaks.copy_mib", peaks["copy_mib"], low=1),
+    )
+
+
+def _shape(shape) -> tuple[int, int]:
+    if not isinstance(shape, (list, tuple)) or len(shape) != 2:
+        raise ValueError(f"preset key 'shapes' needs [in_features, out_features] pairs, got {shape!r}")
+    return check_int("shapes", shape[0], low=1), check_int("shapes", shape[1], low=1)
+
+
+def _choice(key: str, allowed):
+    def check(value):
+        check_choice(key, value, allowed)
+        return value
+
+    return check
+
+
+def selected_formats(preset: Preset) -> list[str]:
+    """Registered formats the preset asks for (names not registered here are skipped)."""
+    names = sorted(FORMATS) if preset.formats is None else [n for n in preset.formats if n in FORMATS]
+    return ["dense", *[n for n in names if n != "dense"]]
+
+
+def backends_for(format_name: str, device_type: str, requested: list[str] | None) -> list[str]:
+    """Backends to time for a format: ``torch`` plus fast ones (CUDA only) or the preset's list."""
+    fast = sorted(backends.fast_backends(format_name))
+    if requested is None:
+        return ["torch", *(fast if device_type == "cuda" else [])]
+    return [b for b in requested if b == "torch" or b in fast]
+
+
+def budget_hparams(name: str, n_in: int, n_out: int, budget: float) -> dict:
+    """The format's hyper-parameters at ``budget`` (a fraction of dense params; dense ignores it)."""
+    fraction = 1.0 if name == "dense" else budget
+    return hparams_for_budget(name, n_in, n_out, max(1, int(fraction * n_in * n_out)))
+
+
+def format_points(preset: Preset, name: str, proto: Point, device_type: str) -> list[Point]:
+    """Points of one format at every budget (one skipped point where no setting fits)."""
+    n_in, n_out = proto.in_features, proto.out_features
+    settings = []
+    for budget in preset.budgets:  # dense ignores the budget: its duplicates are dropped by expand
+        try:
+            settings.append((budget_hparams(name, n_in, n_out, budget), None))
+        except ValueError as err:
+            settings.append(({}, f"no {name} setting fits {budget:g} of dense params: {err}"))
+    points = []
+    for hp, reason in settings:
+        chosen = [auto_backend(name, device_type)] if reason else backends_for(name, device_type, preset.backends)
+        points += [Point(name, hp, n_in, n_out, proto.tokens, proto.dtype, b, proto.pass_, reason) for b in chosen]
+    return points
+
+
+def expand(preset: Preset, device_type: str) -> list[Point]:
+    """Every point of the preset, each group (shape, dtype, tokens, pass) ordered baselines first.
+
+    Dense and the unstructured comparators come before the formats that are compared with
+    them, so their medians exist when a format's speedups are computed. No duplicates.
+    """
+    points, seen = [], set()
+
+    def add(point):
+        if point is not None and point.key not in seen:
+            seen.add(point.key)
+            points.append(point)
+
+    for n_in, n_out in preset.shapes:
+        for dtype in preset.dtypes:
+            for tokens in preset.tokens:
+                for pass_ in preset.passes:
+                    proto = Point("dense", {}, n_in, n_out, tokens, dtype, "torch", pass_)
+                    add(dense_baseline(proto, device_type))
+                    group = [p for name in selected_formats(preset)
+                             for p in format_points(preset, name, proto, device_type)]
+                    # a skipped point of a format without hyper-parameters has the key of its
+                    # runnable one: list runnable points first so the skip is the duplicate
+                    group.sort(key=lambda p: p.skip_reason is not None)
+                    for point in group:
+                        add(None if point.skip_reason else unstructured_baseline(point, device_type))
+                    for point in group:
+                        add(point)
+    return points

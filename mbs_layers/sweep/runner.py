@@ -1,0 +1,42 @@
+"""``run_sweep``: a preset's points timed one by one into an append-only, resumable store."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..records import RecordStore, point_key
+from .point import KEY_FIELDS
+from .presets import expand, load_preset
+from .session import SweepSession
+
+log = logging.getLogger(__name__)
+
+
+def run_sweep(preset: str | Path, store: str | Path, *, device: str | None = None,
+              progress: bool = True) -> Path:
+    """Time every point of ``preset`` and append its kernel record to the JSONL ``store``.
+
+    ``preset`` is a packaged name (``smoke|default|full|models``) or a YAML path. Points
+    already in ``store`` (any status) are skipped, so a killed run re-run with the same store
+    resumes without duplicates; each record is fsynced as soon as it exists. ``device=None``
+    means CUDA if available, else CPU. Returns the store's path.
+    """
+    from tqdm.auto import tqdm
+
+    spec = load_preset(preset)
+    records = RecordStore(store)
+    done = records.records()
+    done_keys = {point_key(r, KEY_FIELDS) for r in done}
+    session = SweepSession(spec, device)
+    session.remember(done)
+    points = expand(spec, session.device.type)
+    todo = [p for p in points if p.key not in done_keys]
+    log.info("sweep %s on %s: %d points, %d already in %s", spec.name, session.device_name,
+             len(points), len(points) - len(todo), records.path)
+    with tqdm(total=len(points), initial=len(points) - len(todo), disable=not progress,
+              desc=f"sweep {spec.name}", unit="pt") as bar:
+        for point in todo:
+            bar.set_postfix_str(str(point), refresh=False)
+            records.append(session.measure(point))
+            bar.update()
+    return records.path
