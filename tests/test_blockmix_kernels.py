@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import mbs_layers as mbs
-from mbs_layers.kernels.block_gemm import Plan, run_plan
+from mbs_layers.kernels.block_gemm import Plan, Stage, run_plan, strided_map
 from mbs_layers.kernels.monarch import btt_plan, monarch_plan
 
 TOL = {torch.float32: 2e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}  # relative to the output scale
@@ -77,6 +77,17 @@ def test_two_gemm_fallback_matches_reference(case, rng):
     two_gemms = lambda lay, v: run_plan(Plan(PLANS[name](lay).stages), v, *weights(lay))  # noqa: E731
     x = torch.randn(21, in_f, generator=rng)
     check_against_reference(layer, two_gemms, x, torch.float32)
+
+
+@pytest.mark.parametrize("splits", [1, 3])
+def test_weight_grad_split_k_matches_reference(splits, rng):
+    """dW of Monarch's strided second stage, its token sum cut into 64-token chunks (150 = 64 + 64 + 22)."""
+    k, s, q, tokens = 4, 5, 6, 150
+    stage = Stage((k, s, q), strided_map(k), strided_map(k))
+    x, dy = torch.randn(tokens, k * q, generator=rng), torch.randn(tokens, k * s, generator=rng)
+    got = stage.weight_grad(dy, x, torch.empty(k, s, q), splits=splits)
+    want = torch.einsum("bsi,bti->ist", dy.double().reshape(tokens, s, k), x.double().reshape(tokens, q, k))
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
 
 
 def test_triton_backend_rejects_mixed_dtypes():
