@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import mbs_layers as mbs
-from mbs_layers.kernels.block_gemm import Plan, run_plan
+from mbs_layers.kernels.block_gemm import Plan, Stage, run_plan, strided_map
 from mbs_layers.kernels.monarch import btt_plan, monarch_plan
 
 TOL = {torch.float32: 2e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}  # relative to the output scale
@@ -79,6 +79,17 @@ def test_two_gemm_fallback_matches_reference(case, rng):
     check_against_reference(layer, two_gemms, x, torch.float32)
 
 
+@pytest.mark.parametrize("splits", [1, 3])
+def test_weight_grad_split_k_matches_reference(splits, rng):
+    """dW of Monarch's strided second stage, its token sum cut into 64-token chunks (150 = 64 + 64 + 22)."""
+    k, s, q, tokens = 4, 5, 6, 150
+    stage = Stage((k, s, q), strided_map(k), strided_map(k))
+    x, dy = torch.randn(tokens, k * q, generator=rng), torch.randn(tokens, k * s, generator=rng)
+    got = stage.weight_grad(dy, x, torch.empty(k, s, q), splits=splits)
+    want = torch.einsum("bsi,bti->ist", dy.double().reshape(tokens, s, k), x.double().reshape(tokens, q, k))
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
 def test_triton_backend_rejects_mixed_dtypes():
     layer = triton_layer("monarch", 16, 16, {"nblocks": 4}, torch.float32)
     with pytest.raises(ValueError, match="backend='triton'.*dtype"):
@@ -91,7 +102,7 @@ def test_triton_backend_rejects_mixed_dtypes():
 def test_triton_backend_matches_reference_on_gpu(case, dtype, rng):
     name, in_f, out_f, hp, _ = case
     layer = triton_layer(name, in_f, out_f, hp, dtype, device="cuda")
-    x = torch.randn(300, in_f, generator=rng).to(device="cuda", dtype=dtype)
+    x = torch.randn(2500, in_f, generator=rng).to(device="cuda", dtype=dtype)  # enough tokens for split-K dW
     check_against_reference(layer, lambda lay, v: lay(v), x, dtype)
 
 

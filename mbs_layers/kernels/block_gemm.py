@@ -79,39 +79,64 @@ def _address(i, inner, outer_stride, inner_stride):
     return (i // inner) * outer_stride + (i % inner) * inner_stride
 
 
-@triton.autotune(configs=tune_configs(("BLOCK_M", "BLOCK_N", "BLOCK_K"), GEMM_SHAPES), key=["M", "N", "K"])
+@triton.autotune(configs=tune_configs(("BLOCK_M", "BLOCK_N", "BLOCK_K"), GEMM_SHAPES),
+                 key=["M", "N", "K_CHUNK", "SPLITS"])
 @triton.jit
 def _block_gemm_kernel(
     a_ptr, a_g, a_mi, a_mo, a_ms, a_ki, a_ko, a_ks,
     b_ptr, b_g, b_ki, b_ko, b_ks, b_ni, b_no, b_ns,
-    c_ptr, c_g, c_mi, c_mo, c_ms, c_ni, c_no, c_ns,
-    GROUPS, M, N, K,
+    c_ptr, c_g, c_mi, c_mo, c_ms, c_ni, c_no, c_ns, c_split,
+    GROUPS, SPLITS, M, N, K, K_CHUNK,
     PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    g, tile = (pid % GROUPS).to(tl.int64), pid // GROUPS  # groups side by side: strided maps share lines
+    g, rest = (pid % GROUPS).to(tl.int64), pid // GROUPS  # groups side by side: strided maps share lines
+    split, tile = rest % SPLITS, rest // SPLITS  # split s sums k in [s·K_CHUNK, (s+1)·K_CHUNK)
+    k_end = tl.minimum(K, (split + 1) * K_CHUNK)
     tiles_n = tl.cdiv(N, BLOCK_N)
     rm = (tile // tiles_n) * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = (tile % tiles_n) * BLOCK_N + tl.arange(0, BLOCK_N)
     a_rows = a_ptr + g * a_g + _address(rm, a_mi, a_mo, a_ms)[:, None]
     b_cols = b_ptr + g * b_g + _address(rn, b_ni, b_no, b_ns)[None, :]
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
+    for k0 in range(split * K_CHUNK, k_end, BLOCK_K):
         rk = k0 + tl.arange(0, BLOCK_K)
         a = tl.load(a_rows + _address(rk, a_ki, a_ko, a_ks)[None, :],
-                    mask=(rm < M)[:, None] & (rk < K)[None, :], other=0.0)
+                    mask=(rm < M)[:, None] & (rk < k_end)[None, :], other=0.0)
         b = tl.load(b_cols + _address(rk, b_ki, b_ko, b_ks)[:, None],
-                    mask=(rk < K)[:, None] & (rn < N)[None, :], other=0.0)
+                    mask=(rk < k_end)[:, None] & (rn < N)[None, :], other=0.0)
         acc = tl.dot(a, b, acc, input_precision=PRECISION)
-    c = c_ptr + g * c_g + _address(rm, c_mi, c_mo, c_ms)[:, None] + _address(rn, c_ni, c_no, c_ns)[None, :]
+    c = (c_ptr + split * c_split + g * c_g
+         + _address(rm, c_mi, c_mo, c_ms)[:, None] + _address(rn, c_ni, c_no, c_ns)[None, :])
     tl.store(c, acc.to(c_ptr.dtype.element_ty), mask=(rm < M)[:, None] & (rn < N)[None, :])
 
 
-def block_matmul(a: Operand, b: Operand, c: Operand, groups: int, m: int, n: int, k: int) -> None:
-    """C[g] = A[g] @ B[g] for g < groups, with A (m, k), B (k, n), C (m, n) written in place."""
-    grid = lambda meta: (groups * triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
-    _block_gemm_kernel[grid](*a.args(), *b.args(), *c.args(), groups, m, n, k,
+def block_matmul(a: Operand, b: Operand, c: Operand, groups: int, m: int, n: int, k: int,
+                 splits: int = 1, split_stride: int = 0) -> None:
+    """C[g] = A[g] @ B[g] for g < groups, with A (m, k), B (k, n), C (m, n) written in place.
+
+    With ``splits`` > 1 the sum over k is cut into that many chunks (split-K), chunk s
+    writing its partial product at C + s·split_stride for the caller to add up.
+    """
+    chunk, splits = k_chunks(k, splits)
+    grid = lambda meta: (groups * splits * triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
+    _block_gemm_kernel[grid](*a.args(), *b.args(), *c.args(), split_stride, groups, splits, m, n, k, chunk,
                              PRECISION=input_precision(a.tensor.dtype))
+
+
+def k_chunks(k: int, splits: int) -> tuple[int, int]:
+    """(chunk, chunks): ``k`` cut into at most ``splits`` chunks of whole 64-wide tiles (any BLOCK_K)."""
+    chunk = max(64, triton.cdiv(triton.cdiv(k, splits), 64) * 64)
+    return chunk, max(1, triton.cdiv(k, chunk))
+
+
+def weight_grad_splits(programs: int, tokens: int, device: torch.device) -> int:
+    """Token chunks for a dW launch of ``programs`` tiles, so a small grid still fills the GPU:
+    about two programs per SM, each summing at least 1024 tokens."""
+    if device.type != "cuda":
+        return 1
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    return max(1, min(triton.cdiv(2 * sms, programs), tokens // 1024))
 
 
 @dataclass(frozen=True)
@@ -165,11 +190,21 @@ class Stage:
     def input_grad(self, dy: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return self._multiply(dy, weight, self.out_map, self.in_map, contracted=1)
 
-    def weight_grad(self, dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def weight_grad(self, dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
+                    splits: int | None = None) -> torch.Tensor:
+        """dW[g] = dY[g]ᵀ X[g], summed over tokens in ``splits`` chunks (default: enough to fill the GPU)."""
         groups, outs, ins = self.shape
-        dw = weight.new_empty(self.shape)
-        dw_op = Operand(dw, dw.stride(0), Axis(dw.stride(1)), Axis(dw.stride(2)))
-        block_matmul(self.out_map.transposed(dy), self.in_map.of(x), dw_op, groups, outs, ins, x.shape[0])
+        tokens = x.shape[0]
+        if splits is None:
+            splits = weight_grad_splits(groups * triton.cdiv(outs, 64) * triton.cdiv(ins, 64), tokens, x.device)
+        splits = k_chunks(tokens, splits)[1]
+        # partial sums stay fp32 until they are added up
+        dw = weight.new_empty(self.shape) if splits == 1 else weight.new_empty((splits, *self.shape), dtype=torch.float32)
+        dw_op = Operand(dw, dw.stride(-3), Axis(dw.stride(-2)), Axis(dw.stride(-1)))
+        block_matmul(self.out_map.transposed(dy), self.in_map.of(x), dw_op, groups, outs, ins, tokens,
+                     splits=splits, split_stride=dw.stride(0) if splits > 1 else 0)
+        if splits > 1:
+            dw = dw.sum(0).to(weight.dtype)
         return dw.reshape(weight.shape)
 
 
