@@ -36,17 +36,22 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def _fits(config, named_args) -> bool:
-    """Shared memory of the pipelined first GEMM + the B tile, and z's registers, within A100 limits."""
+def fits_a100(config, r_pad: int, elt: int) -> bool:
+    """Whether a config fits A100 limits: z's fp32 registers per thread, and shared memory.
+
+    Shared memory estimate: the larger of the first GEMM's pipelined x and A tiles and the
+    second GEMM's operands (z and the B tile); Triton reuses the buffers between the phases.
+    """
     m = config.kwargs
-    r_pad, elt = named_args["R_PAD"], named_args["X"].element_size()
-    smem = (config.num_stages * (m["BT"] * m["BK"] + m["BK"] * r_pad) + r_pad * m["BN"]) * elt
+    first = config.num_stages * (m["BT"] * m["BK"] + m["BK"] * r_pad)
+    second = r_pad * (m["BN"] + m["BT"])
     z_regs = m["BT"] * r_pad // (32 * config.num_warps)
-    return smem <= SMEM_BYTES and z_regs <= MAX_Z_REGISTERS
+    return max(first, second) * elt <= SMEM_BYTES and z_regs <= MAX_Z_REGISTERS
 
 
 def _prune(configs, named_args, **kwargs):
-    kept = [c for c in configs if _fits(c, named_args)]
+    """Autotune's early prune: the configs that fit this rank and dtype (else the smallest)."""
+    kept = [c for c in configs if fits_a100(c, kwargs["R_PAD"], named_args["X"].element_size())]
     return kept or configs[-1:]
 
 
@@ -61,7 +66,8 @@ else:
     ]
 
 
-@triton.autotune(configs=_CONFIGS, key=["T", "K", "N", "R_PAD", "KS"], prune_configs_by={"early_config_prune": _prune})
+@triton.autotune(configs=_CONFIGS, key=["T", "K", "N", "R_PAD", "KS"], restore_value=["Y"],
+                 prune_configs_by={"early_config_prune": _prune})
 @triton.jit
 def _chain_kernel(
     X, A, XID, B, Y, Z, SP_IDX, SP_POS, SP_VALS,
@@ -149,7 +155,10 @@ def chain(x, a, b, y, *, x_id=None, z=None, sparse=None, split=None):
             zz = zz + x_id
         if z is not None:
             z.copy_(zz)
-        torch.matmul(zz, b.T, out=y) if y.is_contiguous() else y.copy_(zz @ b.T)
+        if y.is_contiguous():
+            torch.matmul(zz, b.T, out=y)
+        else:
+            y.copy_(zz @ b.T)
         if sparse is None:
             return
     idx, pos, vals = sparse if sparse is not None else (None, None, None)
