@@ -11,9 +11,8 @@ import math
 import torch
 from torch import nn
 
-from ..base import StructuredLinear, register_format
-from ..validation import check_int
-from .lowrank import rank_grid
+from ..base import register_format
+from .lowrank import RankFormat
 
 
 def ridge_strength(dtype: torch.dtype) -> float:
@@ -51,25 +50,14 @@ def light_factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.
 
 
 @register_format
-class LowRankLightLinear(StructuredLinear):
+class LowRankLightLinear(RankFormat):
     """W = U [I_r | V], U (out, r), V (r, in − r); 1 <= r <= min(in, out); params r(in + out − r)."""
 
     name = "lowrank_light"
-    hparam_names = ("rank",)
-
-    @classmethod
-    def _check_hparams(cls, in_features, out_features, rank=None):
-        if rank is None:
-            raise ValueError("rank is required for lowrank_light: allowed 1 <= rank <= min(in, out)")
-        return {"rank": check_int("rank", rank, low=1, high=min(in_features, out_features))}
 
     @classmethod
     def count_params(cls, in_features, out_features, rank):
         return rank * (in_features + out_features - rank)
-
-    @classmethod
-    def hparam_grid(cls, in_features, out_features):
-        return [{"rank": r} for r in rank_grid(min(in_features, out_features))]
 
     def _init_weights(self, dtype=None, device=None):
         r, fk = self.hp["rank"], {"dtype": dtype, "device": device}

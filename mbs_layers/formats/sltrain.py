@@ -12,7 +12,7 @@ from torch import nn
 
 from ..base import StructuredLinear, register_format
 from ..validation import check_float, check_int
-from .lowrank import rank_grid, truncated_svd
+from .lowrank import check_rank, rank_grid, truncated_svd
 
 DEFAULT_DENSITY = 0.03  # the paper's default δ
 GRID_DENSITIES = (0.01, 0.03, 0.05, 0.1, 0.2)
@@ -56,9 +56,7 @@ class SLTrainLinear(StructuredLinear):
 
     @classmethod
     def _check_hparams(cls, in_features, out_features, rank=None, density=DEFAULT_DENSITY, seed=0):
-        if rank is None:
-            raise ValueError("rank is required for sltrain: allowed 1 <= rank <= min(in, out)")
-        rank = check_int("rank", rank, low=1, high=min(in_features, out_features))
+        rank = check_rank(cls.name, in_features, out_features, rank)
         density = check_float("density", density, low=0.0, high=1.0, low_open=True)
         if support_size(in_features, out_features, density) < 1:
             raise ValueError(
