@@ -93,7 +93,8 @@ def test_ell_table_lists_each_group_with_value_positions():
 
 @pytest.mark.parametrize("name", ["lowrank", "lowrank_light", "sltrain"])
 def test_triton_backend_rejects_mismatched_input_dtype(name):
-    layer = mbs.build(name, 32, 32, device=DEVICE, backend="triton", **mbs.FORMATS[name].hparams_for_budget(32, 32, 300))
+    hp = mbs.FORMATS[name].hparams_for_budget(32, 32, 300)
+    layer = mbs.build(name, 32, 32, device=DEVICE, backend="triton", **hp)
     with pytest.raises(ValueError, match="dtype"):
         layer(torch.randn(4, 32, dtype=torch.float16, device=DEVICE))
 

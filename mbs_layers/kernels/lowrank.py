@@ -79,7 +79,7 @@ def _chain_kernel(
 ):
     pid_t = tl.program_id(0)
     pid_s = tl.program_id(1)
-    t_idx = pid_t * BT + tl.arange(0, BT)
+    t_idx = pid_t.to(tl.int64) * BT + tl.arange(0, BT)  # 64-bit: T · stride may pass 2³¹
     t_mask = t_idx < T
     r_idx = tl.arange(0, R_PAD)
     r_mask = r_idx < R
@@ -127,8 +127,11 @@ def _chain_kernel(
 
 
 def _precision(dtype: torch.dtype) -> str:
-    """tf32 for fp32 only where the user allowed it for torch's matmuls too."""
-    return "tf32" if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
+    """fp32 dots in IEEE unless the user allowed tf32 for torch's matmuls too; fp16/bf16 dots
+    take Triton's default (the setting only concerns fp32 operands)."""
+    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
+        return "ieee"
+    return "tf32"
 
 
 def _split(t_blocks: int, n_blocks: int, device: torch.device) -> int:
@@ -161,25 +164,21 @@ def chain(x, a, b, y, *, x_id=None, z=None, sparse=None, split=None):
             y.copy_(zz @ b.T)
         if sparse is None:
             return
-    idx, pos, vals = sparse if sparse is not None else (None, None, None)
-    ks = idx.shape[1] if sparse is not None else 0
-    dummy = x  # pointer for absent operands (never dereferenced: their constexpr flag is off)
+    # x stands in for absent operands: their constexpr flag is off, so they are never read.
+    has_sparse, has_xid, store_z = sparse is not None, x_id is not None and fused, z is not None and fused
+    idx, pos, vals = sparse if has_sparse else (x, x, x)
 
     def grid(meta):
         t_blocks = triton.cdiv(T, meta["BT"])
         return t_blocks, split or _split(t_blocks, triton.cdiv(N, meta["BN"]), x.device)
 
-    def strides(t):
-        return t.stride() if t is not None else (0, 0)
-
     _chain_kernel[grid](
-        x, a if fused else dummy, x_id if x_id is not None else dummy, b if fused else dummy, y,
-        z if z is not None else dummy, idx if sparse is not None else dummy,
-        pos if sparse is not None else dummy, vals if sparse is not None else dummy,
-        T, K, R, N, ks,
-        *x.stride(), *a.stride(), *strides(x_id), *b.stride(), *y.stride(), *strides(z),
-        R_PAD=max(16, triton.next_power_of_2(R)), LOWRANK=fused, HAS_XID=x_id is not None and fused,
-        STORE_Z=z is not None and fused, HAS_SPARSE=sparse is not None, PRECISION=_precision(x.dtype),
+        x, a if fused else x, x_id if has_xid else x, b if fused else x, y, z if store_z else x, idx, pos, vals,
+        T, K, R, N, idx.shape[1] if has_sparse else 0,
+        *x.stride(), *a.stride(), *(x_id.stride() if has_xid else (0, 0)), *b.stride(), *y.stride(),
+        *(z.stride() if store_z else (0, 0)),
+        R_PAD=max(16, triton.next_power_of_2(R)) if fused else 16, LOWRANK=fused, HAS_XID=has_xid,
+        STORE_Z=store_z, HAS_SPARSE=has_sparse, PRECISION=_precision(x.dtype),
     )
 
 

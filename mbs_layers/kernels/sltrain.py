@@ -63,7 +63,7 @@ def _sddmm_kernel(GY, X, ROWS, COLS, OUT, T, NNZ, sgt, sgn, sxt, sxk,
     cols = tl.load(COLS + p, mask=p_mask, other=0)
     acc = tl.zeros((BZ,), dtype=tl.float32)
     for t0 in range(0, T, BT):
-        t = t0 + tl.arange(0, BT)
+        t = (t0 + tl.arange(0, BT)).to(tl.int64)
         mask = (t < T)[:, None] & p_mask[None, :]
         g = tl.load(GY + t[:, None] * sgt + rows[None, :] * sgn, mask=mask, other=0.0)
         x = tl.load(X + t[:, None] * sxt + cols[None, :] * sxk, mask=mask, other=0.0)
