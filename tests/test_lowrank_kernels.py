@@ -55,6 +55,16 @@ def test_triton_matches_reference(name, in_f, out_f, hp, dtype, rng):
     check_against_reference(layer, x, TOL[dtype])
 
 
+@pytest.mark.parametrize("name,in_f,out_f,hp", CASES[::2])
+def test_inference_under_no_grad_matches_reference(name, in_f, out_f, hp, rng):
+    layer = mbs.build(name, in_f, out_f, device=DEVICE, backend="triton", **hp)
+    x = torch.randn(22, in_f, generator=rng).to(DEVICE)
+    with torch.no_grad():
+        got = layer(x)
+        expected = copy.deepcopy(layer).double()._forward_torch(x.double()) + layer.bias
+    torch.testing.assert_close(got.double(), expected, rtol=TOL[torch.float32], atol=TOL[torch.float32])
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("name,in_f,out_f,hp", CASES)
 def test_triton_matches_reference_bf16(name, in_f, out_f, hp, rng):

@@ -186,10 +186,11 @@ class _LowRankFn(torch.autograd.Function):
     """y = (x Vᵀ) Uᵀ (Low-Rank) or (x[:, :r] + x[:, r:] Vᵀ) Uᵀ (Low-Rank Light), fused both ways."""
 
     @staticmethod
-    def forward(ctx, x, u, v, light):
+    def forward(ctx, x, u, v, light, grad_enabled):
         r = u.shape[1]
         y = x.new_empty(x.shape[0], u.shape[0])
-        z = x.new_empty(x.shape[0], r) if ctx.needs_input_grad[1] else None
+        # z is kept for U's gradient only (forward runs with grad mode off, so it is passed in).
+        z = x.new_empty(x.shape[0], r) if grad_enabled and ctx.needs_input_grad[1] else None
         x_in, x_id = (x[:, r:], x[:, :r]) if light else (x, None)
         chain(x_in, v, u, y, x_id=x_id, z=z)
         ctx.light = light
@@ -209,7 +210,7 @@ class _LowRankFn(torch.autograd.Function):
             chain(gy, u.T, v.T, gx, z=gz)
         gu = gy.T @ z if ctx.needs_input_grad[1] else None
         gv = gz.T @ (x[:, r:] if ctx.light else x) if ctx.needs_input_grad[2] else None
-        return gx, gu, gv, None
+        return gx, gu, gv, None, None
 
 
 def same_dtype_unsupported(layer, x2d):
@@ -222,9 +223,9 @@ def same_dtype_unsupported(layer, x2d):
 
 @register_backend("lowrank", "triton", priority=10, unsupported=same_dtype_unsupported)
 def lowrank_triton(layer, x2d):
-    return _LowRankFn.apply(x2d, layer.U, layer.V, False)
+    return _LowRankFn.apply(x2d, layer.U, layer.V, False, torch.is_grad_enabled())
 
 
 @register_backend("lowrank_light", "triton", priority=10, unsupported=same_dtype_unsupported)
 def lowrank_light_triton(layer, x2d):
-    return _LowRankFn.apply(x2d, layer.U, layer.V, True)
+    return _LowRankFn.apply(x2d, layer.U, layer.V, True, torch.is_grad_enabled())

@@ -84,9 +84,9 @@ class _SLTrainFn(torch.autograd.Function):
     """y = (x Vᵀ) Uᵀ + x Sᵀ with S's values on a fixed support."""
 
     @staticmethod
-    def forward(ctx, x, u, v, values, tables, rows, cols):
+    def forward(ctx, x, u, v, values, tables, rows, cols, grad_enabled):
         y = x.new_empty(x.shape[0], u.shape[0])
-        z = x.new_empty(x.shape[0], u.shape[1]) if ctx.needs_input_grad[1] else None
+        z = x.new_empty(x.shape[0], u.shape[1]) if grad_enabled and ctx.needs_input_grad[1] else None
         chain(x, v, u, y, z=z, sparse=(*tables["fwd"], values))
         ctx.tables = tables
         ctx.save_for_backward(x, u, v, values, z, rows, cols)
@@ -101,10 +101,11 @@ class _SLTrainFn(torch.autograd.Function):
         gu = gy.T @ z if ctx.needs_input_grad[1] else None
         gv = gz.T @ x if ctx.needs_input_grad[2] else None
         gs = sampled_grad(gy, x, rows, cols, values.dtype) if ctx.needs_input_grad[3] else None
-        return gx, gu, gv, gs, None, None, None
+        return gx, gu, gv, gs, None, None, None, None
 
 
 @register_backend("sltrain", "triton", priority=10, unsupported=same_dtype_unsupported)
 def sltrain_triton(layer, x2d):
     tables = ell_tables(layer)
-    return _SLTrainFn.apply(x2d, layer.U, layer.V, layer.values, tables, tables["rows"], layer.col)
+    return _SLTrainFn.apply(x2d, layer.U, layer.V, layer.values, tables, tables["rows"], layer.col,
+                            torch.is_grad_enabled())
