@@ -135,11 +135,12 @@ def _precision(dtype: torch.dtype) -> str:
 
 
 def _split(t_blocks: int, n_blocks: int, device: torch.device) -> int:
-    """Programs per token block: enough to fill the SMs twice, at most one per output block."""
+    """Programs per token block: enough for one wave over the SMs (each extra one recomputes z
+    and re-reads its x rows, so no more), at most one per output block."""
     if device.type != "cuda":
         return 1
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    return max(1, min(MAX_SPLIT, n_blocks, triton.cdiv(2 * sms, t_blocks)))
+    return max(1, min(MAX_SPLIT, n_blocks, triton.cdiv(sms, t_blocks)))
 
 
 def chain(x, a, b, y, *, x_id=None, z=None, sparse=None, split=None):
