@@ -20,8 +20,8 @@ INDEX_BYTES = 4  # int32 CSR indices
 
 
 def support_size(in_features: int, out_features: int, density: float) -> int:
-    """nnz of S: density · out · in, rounded."""
-    return round(density * in_features * out_features)
+    """nnz of S: density · out · in, rounded half up."""
+    return int(density * in_features * out_features + 0.5)
 
 
 def random_support(in_features, out_features, nnz, seed) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,7 +42,7 @@ def support_rows(crow: torch.Tensor) -> torch.Tensor:
 
 @register_format
 class SLTrainLinear(StructuredLinear):
-    """W = U V + S, U (out, r), V (r, in), S with nnz = round(density · in · out) on a seeded random
+    """W = U V + S, U (out, r), V (r, in), S with nnz = density · in · out (rounded) on a seeded random
     support; 1 <= r <= min(in, out), 0 < density <= 1 (nnz >= 1); params r(in + out) + nnz."""
 
     name = "sltrain"
@@ -61,7 +61,7 @@ class SLTrainLinear(StructuredLinear):
         if support_size(in_features, out_features, density) < 1:
             raise ValueError(
                 f"density={density} leaves no nonzero in a ({out_features}, {in_features}) matrix: "
-                f"allowed density >= {0.5 / (in_features * out_features):.3g}"
+                f"allowed density >= 1 / (in · out) = {1 / (in_features * out_features):.3g}"
             )
         seed = check_int("seed", seed, low=0, high=2**63 - 1)
         return {"rank": rank, "density": density, "seed": seed}
