@@ -14,7 +14,7 @@ the sparse epilogue alone is added by the same kernel.
 
 Backward reuses the forward kernel on the transposed factors: gz = gy U and
 gx = gz [I | V] (Light: gx[:, :r] = gz written as the stored z, gx[:, r:] = gz V), while the
-weight gradients Uᵀ-grad = gyᵀ z and V-grad = gzᵀ x are plain long-K GEMMs left to cuBLAS.
+weight gradients (U's gyᵀ z, V's gzᵀ x) are plain long-K GEMMs left to cuBLAS.
 """
 from __future__ import annotations
 
