@@ -21,6 +21,13 @@ def rank_grid(limit: int) -> list[int]:
     return sorted(ranks)
 
 
+def check_rank(format_name: str, in_features: int, out_features: int, rank) -> int:
+    """``rank`` is required and must lie in 1..min(in, out) (shared by the low-rank family)."""
+    if rank is None:
+        raise ValueError(f"rank is required for {format_name}: allowed 1 <= rank <= min(in, out)")
+    return check_int("rank", rank, low=1, high=min(in_features, out_features))
+
+
 def truncated_svd(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(A, B) with A B the best rank-``rank`` approximation of ``weight``, singular values split evenly.
 
@@ -31,26 +38,29 @@ def truncated_svd(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.
     return (u[:, :rank] * root).to(weight.dtype), (root[:, None] * vh[:rank]).to(weight.dtype)
 
 
-@register_format
-class LowRankLinear(StructuredLinear):
-    """W = U V, rank r with 1 <= r <= min(in, out); params r(in + out); any shape."""
+class RankFormat(StructuredLinear):
+    """Base of the formats whose one hyper-parameter is ``rank`` in 1..min(in, out)."""
 
-    name = "lowrank"
     hparam_names = ("rank",)
 
     @classmethod
     def _check_hparams(cls, in_features, out_features, rank=None):
-        if rank is None:
-            raise ValueError("rank is required for lowrank: allowed 1 <= rank <= min(in, out)")
-        return {"rank": check_int("rank", rank, low=1, high=min(in_features, out_features))}
-
-    @classmethod
-    def count_params(cls, in_features, out_features, rank):
-        return rank * (in_features + out_features)
+        return {"rank": check_rank(cls.name, in_features, out_features, rank)}
 
     @classmethod
     def hparam_grid(cls, in_features, out_features):
         return [{"rank": r} for r in rank_grid(min(in_features, out_features))]
+
+
+@register_format
+class LowRankLinear(RankFormat):
+    """W = U V, rank r with 1 <= r <= min(in, out); params r(in + out); any shape."""
+
+    name = "lowrank"
+
+    @classmethod
+    def count_params(cls, in_features, out_features, rank):
+        return rank * (in_features + out_features)
 
     def _init_weights(self, dtype=None, device=None):
         r, fk = self.hp["rank"], {"dtype": dtype, "device": device}

@@ -1,0 +1,120 @@
+"""Low-rank Triton kernels vs the torch reference: forward and gradients on fresh random inputs.
+
+On CPU they run under TRITON_INTERPRET=1 with 16-wide blocks, so the odd sizes below leave
+partial token, feature and rank blocks.
+"""
+import copy
+
+import pytest
+import torch
+import triton
+
+import mbs_layers as mbs
+from mbs_layers.kernels import lowrank as kernels
+from mbs_layers.kernels.sltrain import ell_table
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+TOL = {torch.float32: 2e-4, torch.float16: 2e-2, torch.bfloat16: 5e-2}
+CASES = [  # (name, in, out, hparams)
+    ("lowrank", 37, 53, {"rank": 5}),
+    ("lowrank", 53, 18, {"rank": 18}),
+    ("lowrank_light", 37, 53, {"rank": 5}),
+    ("lowrank_light", 40, 21, {"rank": 21}),
+    ("lowrank_light", 19, 30, {"rank": 19}),  # r = in: V is empty, y = x Uᵀ
+    ("sltrain", 37, 53, {"rank": 5, "density": 0.1}),
+    ("sltrain", 53, 29, {"rank": 17, "density": 0.3}),
+]
+
+
+def run(layer, x, backend):
+    """Output and (x, parameter) gradients of a fixed random loss through ``backend``."""
+    layer.backend = backend
+    x = x.detach().requires_grad_()
+    y = layer(x)
+    weights = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y)
+    params = [p for n, p in layer.named_parameters() if n != "bias"]
+    return [y, *torch.autograd.grad((y * weights).sum(), [x, *params])]
+
+
+def check_against_reference(layer, x, tol):
+    """The Triton backend equals the float64 torch reference on the same (rounded) values."""
+    ref_layer = copy.deepcopy(layer).double()
+    expected = run(ref_layer, x.double(), "torch")
+    got = run(layer, x, "triton")
+    for g, e in zip(got, expected):
+        assert g.dtype == x.dtype
+        scale = max(1.0, e.detach().abs().max().item()) if e.numel() else 1.0
+        torch.testing.assert_close(g.detach().double(), e.detach(), rtol=tol, atol=tol * scale)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("name,in_f,out_f,hp", CASES)
+def test_triton_matches_reference(name, in_f, out_f, hp, dtype, rng):
+    layer = mbs.build(name, in_f, out_f, dtype=dtype, device=DEVICE, **hp)
+    x = torch.randn(2, 11, in_f, generator=rng).to(DEVICE, dtype)  # 22 tokens: a partial block
+    check_against_reference(layer, x, TOL[dtype])
+
+
+@pytest.mark.parametrize("name,in_f,out_f,hp", CASES[::2])
+def test_inference_under_no_grad_matches_reference(name, in_f, out_f, hp, rng):
+    layer = mbs.build(name, in_f, out_f, device=DEVICE, backend="triton", **hp)
+    x = torch.randn(22, in_f, generator=rng).to(DEVICE)
+    with torch.no_grad():
+        got = layer(x)
+        expected = copy.deepcopy(layer).double()._forward_torch(x.double()) + layer.bias
+    torch.testing.assert_close(got.double(), expected, rtol=TOL[torch.float32], atol=TOL[torch.float32])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name,in_f,out_f,hp", CASES)
+def test_triton_matches_reference_bf16(name, in_f, out_f, hp, rng):
+    layer = mbs.build(name, in_f, out_f, dtype=torch.bfloat16, device=DEVICE, **hp)
+    x = torch.randn(300, in_f, generator=rng).to(DEVICE, torch.bfloat16)
+    check_against_reference(layer, x, TOL[torch.bfloat16])
+
+
+@pytest.mark.parametrize("name,hp", [("lowrank_light", {"rank": 12}), ("sltrain", {"rank": 12, "density": 0.2})])
+def test_two_gemm_fallback_above_max_fused_rank(name, hp, monkeypatch, rng):
+    monkeypatch.setattr(kernels, "MAX_FUSED_RANK", 8)
+    layer = mbs.build(name, 30, 20, device=DEVICE, **hp)
+    check_against_reference(layer, torch.randn(17, 30, generator=rng).to(DEVICE), TOL[torch.float32])
+
+
+@pytest.mark.parametrize("split", [2, 3])
+def test_split_output_sweep_and_strided_views(split, rng):
+    """Several programs per token block (each recomputing z) and strided operands give x Aᵀ Bᵀ."""
+    x = torch.randn(21, 70, generator=rng).to(DEVICE)[:, 5:45]  # (21, 40), row stride 70
+    a = torch.randn(9, 40, generator=rng).to(DEVICE)
+    b = torch.randn(9, 50, generator=rng).to(DEVICE).T  # (50, 9), transposed strides
+    y = torch.full((21, 60), float("nan"), device=DEVICE)[:, 7:57]
+    z = torch.empty(21, 9, device=DEVICE)
+    kernels.chain(x, a, b, y, z=z, split=split)
+    torch.testing.assert_close(z, x @ a.T, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(y, x @ a.T @ b.T, rtol=1e-4, atol=1e-4)
+
+
+def test_ell_table_lists_each_group_with_value_positions():
+    major = torch.tensor([2, 0, 2, 2, 1])
+    minor = torch.tensor([7, 3, 1, 4, 0])
+    idx, pos = ell_table(major, minor, 4)
+    assert idx.tolist() == [[3, -1, -1], [0, -1, -1], [7, 1, 4], [-1, -1, -1]]
+    assert pos.tolist() == [[1, -1, -1], [4, -1, -1], [0, 2, 3], [-1, -1, -1]]
+
+
+@pytest.mark.parametrize("name", ["lowrank", "lowrank_light", "sltrain"])
+def test_triton_backend_rejects_mismatched_input_dtype(name):
+    hp = mbs.FORMATS[name].hparams_for_budget(32, 32, 300)
+    layer = mbs.build(name, 32, 32, device=DEVICE, backend="triton", **hp)
+    with pytest.raises(ValueError, match="dtype"):
+        layer(torch.randn(4, 32, dtype=torch.float16, device=DEVICE))
+
+
+def test_autotune_configs_fit_a100_limits():
+    big = triton.Config({"BT": 128, "BK": 32, "BN": 128}, num_warps=8, num_stages=3)
+    small = triton.Config({"BT": 64, "BK": 32, "BN": 64}, num_warps=8, num_stages=3)
+    assert kernels.fits_a100(big, 64, 2)
+    assert not kernels.fits_a100(big, 256, 2)  # z would need 128 registers per thread
+    assert kernels.fits_a100(small, 256, 4)  # fp32 at the largest fused rank: 128 KB, 64 registers
+    x = torch.empty(1, 4, dtype=torch.float32)
+    assert kernels._prune([big, small], {"X": x}, R_PAD=256) == [small]
+    assert kernels._prune([big], {"X": x}, R_PAD=256) == [big]  # never prunes to nothing
