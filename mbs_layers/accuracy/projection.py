@@ -22,8 +22,10 @@ import torch
 
 from . import bert, corpus
 from .presets import ProjectionPreset, get_preset, preset_config
+from .runner import (accuracy_record, budget_hparams, environment, format_names, pick_device, point_budgets,
+                     run_points)
+
 from .tables import render, summary
-from .runner import accuracy_record, budget_hparams, environment, format_names, pick_device, run_points
 
 KEY_FIELDS = ("experiment", "source", "format", "budget", "seed")
 
@@ -84,9 +86,13 @@ def project_errors(name: str, hparams: dict, weight: torch.Tensor, inputs: torch
 
 
 def run_projection(store: str | Path, *, preset="smoke", progress: bool = True,
-                   device: str | None = None) -> Path:
-    """Append projection records for every registered format, source, budget and seed; resumable."""
-    cfg = get_preset("projection", preset)
+                   device: str | None = None, model: str | None = None) -> Path:
+    """Append projection records for every registered format, source, budget and seed; resumable.
+
+    ``preset`` is a name (smoke, default, thesis) or a ``ProjectionPreset``; ``model`` overrides
+    its pretrained encoder directory.
+    """
+    cfg = get_preset("projection", preset, model=model)
     dev = pick_device(device)
     sources = gaussian_sources(cfg.sizes, dev) + encoder_sources(cfg, dev)
     by_name = {s.name: s for s in sources}
@@ -94,7 +100,7 @@ def run_projection(store: str | Path, *, preset="smoke", progress: bool = True,
     points = [{"experiment": "projection", "source": s.name, "format": f, "budget": b, "seed": seed,
                "in_features": s.in_features, "out_features": s.out_features, "metric": "rel_frobenius_error",
                "config": config, "env": environment()}
-              for s in sources for seed in cfg.seeds for f in format_names(cfg.formats) for b in cfg.budgets]
+              for s in sources for seed in cfg.seeds for f in format_names(cfg.formats) for b in point_budgets(f, cfg.budgets)]
     cache: dict[str, tuple] = {}
 
     def run_point(p: dict) -> list[dict]:

@@ -31,6 +31,11 @@ def format_names(selected: Iterable[str] | None = None) -> list[str]:
     return [format_class(name).name for name in selected]
 
 
+def point_budgets(name: str, budgets: Iterable[float]) -> tuple[float, ...]:
+    """The budgets to run format ``name`` at: dense exists only at 100%, the others at ``budgets``."""
+    return (1.0,) if name == "dense" else tuple(budgets)
+
+
 def budget_hparams(name: str, in_features: int, out_features: int, budget: float) -> dict:
     """Hyper-parameters of format ``name`` using at most ``budget`` of the dense parameters.
 

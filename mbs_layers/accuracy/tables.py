@@ -31,6 +31,18 @@ def summary(records: list[dict], by: list[str], values: list[str], order: list[s
     return table.reset_index().sort_values(order or by, kind="stable")
 
 
+def metric_table(records: list[dict], by: list[str], metrics: list[str]) -> str:
+    """One row per group ``by``, one mean (and std) column per metric in ``metrics``, as text."""
+    table = pd.DataFrame()
+    for metric in metrics:
+        part = summary([r for r in records if r.get("metric") == metric], by, ["value"])
+        if part.empty:
+            continue
+        part = part.rename(columns={"value": metric, "value_std": f"{metric}_std"})
+        table = part if table.empty else table.merge(part.drop(columns="seeds"), on=by, how="outer")
+    return render(table, records)
+
+
 def skipped_lines(records: list[dict]) -> list[str]:
     """Per format, how many points were skipped or failed, with the first reason."""
     first: dict[str, str] = {}
@@ -44,6 +56,8 @@ def skipped_lines(records: list[dict]) -> list[str]:
 
 def render(table: pd.DataFrame, records: list[dict]) -> str:
     """``table`` as aligned text, followed by the skipped / failed points."""
+    if not table.empty and (table["seeds"] <= 1).all():  # one seed: no spread to show
+        table = table.drop(columns=[c for c in table.columns if c.endswith("_std")])
     text = "(no successful points)" if table.empty else table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
     lines = skipped_lines(records)
     return text + ("\n\nnot run:\n  " + "\n  ".join(lines) if lines else "")
