@@ -13,7 +13,7 @@ import re
 
 MODULES = ("argparse", "collections", "csv", "datetime", "functools", "heapq", "inspect",
            "itertools", "json", "logging", "pathlib", "random", "re", "shutil", "statistics",
-           "string", "subprocess", "tempfile", "textwrap", "typing")
+           "string", "subprocess", "tempfile", "textwrap")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 

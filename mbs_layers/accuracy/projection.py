@@ -53,6 +53,8 @@ def gaussian_sources(sizes, device) -> list[Source]:
 
 def encoder_sources(cfg: ProjectionPreset, device) -> list[Source]:
     """Every ``nn.Linear`` of the selected encoder layers, with its activations on corpus sentences."""
+    if not cfg.encoder_layers:
+        return []
     reason = bert.missing_reason(cfg.model)
     if reason:
         print(f"projection: pretrained weights skipped: {reason}", file=sys.stderr)
