@@ -27,7 +27,7 @@ class ProjectionPreset:
 class PretrainPreset:
     data: str = "digits"                      # "digits" (scikit-learn) or a CIFAR-10 / image-folder path
     image_size: int | None = None             # resize to this (None: the data's own size)
-    patch: int = 2
+    patch: int = 4                           # 8×8 digits: 4 patches + class token
     dim: int = 64
     depth: int = 2
     heads: int = 4
@@ -65,8 +65,8 @@ PRESETS = {
     },
     "pretrain": {
         "smoke": PretrainPreset(),
-        "default": PretrainPreset(epochs=30, budgets=(0.1, 0.25, 0.5), seeds=(0, 1, 2)),
-        "thesis": PretrainPreset(dim=256, depth=6, heads=8, epochs=100, batch_size=128, lr=1e-3,
+        "default": PretrainPreset(patch=2, epochs=30, budgets=(0.1, 0.25, 0.5), seeds=(0, 1, 2)),
+        "thesis": PretrainPreset(patch=2, dim=256, depth=6, heads=8, epochs=100, batch_size=128, lr=1e-3,
                                  budgets=(0.05, 0.1, 0.25, 0.5), seeds=(0, 1, 2)),
     },
     "finetune": {
