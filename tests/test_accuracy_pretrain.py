@@ -4,21 +4,13 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from accuracy_helpers import one_thread  # noqa: F401  (autouse)
 from PIL import Image
 
 from mbs_layers.accuracy.images import load_images
 from mbs_layers.accuracy.presets import PretrainPreset
 from mbs_layers.accuracy.pretrain import pretrain_table, run_pretrain
 from mbs_layers.records import ACCURACY_KEYS, RecordStore
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny models train faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_cifar(root, rng):
@@ -62,7 +54,7 @@ def test_unknown_data_raises_naming_data(tmp_path):
         load_images(str(tmp_path))
 
 
-def test_smoke_pretraining_learns_dense_and_lowrank(tmp_path, one_thread):
+def test_smoke_pretraining_learns_dense_and_lowrank(tmp_path):
     preset = PretrainPreset(patch=4, dim=32, depth=1, heads=2, epochs=4, budgets=(0.5,), formats=("dense", "lowrank"))
     store = run_pretrain(tmp_path / "pt.jsonl", preset=preset, progress=False)
     records = RecordStore(store).records()

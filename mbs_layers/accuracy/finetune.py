@@ -4,7 +4,7 @@ Default (offline): the packaged all-MiniLM-L6-v2 (``bert.py``) on sentences of t
 standard library's docstrings (``corpus.py``), or on a text file (``--data``, one sentence a
 line). The dense model is the teacher; the student is a copy whose linears in the selected
 encoder layers are replaced by ``mbs.replace_linears`` at the budget (projection init), then
-fine-tuned by distillation. Metrics on held-out sentences, before and after fine-tuning:
+those layers (not the embeddings or the other layers) are fine-tuned by distillation. Metrics on held-out sentences, before and after fine-tuning:
 ``distill_loss`` (the student's last hidden states' squared error, relative to the teacher's
 mean squared hidden state) and ``embedding_cosine`` (cosine of the sentence embeddings).
 """
@@ -42,9 +42,12 @@ def evaluate(student: nn.Module, teacher: nn.Module, batch) -> dict[str, float]:
 
 def finetune(student: nn.Module, teacher: nn.Module, tokenizer, sentences: list[str], cfg: FinetunePreset,
              seed: int, device) -> None:
-    """``cfg.steps`` AdamW steps of distillation on random batches of ``sentences``."""
+    """``cfg.steps`` AdamW steps of distillation on random batches of ``sentences``.
+
+    Only the student's trainable parameters (the selected encoder layers) are updated.
+    """
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr)
+    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=cfg.lr)
     student.train()
     for _ in range(cfg.steps):
         pick = torch.randperm(len(sentences), generator=gen)[: cfg.batch_size].tolist()
@@ -88,8 +91,10 @@ def run_finetune(store: str | Path, *, preset="smoke", model: str | None = None,
         torch.manual_seed(p["seed"])
         train, test = corpus.split_corpus(sentences, cfg.train_sentences, cfg.test_sentences, p["seed"])
         test_batch = tuple(t.to(dev) for t in tokenizer(test))
-        student = replace_linears(copy.deepcopy(teacher).requires_grad_(True), p["format"], budget=p["budget"],
+        student = replace_linears(copy.deepcopy(teacher), p["format"], budget=p["budget"],
                                   include=lambda name, _: name.startswith(prefixes))
+        for i in layers:  # tune the selected layers; embeddings and the other layers stay frozen
+            student.encoder.layer[i].requires_grad_(True)
         replaced = {name: m for name, m in student.named_modules() if hasattr(m, "param_count")}
         before = evaluate(student, teacher, test_batch)
         finetune(student, teacher, tokenizer, train, cfg, p["seed"], dev)
