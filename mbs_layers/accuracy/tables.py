@@ -40,6 +40,8 @@ def metric_table(records: list[dict], by: list[str], metrics: list[str]) -> str:
             continue
         part = part.rename(columns={"value": metric, "value_std": f"{metric}_std"})
         table = part if table.empty else table.merge(part.drop(columns="seeds"), on=by, how="outer")
+    if not table.empty:
+        table = table[[c for c in table.columns if c != "seeds"] + ["seeds"]]
     return render(table, records)
 
 
