@@ -37,7 +37,7 @@ def test_finetuning_lowers_the_distillation_loss(tmp_path):
     text = tmp_path / "corpus.txt"
     text.write_text("\n".join(f"Sentence number {i} talks about {w} and other things." for i, w in
                               enumerate(["cats", "dogs", "rivers", "mountains", "music", "bread", "trains", "rain"] * 4)))
-    preset = FinetunePreset(data=str(text), layers=(5,), train_sentences=16, test_sentences=8, steps=6,
+    preset = FinetunePreset(data=str(text), layers=(5,), train_samples=16, test_samples=8, steps=6,
                             batch_size=8, lr=3e-4, budgets=(0.1,), formats=("dense", "lowrank"))
     records = RecordStore(run_finetune(tmp_path / "ft.jsonl", preset=preset, progress=False)).records()
     assert all(set(ACCURACY_KEYS) <= set(r) and r["status"] == "ok" for r in records)
@@ -51,7 +51,7 @@ def test_finetuning_lowers_the_distillation_loss(tmp_path):
 def test_mbs_accuracy_cli_runs_a_preset(tmp_path, capsys, monkeypatch):
     from mbs_layers.accuracy import presets
 
-    tiny = FinetunePreset(train_sentences=8, test_sentences=4, steps=1, batch_size=4, formats=("lowrank",))
+    tiny = FinetunePreset(train_samples=8, test_samples=4, steps=1, batch_size=4, formats=("lowrank",))
     monkeypatch.setitem(presets.PRESETS["finetune"], "smoke", tiny)
     assert cli_main(["accuracy", "--experiment", "finetune", "--out", str(tmp_path / "f.jsonl"), "--no-progress"]) == 0
     assert "distill_loss_after" in capsys.readouterr().out and (tmp_path / "f.csv").exists()

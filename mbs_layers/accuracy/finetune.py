@@ -1,16 +1,21 @@
-"""Fine-tuning experiment: a pretrained encoder's linears projected into a format, then tuned.
+"""Fine-tuning experiment: a pretrained transformer's linears projected into a format, then tuned.
 
-Default (offline): the packaged all-MiniLM-L6-v2 (``bert.py``) on sentences of the Python
-standard library's docstrings (``corpus.py``), or on a text file (``--data``, one sentence a
-line). The dense model is the teacher; the student is a copy whose linears in the selected
-encoder layers are replaced by ``mbs.replace_linears`` at the budget (projection init), then
-those layers (not the embeddings or the other layers) are fine-tuned by distillation. Metrics on held-out sentences, before and after fine-tuning:
-``distill_loss`` (the student's last hidden states' squared error, relative to the teacher's
-mean squared hidden state) and ``embedding_cosine`` (cosine of the sentence embeddings).
+The student is a copy of the pretrained model whose linears in the selected blocks are
+replaced by ``mbs.replace_linears`` at the budget (projection initialisation); those blocks
+(not the embeddings, the head or the other blocks) are then fine-tuned, and the metric is
+taken on held-out data before and after. Two tasks:
+
+* default, offline: the packaged all-MiniLM-L6-v2 encoder (``bert.py``), distilled from the
+  dense model on sentences of the stdlib docstrings (``corpus.py``) or of ``--data FILE``.
+  Metrics: ``distill_loss`` (squared error of the last hidden states relative to the
+  teacher's mean square) and ``embedding_cosine`` (of the sentence embeddings);
+* ``--model`` naming a local causal LM (e.g. GPT-2; ``causal_lm.py``): language-model loss and
+  perplexity on wikitext-2 (``--data``) or the stdlib docstrings.
 """
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import torch
@@ -22,40 +27,48 @@ from .runner import accuracy_record, environment, format_names, pick_device, run
 from .tables import metric_table
 
 KEY_FIELDS = ("experiment", "model", "data", "format", "budget", "seed")
-METRICS = ("distill_loss", "embedding_cosine")
 
 
-def distill_loss(student: nn.Module, teacher: nn.Module, ids, mask) -> torch.Tensor:
-    """Mean squared error of the student's last hidden states on real tokens, relative to the teacher's."""
-    keep = mask.bool()
-    with torch.no_grad():
-        target = teacher.hidden_states(ids, mask)[keep]
-    return (student.hidden_states(ids, mask)[keep] - target).pow(2).mean() / target.pow(2).mean()
+def block_pattern(layers) -> re.Pattern:
+    """Matches names inside the selected transformer blocks (``layer.i.``/``h.i.``; all when None)."""
+    index = r"\d+" if layers is None else "|".join(str(i) for i in layers)
+    return re.compile(rf"(^|\.)(layer|layers|h)\.({index})\.")
 
 
-@torch.no_grad()
-def evaluate(student: nn.Module, teacher: nn.Module, batch) -> dict[str, float]:
-    student.eval()
-    return {"distill_loss": distill_loss(student, teacher, *batch).item(),
-            "embedding_cosine": (student(*batch) * teacher(*batch)).sum(-1).mean().item()}
+class EncoderDistillation:
+    """The default task: the packaged sentence encoder distilled from its dense self."""
 
+    metrics = ("distill_loss", "embedding_cosine")
 
-def finetune(student: nn.Module, teacher: nn.Module, tokenizer, sentences: list[str], cfg: FinetunePreset,
-             seed: int, device) -> None:
-    """``cfg.steps`` AdamW steps of distillation on random batches of ``sentences``.
+    def __init__(self, cfg: FinetunePreset, device):
+        reason = bert.missing_reason(cfg.model)
+        if reason:
+            raise RuntimeError(f"fine-tuning needs the pretrained encoder: {reason}")
+        self.model, self.tokenizer = bert.load(cfg.model)
+        self.model.to(device).requires_grad_(False)
+        self.sentences = text_sentences(cfg.data)
+        self.device = device
 
-    Only the student's trainable parameters (the selected encoder layers) are updated.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=cfg.lr)
-    student.train()
-    for _ in range(cfg.steps):
-        pick = torch.randperm(len(sentences), generator=gen)[: cfg.batch_size].tolist()
-        ids, mask = (t.to(device) for t in tokenizer([sentences[i] for i in pick]))
-        loss = distill_loss(student, teacher, ids, mask)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    def split(self, cfg: FinetunePreset, seed: int):
+        """(training sentences, held-out batch) for ``seed``."""
+        train, test = corpus.split_corpus(self.sentences, cfg.train_samples, cfg.test_samples, seed)
+        return train, self.encode(test)
+
+    def encode(self, sentences: list[str]):
+        return tuple(t.to(self.device) for t in self.tokenizer(sentences))
+
+    def loss(self, student: nn.Module, batch) -> torch.Tensor:
+        """Squared error of the student's last hidden states on real tokens, relative to the teacher's."""
+        keep = batch[1].bool()
+        with torch.no_grad():
+            target = self.model.hidden_states(*batch)[keep]
+        return (student.hidden_states(*batch)[keep] - target).pow(2).mean() / target.pow(2).mean()
+
+    @torch.no_grad()
+    def evaluate(self, student: nn.Module, batch) -> dict[str, float]:
+        student.eval()
+        return {"distill_loss": self.loss(student, batch).item(),
+                "embedding_cosine": (student(*batch) * self.model(*batch)).sum(-1).mean().item()}
 
 
 def text_sentences(data: str | None) -> list[str]:
@@ -65,53 +78,71 @@ def text_sentences(data: str | None) -> list[str]:
     return sorted({line.strip() for line in Path(data).read_text(encoding="utf-8").splitlines() if line.strip()})
 
 
+def make_task(cfg: FinetunePreset, device):
+    """The causal-LM task when ``cfg.model`` is a causal LM, else the encoder distillation."""
+    from . import causal_lm
+
+    if cfg.model is not None and causal_lm.is_causal_lm(cfg.model):
+        return causal_lm.CausalLM(cfg, device)
+    return EncoderDistillation(cfg, device)
+
+
+def finetune(task, student: nn.Module, train: list, cfg: FinetunePreset, seed: int) -> None:
+    """``cfg.steps`` AdamW steps of ``task.loss`` on random batches of ``train`` (trainable params only)."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=cfg.lr)
+    student.train()
+    for _ in range(cfg.steps):
+        pick = torch.randperm(len(train), generator=gen)[: cfg.batch_size].tolist()
+        loss = task.loss(student, task.encode([train[i] for i in pick]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
 def run_finetune(store: str | Path, *, preset="smoke", model: str | None = None, data: str | None = None,
                  progress: bool = True, device: str | None = None) -> Path:
     """Project + fine-tune for every format × budget × seed of the preset; append the records."""
     from .. import replace_linears
 
     cfg = get_preset("finetune", preset, model=model, data=data)
-    reason = bert.missing_reason(cfg.model)
-    if reason:
-        raise RuntimeError(f"fine-tuning needs the pretrained encoder: {reason}")
     dev = pick_device(device)
-    teacher, tokenizer = bert.load(cfg.model)
-    teacher.to(dev).requires_grad_(False)
-    sentences = text_sentences(cfg.data)
-    width = teacher.embeddings.word_embeddings.embedding_dim
-    layers = cfg.layers if cfg.layers is not None else range(len(teacher.encoder.layer))
-    prefixes = tuple(f"encoder.layer.{i}." for i in layers)
+    task = make_task(cfg, dev)
+    inside = block_pattern(cfg.layers)
+    width = next(m for m in task.model.modules() if isinstance(m, nn.Embedding)).embedding_dim
     config = {"preset": preset if isinstance(preset, str) else "custom", **preset_config(cfg)}
     points = [{"experiment": "finetune", "model": cfg.model or "minilm", "data": cfg.data or "stdlib-docstrings",
                "format": f, "budget": b, "seed": seed, "in_features": width, "out_features": width,
-               "metric": "distill_loss", "config": config, "env": environment()}
+               "metric": task.metrics[0], "config": config, "env": environment()}
               for f in format_names(cfg.formats) if f != "dense" for b in cfg.budgets for seed in cfg.seeds]
 
     def run_point(p: dict) -> list[dict]:
         torch.manual_seed(p["seed"])
-        train, test = corpus.split_corpus(sentences, cfg.train_sentences, cfg.test_sentences, p["seed"])
-        test_batch = tuple(t.to(dev) for t in tokenizer(test))
-        student = replace_linears(copy.deepcopy(teacher), p["format"], budget=p["budget"],
-                                  include=lambda name, _: name.startswith(prefixes))
-        for i in layers:  # tune the selected layers; embeddings and the other layers stay frozen
-            student.encoder.layer[i].requires_grad_(True)
+        train, test = task.split(cfg, p["seed"])
+        student = replace_linears(copy.deepcopy(task.model), p["format"], budget=p["budget"],
+                                  include=lambda name, _: bool(inside.search(name)))
         replaced = {name: m for name, m in student.named_modules() if hasattr(m, "param_count")}
-        before = evaluate(student, teacher, test_batch)
-        finetune(student, teacher, tokenizer, train, cfg, p["seed"], dev)
-        after = evaluate(student, teacher, test_batch)
+        if not replaced:
+            raise ValueError(f"layers={cfg.layers} selects no linear layer of the model")
+        for name, param in student.named_parameters():  # tune the selected blocks only
+            param.requires_grad_(bool(inside.search(name)))
+        before = task.evaluate(student, test)
+        finetune(task, student, train, cfg, p["seed"])
+        after = task.evaluate(student, test)
         params = sum(m.param_count() for m in replaced.values())
         common = {**p, "hparams": {name: m.hparams for name, m in replaced.items()}, "param_count": params,
                   "param_fraction": params / sum(m.in_features * m.out_features for m in replaced.values()),
                   "device": str(dev)}
         del common["metric"]
         return [accuracy_record(**common, metric=f"{metric}_{stage}", value=values[metric])
-                for metric in METRICS for stage, values in (("before", before), ("after", after))]
+                for metric in task.metrics for stage, values in (("before", before), ("after", after))]
 
     return run_points(store, points, run_point, key_fields=KEY_FIELDS, desc="finetune", progress=progress)
 
 
 def finetune_table(records: list[dict]) -> str:
-    """Distillation loss and embedding cosine before / after fine-tuning per format and budget."""
+    """Each metric before / after fine-tuning per model, data, format and budget."""
     records = [r for r in records if r.get("experiment") == "finetune"]
-    return metric_table(records, ["model", "data", "format", "budget", "param_count", "param_fraction"],
-                        [f"{m}_{s}" for m in METRICS for s in ("before", "after")])
+    metrics = sorted({r["metric"] for r in records if r.get("status") == "ok"},
+                     key=lambda m: (m.rsplit("_", 1)[0], m.endswith("after")))
+    return metric_table(records, ["model", "data", "format", "budget", "param_count", "param_fraction"], metrics)

@@ -42,11 +42,12 @@ class PretrainPreset:
 
 @dataclass(frozen=True)
 class FinetunePreset:
-    model: str | None = None                  # encoder directory; None: the packaged MiniLM
-    data: str | None = None                   # text file (one sentence a line); None: stdlib docstrings
-    layers: tuple[int, ...] | None = (5,)     # encoder layers whose linears are replaced; None: all
-    train_sentences: int = 64
-    test_sentences: int = 32
+    model: str | None = None                  # encoder dir or causal LM (dir / cached name); None: packaged MiniLM
+    data: str | None = None                   # text file, wikitext-2 folder (causal LM); None: stdlib docstrings
+    layers: tuple[int, ...] | None = (5,)     # transformer blocks whose linears are replaced; None: all
+    train_samples: int = 64                   # sentences (encoder) or blocks of `block` tokens (causal LM)
+    test_samples: int = 32
+    block: int = 128
     steps: int = 20
     batch_size: int = 16
     lr: float = 1e-4
@@ -71,9 +72,9 @@ PRESETS = {
     },
     "finetune": {
         "smoke": FinetunePreset(),
-        "default": FinetunePreset(layers=None, train_sentences=512, test_sentences=128, steps=200,
+        "default": FinetunePreset(layers=None, train_samples=512, test_samples=128, steps=200,
                                   budgets=(0.1, 0.25, 0.5), seeds=(0, 1)),
-        "thesis": FinetunePreset(layers=None, train_sentences=768, test_sentences=256, steps=1000,
+        "thesis": FinetunePreset(layers=None, train_samples=768, test_samples=256, steps=1000,
                                  budgets=(0.05, 0.1, 0.25, 0.5), seeds=(0, 1, 2)),
     },
 }
