@@ -11,11 +11,16 @@ def add_arguments(parser) -> None:
                         help="JSONL record store (appended, resumed); a CSV is written beside it")
     parser.add_argument("--formats", nargs="+", default=None, help="formats to run (default: all registered)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for torch (default 1: the SVDs are small, and contended threads "
+                             "on a shared machine make them 5-30x slower)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def main(args) -> int:
     from pathlib import Path
+
+    import torch
 
     from ..accuracy.presets import ProjectionPreset
     from ..accuracy.projection import projection_table, run_projection
@@ -25,6 +30,7 @@ def main(args) -> int:
     from ..validation import check_int
 
     check_int("size", args.size, low=1)
+    torch.set_num_threads(check_int("threads", args.threads, low=1))
     preset = ProjectionPreset(sizes=(args.size,), seeds=(args.seed,), budgets=QUICK_BUDGETS, encoder_layers=(),
                               formats=tuple(args.formats) if args.formats else None)
     store = run_projection(args.out, preset=preset, progress=not args.no_progress, device=args.device)
