@@ -35,8 +35,8 @@ def test_encoder_embeds_paraphrases_close(encoder):
 
 def test_finetuning_lowers_the_distillation_loss(tmp_path):
     text = tmp_path / "corpus.txt"
-    text.write_text("\n".join(f"Sentence number {i} talks about {w} and other things." for i, w in
-                              enumerate(["cats", "dogs", "rivers", "mountains", "music", "bread", "trains", "rain"] * 4)))
+    topics = ["cats", "dogs", "rivers", "mountains", "music", "bread", "trains", "rain"] * 4
+    text.write_text("\n".join(f"Sentence number {i} talks about {w} and other things." for i, w in enumerate(topics)))
     preset = FinetunePreset(data=str(text), layers=(5,), train_samples=16, test_samples=8, steps=6,
                             batch_size=8, lr=3e-4, budgets=(0.1,), formats=("dense", "lowrank"))
     records = RecordStore(run_finetune(tmp_path / "ft.jsonl", preset=preset, progress=False)).records()

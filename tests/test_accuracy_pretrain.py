@@ -42,7 +42,8 @@ def test_image_folder_loader_reads_classes_and_resizes(tmp_path):
         for cls in ("cat", "dog"):
             (tmp_path / split / cls).mkdir(parents=True)
             for i in range(per_class):
-                Image.fromarray(rng.integers(0, 256, (10, 14, 3), dtype=np.uint8)).save(tmp_path / split / cls / f"{i}.png")
+                pixels = rng.integers(0, 256, (10, 14, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / split / cls / f"{i}.png")
     ds = load_images(str(tmp_path), image_size=8)
     assert ds.classes == ["cat", "dog"]
     assert ds.train_x.shape == (6, 3, 8, 8) and ds.test_x.shape == (4, 3, 8, 8)

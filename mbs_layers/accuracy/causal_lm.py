@@ -69,7 +69,8 @@ class CausalLM:
             if want > have:
                 raise ValueError(f"{name}={want} exceeds the {have} blocks of {cfg.block} tokens in the data")
         pick = torch.randperm(len(self.train_blocks), generator=torch.Generator().manual_seed(seed))
-        return list(self.train_blocks[pick[: cfg.train_samples]]), self.encode(list(self.test_blocks[: cfg.test_samples]))
+        test = self.encode(list(self.test_blocks[: cfg.test_samples]))
+        return list(self.train_blocks[pick[: cfg.train_samples]]), test
 
     def encode(self, blocks: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(blocks).to(self.device)

@@ -15,24 +15,18 @@ taken on held-out data before and after. Two tasks:
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..base import StructuredLinear
 from . import bert, corpus
 from .presets import FinetunePreset, get_preset, preset_config
-from .runner import accuracy_record, environment, format_names, pick_device, run_points
+from .runner import accuracy_record, block_pattern, environment, format_names, pick_device, run_points
 from .tables import metric_table
 
 KEY_FIELDS = ("experiment", "model", "data", "format", "budget", "seed")
-
-
-def block_pattern(layers) -> re.Pattern:
-    """Matches names inside the selected transformer blocks (``layer.i.``/``h.i.``; all when None)."""
-    index = r"\d+" if layers is None else "|".join(str(i) for i in layers)
-    return re.compile(rf"(^|\.)(layer|layers|h)\.({index})\.")
 
 
 class EncoderDistillation:
@@ -121,7 +115,7 @@ def run_finetune(store: str | Path, *, preset="smoke", model: str | None = None,
         train, test = task.split(cfg, p["seed"])
         student = replace_linears(copy.deepcopy(task.model), p["format"], budget=p["budget"],
                                   include=lambda name, _: bool(inside.search(name)))
-        replaced = {name: m for name, m in student.named_modules() if hasattr(m, "param_count")}
+        replaced = {name: m for name, m in student.named_modules() if isinstance(m, StructuredLinear)}
         if not replaced:
             raise ValueError(f"layers={cfg.layers} selects no linear layer of the model")
         for name, param in student.named_parameters():  # tune the selected blocks only

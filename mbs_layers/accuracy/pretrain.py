@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..base import StructuredLinear
 from .images import ImageData, load_images
 from .presets import PretrainPreset, get_preset, preset_config
 from .runner import (accuracy_record, budget_hparams, environment, format_names, pick_device, point_budgets,
@@ -125,14 +126,15 @@ def run_pretrain(store: str | Path, *, preset="smoke", data: str | None = None, 
         make_linear, used = structured_factory(p["format"], p["budget"])
         model = ViT(image_size=ds.train_x.shape[-1], channels=ds.train_x.shape[1], classes=len(ds.classes),
                     patch=cfg.patch, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads, make_linear=make_linear).to(dev)
-        structured = [m for m in model.modules() if hasattr(m, "param_count")]
+        structured = [m for m in model.modules() if isinstance(m, StructuredLinear)]
         params = sum(m.param_count() for m in structured)
         dense = sum(m.in_features * m.out_features for m in structured)
         curve = train(model, ds, cfg, p["seed"], dev)
         common = {**p, "hparams": used, "param_count": params, "param_fraction": params / dense,
                   "model_params": sum(t.numel() for t in model.parameters()), "device": str(dev)}
         del common["metric"]
-        return ([accuracy_record(**common, metric="test_accuracy", value=acc, epoch=i + 1) for i, acc in enumerate(curve)]
+        return ([accuracy_record(**common, metric="test_accuracy", value=acc, epoch=i + 1)
+                 for i, acc in enumerate(curve)]
                 + [accuracy_record(**common, metric="best_test_accuracy", value=max(curve), epochs=len(curve)),
                    accuracy_record(**common, metric="final_test_accuracy", value=curve[-1], epochs=len(curve))])
 

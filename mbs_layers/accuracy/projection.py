@@ -22,9 +22,8 @@ import torch
 
 from . import bert, corpus
 from .presets import ProjectionPreset, get_preset, preset_config
-from .runner import (accuracy_record, budget_hparams, environment, format_names, pick_device, point_budgets,
-                     run_points)
-
+from .runner import (accuracy_record, block_pattern, budget_hparams, environment, format_names, pick_device,
+                     point_budgets, run_points)
 from .tables import render, summary
 
 KEY_FIELDS = ("experiment", "source", "format", "budget", "seed")
@@ -62,10 +61,10 @@ def encoder_sources(cfg: ProjectionPreset, device) -> list[Source]:
     model, tokenizer = bert.load(cfg.model)
     sentences, _ = corpus.split_corpus(corpus.stdlib_sentences(), cfg.sentences, 0, seed=0)
     inputs = bert.linear_inputs(model, *tokenizer(sentences))
-    prefixes = tuple(f"encoder.layer.{i}." for i in cfg.encoder_layers)
+    inside = block_pattern(cfg.encoder_layers)
     sources = []
     for name, module in model.named_modules():
-        if name in inputs and name.startswith(prefixes):
+        if name in inputs and inside.search(name):
             w = module.weight.detach().to(device)
             sources.append(Source(f"minilm/{name}", *w.shape, lambda seed, w=w: w, inputs[name].to(device)))
     return sources
@@ -102,7 +101,8 @@ def run_projection(store: str | Path, *, preset="smoke", progress: bool = True,
     points = [{"experiment": "projection", "source": s.name, "format": f, "budget": b, "seed": seed,
                "in_features": s.in_features, "out_features": s.out_features, "metric": "rel_frobenius_error",
                "config": config, "env": environment()}
-              for s in sources for seed in cfg.seeds for f in format_names(cfg.formats) for b in point_budgets(f, cfg.budgets)]
+              for s in sources for seed in cfg.seeds
+              for f in format_names(cfg.formats) for b in point_budgets(f, cfg.budgets)]
     cache: dict[str, tuple] = {}
 
     def run_point(p: dict) -> list[dict]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import platform
+import re
 import traceback
 from pathlib import Path
 from typing import Callable, Iterable
@@ -46,6 +47,15 @@ def budget_hparams(name: str, in_features: int, out_features: int, budget: float
 
     cls = format_class(name)
     return cls.hparams_for_budget(in_features, out_features, max(1, math.floor(budget * in_features * out_features)))
+
+
+def block_pattern(layers: Iterable[int] | None) -> re.Pattern:
+    """Matches module / parameter names inside the selected transformer blocks.
+
+    Blocks are named ``layer.i.`` (BERT), ``layers.i.`` or ``h.i.`` (GPT-2); ``None`` selects all.
+    """
+    index = r"\d+" if layers is None else "|".join(str(i) for i in layers)
+    return re.compile(rf"(^|\.)(layer|layers|h)\.({index})\.")
 
 
 def environment() -> dict:
