@@ -68,3 +68,11 @@ def test_smoke_pretraining_learns_dense_and_lowrank(tmp_path):
     curve = [r["value"] for r in records if r["metric"] == "test_accuracy" and r["format"] == "lowrank"]
     assert len(curve) == 4 and max(curve) == best["lowrank"]["value"]
     assert "lowrank" in pretrain_table(records)
+
+
+def test_pretraining_is_reproducible_from_config_and_seed(tmp_path):
+    preset = PretrainPreset(patch=4, dim=16, depth=1, heads=2, epochs=1, budgets=(0.5,), formats=("lowrank",))
+    first, second = (RecordStore(run_pretrain(tmp_path / f"{i}.jsonl", preset=preset, progress=False)).records()
+                     for i in range(2))
+    assert [r["value"] for r in first] == [r["value"] for r in second]
+    assert first[0]["config"]["dim"] == 16 and first[0]["seed"] == 0

@@ -107,3 +107,19 @@ def test_pretrained_weights_and_activation_error(tmp_path):
     for r in records:
         assert r["status"] == "ok" and r["metric"] in ("rel_frobenius_error", "rel_output_error")
         assert (r["value"] == 0) == (r["format"] == "dense") and r["value"] < 1
+
+
+def test_unrepresentable_points_are_skipped_and_errors_recorded_as_failed(tmp_path, monkeypatch):
+    preset = ProjectionPreset(sizes=(16,), budgets=(0.001, 0.5), encoder_layers=(), formats=("lowrank",))
+    records = RecordStore(run_projection(tmp_path / "a.jsonl", preset=preset, progress=False)).records()
+    status = {r["budget"]: r["status"] for r in records}
+    assert status[0.5] == "ok"
+    assert status[0.001].startswith("skipped: ") and "allowed params >=" in status[0.001]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("solver diverged")
+
+    monkeypatch.setattr(mbs, "approximate", broken)
+    records = RecordStore(run_projection(tmp_path / "b.jsonl", preset=preset, progress=False)).records()
+    failed = [r for r in records if r["status"].startswith("failed: ")]
+    assert len(failed) == 1 and "solver diverged" in failed[0]["status"] and failed[0]["value"] is None
