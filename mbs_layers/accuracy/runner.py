@@ -4,7 +4,9 @@ from __future__ import annotations
 import math
 import platform
 import re
+import subprocess
 import traceback
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -58,9 +60,15 @@ def block_pattern(layers: Iterable[int] | None) -> re.Pattern:
     return re.compile(rf"(^|\.)(layer|layers|h)\.({index})\.")
 
 
+@lru_cache(maxsize=1)
 def environment() -> dict:
-    """Library versions and device, recorded with every point so it can be reproduced."""
-    return {"torch": torch.__version__, "python": platform.python_version(),
+    """Code commit, library versions and GPU, recorded with every point so it can be reproduced."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):  # no git, or not a checkout
+        commit = None
+    return {"commit": commit, "torch": torch.__version__, "python": platform.python_version(),
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
