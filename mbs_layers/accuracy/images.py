@@ -1,0 +1,111 @@
+"""Image classification data for pre-training: offline default plus user data sets.
+
+* ``digits``: scikit-learn's 8×8 handwritten digits (1,797 images, 10 classes), shipped inside
+  scikit-learn, so the smoke run needs no download; a fixed, stratified 75/25 split.
+* CIFAR-10 in its official python-pickle layout (``data_batch_1..5``, ``test_batch``).
+* An image folder, ImageNet-style: ``PATH/train/<class>/*`` and ``PATH/val|test/<class>/*``.
+Images come back as float tensors (N, C, H, W) normalised with the training set's channel
+mean and std.
+"""
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".webp"}
+
+
+@dataclass
+class ImageData:
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: list[str]
+
+
+def digits() -> ImageData:
+    """scikit-learn's digits, split 75/25 per class with a fixed seed."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.tensor(bunch.images, dtype=torch.float32)[:, None] / 16.0
+    y = torch.tensor(bunch.target, dtype=torch.long)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    test = torch.zeros(len(y), dtype=torch.bool)
+    for c in range(10):
+        members = order[y[order] == c]
+        test[members[: len(members) // 4]] = True
+    return ImageData("digits", x[~test], y[~test], x[test], y[test], [str(c) for c in range(10)])
+
+
+def _unpickle(path: Path) -> dict:
+    with path.open("rb") as fh:
+        return pickle.load(fh, encoding="bytes")
+
+
+def cifar10(root: Path) -> ImageData:
+    """CIFAR-10 from its python-pickle batches under ``root``."""
+    def batches(files):
+        parts = [_unpickle(root / f) for f in files]
+        x = torch.cat([torch.as_tensor(p[b"data"]).reshape(-1, 3, 32, 32) for p in parts]).float() / 255.0
+        y = torch.cat([torch.as_tensor(p[b"labels"], dtype=torch.long) for p in parts])
+        return x, y
+
+    train = sorted(p.name for p in root.glob("data_batch_*"))
+    meta = root / "batches.meta"
+    classes = ([c.decode() for c in _unpickle(meta)[b"label_names"]] if meta.exists()
+               else [str(c) for c in range(10)])
+    return ImageData("cifar10", *batches(train), *batches(["test_batch"]), classes)
+
+
+def image_folder(root: Path, size: int) -> ImageData:
+    """``root/train/<class>/*`` and ``root/val`` (or ``test``)``/<class>/*``, resized to size×size RGB."""
+    from PIL import Image
+
+    test_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
+    if test_dir is None:
+        raise ValueError(f"data={root} has train/ but neither val/ nor test/: allowed layout PATH/train|val/<class>/*")
+    classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
+
+    def read(split: Path):
+        xs, ys = [], []
+        for label, name in enumerate(classes):
+            for file in sorted((split / name).glob("*")):
+                if file.suffix.lower() in IMAGE_SUFFIXES:
+                    img = Image.open(file).convert("RGB").resize((size, size))
+                    xs.append(torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1) / 255.0)
+                    ys.append(label)
+        if not xs:
+            raise ValueError(f"data={split} holds no images of the classes {classes}")
+        return torch.stack(xs), torch.tensor(ys)
+
+    return ImageData(root.name, *read(root / "train"), *read(test_dir), classes)
+
+
+def load_images(data: str, image_size: int | None = None) -> ImageData:
+    """The data set named by ``data`` ("digits" or a path), normalised, optionally resized."""
+    if data == "digits":
+        ds = digits()
+    else:
+        root = Path(data)
+        if (root / "data_batch_1").exists():
+            ds = cifar10(root)
+        elif (root / "train").is_dir():
+            ds = image_folder(root, image_size or 32)
+        else:
+            raise ValueError(f"data={data!r} is not recognised: allowed 'digits', a CIFAR-10 python folder "
+                             "(data_batch_1..5, test_batch) or an image folder PATH/train|val/<class>/*")
+    if image_size and ds.train_x.shape[-1] != image_size:
+        ds.train_x, ds.test_x = (F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+                                 for x in (ds.train_x, ds.test_x))
+    mean = ds.train_x.mean(dim=(0, 2, 3), keepdim=True)
+    std = ds.train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    ds.train_x, ds.test_x = (ds.train_x - mean) / std, (ds.test_x - mean) / std
+    return ds

@@ -1,0 +1,95 @@
+"""Presets of the accuracy experiments: ``smoke`` (CI, minutes on a CPU), ``default``, ``thesis``.
+
+``thesis`` is the scale of "Memory Better Spent" (randn 1296×1296, every MiniLM layer, longer
+training) and wants a GPU. An experiment's ``run_*`` takes a preset name or an instance.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from .runner import BUDGETS
+
+FEW_BUDGETS = (0.05, 0.25, 1.0)
+
+
+@dataclass(frozen=True)
+class ProjectionPreset:
+    sizes: tuple[int, ...] = (256,)           # Gaussian randn(n, n) sources
+    seeds: tuple[int, ...] = (0,)
+    budgets: tuple[float, ...] = FEW_BUDGETS
+    encoder_layers: tuple[int, ...] = (0,)    # pretrained encoder layers whose linears are sources
+    sentences: int = 16                       # corpus sentences whose activations X give ‖(W−Ŵ)X‖
+    formats: tuple[str, ...] | None = None    # None: every registered format
+    model: str | None = None                  # encoder directory; None: the packaged MiniLM
+
+
+@dataclass(frozen=True)
+class PretrainPreset:
+    data: str = "digits"                      # "digits" (scikit-learn) or a CIFAR-10 / image-folder path
+    image_size: int | None = None             # resize to this (None: the data's own size)
+    patch: int = 4                           # 8×8 digits: 4 patches + class token
+    dim: int = 64
+    depth: int = 2
+    heads: int = 4
+    epochs: int = 8
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.05
+    budgets: tuple[float, ...] = (0.25,)
+    seeds: tuple[int, ...] = (0,)
+    formats: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class FinetunePreset:
+    model: str | None = None                  # encoder dir or causal LM (dir / cached name); None: packaged MiniLM
+    data: str | None = None                   # text file, wikitext-2 folder (causal LM); None: stdlib docstrings
+    layers: tuple[int, ...] | None = (5,)     # transformer blocks whose linears are replaced; None: all
+    train_samples: int = 64                   # sentences (encoder) or blocks of `block` tokens (causal LM)
+    test_samples: int = 32
+    block: int = 128
+    steps: int = 20
+    batch_size: int = 16
+    lr: float = 1e-4
+    budgets: tuple[float, ...] = (0.25,)
+    seeds: tuple[int, ...] = (0,)
+    formats: tuple[str, ...] | None = None
+
+
+PRESETS = {
+    "projection": {
+        "smoke": ProjectionPreset(),
+        "default": ProjectionPreset(sizes=(256, 1024), seeds=(0, 1, 2), budgets=BUDGETS,
+                                    encoder_layers=(0, 5), sentences=64),
+        "thesis": ProjectionPreset(sizes=(256, 1024, 1296), seeds=(0, 1, 2, 3, 4), budgets=BUDGETS,
+                                   encoder_layers=(0, 1, 2, 3, 4, 5), sentences=256),
+    },
+    "pretrain": {
+        "smoke": PretrainPreset(),
+        "default": PretrainPreset(patch=2, epochs=30, budgets=(0.1, 0.25, 0.5), seeds=(0, 1, 2)),
+        "thesis": PretrainPreset(patch=2, dim=256, depth=6, heads=8, epochs=100, batch_size=128, lr=1e-3,
+                                 budgets=(0.05, 0.1, 0.25, 0.5), seeds=(0, 1, 2)),
+    },
+    "finetune": {
+        "smoke": FinetunePreset(),
+        "default": FinetunePreset(layers=None, train_samples=512, test_samples=128, steps=200,
+                                  budgets=(0.1, 0.25, 0.5), seeds=(0, 1)),
+        "thesis": FinetunePreset(layers=None, train_samples=768, test_samples=256, steps=1000,
+                                 budgets=(0.05, 0.1, 0.25, 0.5), seeds=(0, 1, 2)),
+    },
+}
+
+
+def get_preset(experiment: str, preset, **overrides):
+    """The preset ``preset`` (a name or an instance) of ``experiment`` with ``overrides`` applied."""
+    from ..validation import check_choice
+
+    if isinstance(preset, str):
+        check_choice("preset", preset, sorted(PRESETS[experiment]))
+        preset = PRESETS[experiment][preset]
+    return replace(preset, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def preset_config(preset) -> dict:
+    """The preset as a plain dict, recorded with every result so the run can be reproduced."""
+    return asdict(preset)

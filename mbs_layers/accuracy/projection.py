@@ -1,0 +1,129 @@
+"""Projection experiment: error of each format's best approximation against its parameter count.
+
+Sources (as in "Memory Better Spent"): Gaussian ``randn(n, n)`` matrices, and the linear
+weights of a pretrained encoder that ships in a package (all-MiniLM-L6-v2, see ``bert.py``).
+For the pretrained weights a data-aware error is recorded too: the output error
+‖(W − Ŵ)X‖_F / ‖WX‖_F on the real input activations X of that layer over corpus sentences.
+Unstructured sparsity (magnitude pruning) is the reference lower bound.
+
+Budgets are fractions of the dense parameter count; each format's hyper-parameters come from
+``hparams_for_budget`` (a format that cannot represent a shape or budget is recorded as
+skipped). Seeds draw the Gaussian matrix and seed the randomised / iterative projections.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import bert, corpus
+from .presets import ProjectionPreset, get_preset, preset_config
+from .runner import (accuracy_record, block_pattern, budget_hparams, environment, format_names, pick_device,
+                     point_budgets, run_points)
+from .tables import render, summary
+
+KEY_FIELDS = ("experiment", "source", "format", "budget", "seed")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A weight matrix to project: ``weight(seed)`` (out, in), and optional activations (tokens, in)."""
+
+    name: str
+    out_features: int
+    in_features: int
+    weight: Callable[[int], torch.Tensor]
+    inputs: torch.Tensor | None = None
+
+
+@lru_cache(maxsize=4)
+def gaussian(n: int, seed: int, device: str = "cpu") -> torch.Tensor:
+    """``randn(n, n)`` drawn with ``seed`` (the thesis's Gaussian source)."""
+    return torch.randn(n, n, generator=torch.Generator().manual_seed(seed)).to(device)
+
+
+def gaussian_sources(sizes, device) -> list[Source]:
+    return [Source(f"randn{n}", n, n, lambda seed, n=n: gaussian(n, seed, str(device))) for n in sizes]
+
+
+def encoder_sources(cfg: ProjectionPreset, device) -> list[Source]:
+    """Every ``nn.Linear`` of the selected encoder layers, with its activations on corpus sentences."""
+    if not cfg.encoder_layers:
+        return []
+    reason = bert.missing_reason(cfg.model)
+    if reason:
+        print(f"projection: pretrained weights skipped: {reason}", file=sys.stderr)
+        return []
+    model, tokenizer = bert.load(cfg.model)
+    sentences, _ = corpus.split_corpus(corpus.stdlib_sentences(), cfg.sentences, 0, seed=0)
+    inputs = bert.linear_inputs(model, *tokenizer(sentences))
+    inside = block_pattern(cfg.encoder_layers)
+    sources = []
+    for name, module in model.named_modules():
+        if name in inputs and inside.search(name):
+            w = module.weight.detach().to(device)
+            sources.append(Source(f"minilm/{name}", *w.shape, lambda seed, w=w: w, inputs[name].to(device)))
+    return sources
+
+
+def project_errors(name: str, hparams: dict, weight: torch.Tensor, inputs: torch.Tensor | None,
+                   seed: int) -> tuple[int, dict[str, tuple[float, float]]]:
+    """(param count, {metric: (absolute, relative) error}) of ``approximate(name, weight)``."""
+    from .. import approximate
+
+    torch.manual_seed(seed)  # randomised supports / iterative solvers are reproducible
+    with torch.no_grad():
+        layer = approximate(name, weight, **hparams)
+        diff = weight - layer.dense_weight().to(weight.dtype)
+        errors = {"rel_frobenius_error": (diff.norm().item(), (diff.norm() / weight.norm()).item())}
+        if inputs is not None:
+            out_diff, out_ref = inputs @ diff.T, inputs @ weight.T
+            errors["rel_output_error"] = (out_diff.norm().item(), (out_diff.norm() / out_ref.norm()).item())
+    return layer.param_count(), errors
+
+
+def run_projection(store: str | Path, *, preset="smoke", progress: bool = True,
+                   device: str | None = None, model: str | None = None) -> Path:
+    """Append projection records for every registered format, source, budget and seed; resumable.
+
+    ``preset`` is a name (smoke, default, thesis) or a ``ProjectionPreset``; ``model`` overrides
+    its pretrained encoder directory.
+    """
+    cfg = get_preset("projection", preset, model=model)
+    dev = pick_device(device)
+    sources = gaussian_sources(cfg.sizes, dev) + encoder_sources(cfg, dev)
+    by_name = {s.name: s for s in sources}
+    config = {"preset": preset if isinstance(preset, str) else "custom", **preset_config(cfg)}
+    points = [{"experiment": "projection", "source": s.name, "format": f, "budget": b, "seed": seed,
+               "in_features": s.in_features, "out_features": s.out_features, "metric": "rel_frobenius_error",
+               "config": config, "env": environment()}
+              for s in sources for seed in cfg.seeds
+              for f in format_names(cfg.formats) for b in point_budgets(f, cfg.budgets)]
+    cache: dict[str, tuple] = {}
+
+    def run_point(p: dict) -> list[dict]:
+        src = by_name[p["source"]]
+        hp = budget_hparams(p["format"], src.in_features, src.out_features, p["budget"])
+        key = repr((src.name, p["format"], sorted(hp.items()), p["seed"]))
+        if key not in cache:  # several budgets can map to the same hyper-parameters
+            cache[key] = project_errors(p["format"], hp, src.weight(p["seed"]), src.inputs, p["seed"])
+        params, errors = cache[key]
+        dense = src.in_features * src.out_features
+        return [accuracy_record(**{**p, "metric": metric}, hparams=hp, param_count=params, value=rel,
+                                abs_error=abs_err, rel_error=rel, param_fraction=params / dense,
+                                device=str(dev))
+                for metric, (abs_err, rel) in errors.items()]
+
+    return run_points(store, points, run_point, key_fields=KEY_FIELDS, desc="projection", progress=progress)
+
+
+def projection_table(records: list[dict]) -> str:
+    """Error vs parameter count per source, metric and format (mean ± std over seeds), as text."""
+    records = [r for r in records if r.get("experiment") == "projection"]
+    table = summary(records, ["source", "metric", "format", "hparams", "param_count", "param_fraction"],
+                    ["abs_error", "rel_error"], order=["source", "metric", "format", "param_count"])
+    return render(table, records)
