@@ -1,0 +1,146 @@
+"""Matplotlib figures of the report, each returned as a ``data:image/png;base64`` URI.
+
+Embedding PNGs keeps the HTML page self-contained (no external files or scripts).
+"""
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .analysis import SHAPE, higher_is_better, pareto_front  # noqa: E402
+
+DPI = 100
+
+
+def to_data_uri(fig) -> str:
+    """The figure as an embedded PNG; the figure is closed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def format_colors(formats) -> dict:
+    """A fixed colour per format name, the same in every figure."""
+    names = sorted(set(formats))
+    cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+
+
+def _panels(count: int, width: float = 5.0, height: float = 3.8):
+    cols = min(count, 3)
+    rows = math.ceil(count / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:count])
+
+
+def _front_line(ax, front: pd.DataFrame, x: str, y: str, label="Pareto front (all formats)"):
+    ax.step(front[x], front[y], where="post", color="black", ls="--", lw=1.2, label=label, zorder=1)
+
+
+def error_vs_params(summary: pd.DataFrame, colors: dict) -> str:
+    """One panel per (source, shape): each format's points and front, plus the overall front."""
+    metric = summary["metric"].iloc[0]
+    maximize = higher_is_better(metric)
+    groups = list(summary.groupby(["source", *SHAPE], sort=True))
+    fig, axes = _panels(len(groups))
+    for ax, ((source, n_in, n_out), g) in zip(axes, groups):
+        for fmt, gf in g.groupby("format"):
+            front = pareto_front(gf, "param_count", "value_mean", maximize_y=maximize)
+            ax.errorbar(gf["param_count"], gf["value_mean"], yerr=gf["value_std"], fmt="o", ms=4,
+                        color=colors[fmt], alpha=0.45, lw=1)
+            ax.plot(front["param_count"], front["value_mean"], "-o", ms=4, color=colors[fmt], label=fmt)
+        _front_line(ax, pareto_front(g, "param_count", "value_mean", maximize_y=maximize),
+                    "param_count", "value_mean")
+        ax.axvline(n_in * n_out, color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set(title=f"{source} {n_in}×{n_out}", xlabel="parameters (dotted: dense)", ylabel=metric)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{summary['experiment'].iloc[0]}: {metric} vs parameters "
+                 f"({'higher' if maximize else 'lower'} is better)")
+    return to_data_uri(fig)
+
+
+def accuracy_vs_latency(joined: pd.DataFrame, colors: dict, dense_latency: dict) -> str:
+    """Metric vs latency, one panel per tokens, with the accuracy–latency Pareto front.
+
+    ``dense_latency`` maps tokens to dense's median seconds (drawn as a dotted line).
+    """
+    metric = joined["metric"].iloc[0]
+    maximize = higher_is_better(metric)
+    ms = joined.assign(latency_ms=joined["median_s"] * 1e3)
+    groups = list(ms.groupby("tokens", sort=True))
+    fig, axes = _panels(len(groups), width=4.6, height=3.4)
+    for ax, (tokens, g) in zip(axes, groups):
+        for fmt, gf in g.groupby("format"):
+            ax.scatter(gf["latency_ms"], gf["value_mean"], s=22, color=colors[fmt], label=fmt, zorder=2)
+        _front_line(ax, pareto_front(g, "latency_ms", "value_mean", maximize_y=maximize),
+                    "latency_ms", "value_mean", label="Pareto front")
+        if dense_latency.get(tokens):
+            ax.axvline(dense_latency[tokens] * 1e3, color="grey", ls=":", lw=1, label="dense latency")
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set(title=f"{tokens} tokens", xlabel="latency (ms, log)", ylabel=metric)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return to_data_uri(fig)
+
+
+def roofline(kernel: pd.DataFrame, colors: dict, peaks, datasheet) -> str:
+    """Achieved TFLOP/s vs arithmetic intensity against the implied and datasheet rooflines."""
+    ai = kernel["flops"] / kernel["min_bytes"]
+    achieved = kernel["flops"] / kernel["median_s"] / 1e12
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for fmt in sorted(kernel["format"].unique()):
+        sel = (kernel["format"] == fmt).to_numpy()
+        ax.scatter(ai[sel], achieved[sel], s=18, color=colors[fmt], label=fmt, alpha=0.8, zorder=2)
+    xs = np.logspace(math.log10(max(ai.min() / 2, 1e-3)), math.log10(ai.max() * 2), 200)
+    for (tflops, tbps), style, label in ((peaks, "-", "roofline used by the records"),
+                                         (datasheet, "--", "datasheet peak")):
+        if tflops and tbps:
+            ax.plot(xs, np.minimum(tflops, xs * tbps), style, color="black", lw=1,
+                    label=f"{label} ({tflops:.3g} TFLOP/s, {tbps:.3g} TB/s)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set(xlabel="arithmetic intensity (FLOP / minimum byte)", ylabel="achieved TFLOP/s")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
+    return to_data_uri(fig)
+
+
+def speedup_heatmaps(grid: pd.DataFrame) -> str:
+    """One heat-map per format: speedup vs dense over (tokens, width); red slower, blue faster."""
+    formats = sorted(grid["format"].unique())
+    fig, axes = _panels(len(formats), width=4.2, height=3.4)
+    limit = max(1.0, float(np.nanmax(np.abs(np.log2(grid["speedup_vs_dense"])))))
+    for ax, fmt in zip(axes, formats):
+        g = grid[grid["format"] == fmt]
+        table = g.pivot_table(index="tokens", columns=["width_order", "width"],
+                              values="speedup_vs_dense", aggfunc="max").sort_index()
+        values = table.to_numpy(dtype=float)
+        image = ax.imshow(np.log2(values), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto",
+                          origin="lower")
+        for (i, j), v in np.ndenumerate(values):
+            if not math.isnan(v):
+                dark = abs(math.log2(v)) > 0.6 * limit
+                ax.text(j, i, f"{v:.2g}×", ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
+        ax.set_xticks(range(values.shape[1]), [w for _, w in table.columns])
+        ax.set_yticks(range(values.shape[0]), table.index)
+        ax.set(title=fmt, xlabel="width", ylabel="tokens")
+    fig.subplots_adjust(wspace=0.35, hspace=0.45)
+    fig.colorbar(image, ax=axes, label="log2 speedup vs dense", shrink=0.8)
+    return to_data_uri(fig)
