@@ -64,12 +64,18 @@ def accuracy_record(fmt="lowrank", hparams=None, *, n=1024, value=0.5, seed=0, m
     return record
 
 
-# Formats with their settings at roughly 50%, 25%, 10% and 5% of dense (n = 1024).
-SWEEP_HPARAMS = {
-    "lowrank": [{"rank": r} for r in (256, 128, 51, 25)],
-    "monarch": [{"nblocks": b} for b in (4, 8, 32, 64)],
-    "unstructured": [{"density": d} for d in (0.5, 0.25, 0.1, 0.05)],
-}
+BUDGETS = (0.5, 0.25, 0.1, 0.05)
+
+
+def sweep_hparams(n: int) -> dict:
+    """Each synthetic format's settings at about 50%, 25%, 10% and 5% of dense (n × n)."""
+    return {
+        "lowrank": [{"rank": max(1, int(b * n / 2))} for b in BUDGETS],
+        "monarch": [{"nblocks": round(2 / b)} for b in BUDGETS],
+        "unstructured": [{"density": b} for b in BUDGETS],
+    }
+
+
 # Relative efficiency of each format's kernel vs its roofline bound.
 EFFICIENCY = {"dense": 0.8, "lowrank": 0.6, "monarch": 0.5, "unstructured": 0.05}
 
@@ -81,7 +87,7 @@ def synthetic_sweep(*, widths=(1024, 2048), tokens=(16, 256, 4096), dtype="float
     out = []
     for n in widths:
         for t in tokens:
-            points = [("dense", {})] + [(f, hp) for f, hps in SWEEP_HPARAMS.items() for hp in hps]
+            points = [("dense", {})] + [(f, hp) for f, hps in sweep_hparams(n).items() for hp in hps]
             recs = []
             for fmt, hp in points:
                 probe = kernel_record(fmt, hp, n=n, tokens=t, dtype=dtype, device=device)
@@ -101,7 +107,7 @@ def synthetic_projection(*, n=1024, seeds=(0, 1)) -> list[dict]:
     """Relative projection errors: unstructured lowest, then lowrank, then monarch."""
     quality = {"unstructured": 0.6, "lowrank": 0.8, "monarch": 0.9, "dense": 0.0}
     out = [accuracy_record("dense", n=n, value=0.0, seed=s) for s in seeds]
-    for fmt, hps in SWEEP_HPARAMS.items():
+    for fmt, hps in sweep_hparams(n).items():
         for hp in hps:
             frac = param_count(fmt, n, hp) / (n * n)
             for s in seeds:

@@ -9,6 +9,8 @@ import math
 
 import pandas as pd
 
+from ..records import ACCURACY_KEYS, KERNEL_KEYS
+
 # "Which format at this budget": budgets as fractions of the dense parameter count.
 DEFAULT_BUDGETS = (0.5, 0.25, 0.1, 0.05)
 # Tiers a record's parameter fraction is snapped up to (heat-maps group by tier).
@@ -41,9 +43,12 @@ def higher_is_better(metric: str) -> bool:
 
 
 def split_kinds(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(kernel rows, accuracy rows), each with fresh index."""
-    kernel = df[df["kind"] == "kernel"].reset_index(drop=True)
-    accuracy = df[df["kind"] == "accuracy"].reset_index(drop=True)
+    """(kernel rows, accuracy rows), each with fresh index and at least its schema's columns."""
+    def part(kind, keys):
+        rows = df[df["kind"] == kind].reset_index(drop=True)
+        return rows.reindex(columns=list(dict.fromkeys([*rows.columns, *keys])))
+
+    kernel, accuracy = part("kernel", KERNEL_KEYS), part("accuracy", ACCURACY_KEYS)
     # columns that only one kind has are NaN-padded (float) in the union; restore ints
     if not kernel.empty and kernel["tokens"].notna().all():
         kernel = kernel.assign(tokens=kernel["tokens"].astype("int64"))

@@ -67,8 +67,9 @@ def _recommendation_tables(rec: pd.DataFrame, table_keys: list[str], row_key: st
                     detail.append(f"{g['metric'].iloc[0]} {r['value']:.3g}")
                 if pd.notna(r.get("speedup")):
                     detail.append(f"{r['speedup']:.2f}× dense")
-                cells.append({"format": r["format"] or "—",
-                              "hparams": hp_text(r["hparams"]) if r["format"] else "",
+                fits = isinstance(r["format"], str)
+                cells.append({"format": r["format"] if fits else "—",
+                              "hparams": hp_text(r["hparams"]) if fits else "",
                               "detail": " · ".join(detail), "rule": r["rule"],
                               "warn": r["rule"].startswith(("none", "no format"))})
             rows.append({"label": row_value, "cells": cells})
