@@ -13,7 +13,7 @@ from . import analysis as an
 from . import figures
 
 # Figures per section beyond which the rest are listed, not drawn (keeps the page usable).
-MAX_FIGURES = 12
+MAX_FIGURES = 8
 KERNEL_TABLE_COLUMNS = [
     "format", "hparams", "in_features", "out_features", "tokens", "dtype", "pass", "backend",
     "param_count", "median_ms", "q10_ms", "q90_ms", "tflops", "gbps", "roofline_fraction",

@@ -39,10 +39,26 @@ def format_colors(formats) -> dict:
 def _panels(count: int, width: float = 5.0, height: float = 3.8):
     cols = min(count, 3)
     rows = math.ceil(count / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False,
+                             gridspec_kw={"wspace": 0.3, "hspace": 0.45})
     for ax in axes.flat[count:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:count])
+
+
+def _si(value: float) -> str:
+    """Compact tick label: 50000 -> 50k, 2e6 -> 2M, 0.005 -> 0.005."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
+
+
+def _log_axis(axis) -> None:
+    """Log scale labelled at 1, 2 and 5 times powers of ten, in plain numbers."""
+    axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: _si(v)))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def _front_line(ax, front: pd.DataFrame, x: str, y: str, label="Pareto front (all formats)"):
@@ -65,11 +81,12 @@ def error_vs_params(summary: pd.DataFrame, colors: dict) -> str:
                     "param_count", "value_mean")
         ax.axvline(n_in * n_out, color="grey", lw=0.8, ls=":")
         ax.set_xscale("log")
+        _log_axis(ax.xaxis)
         ax.set(title=f"{source} {n_in}×{n_out}", xlabel="parameters (dotted: dense)", ylabel=metric)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{summary['experiment'].iloc[0]}: {metric} vs parameters "
-                 f"({'higher' if maximize else 'lower'} is better)")
+                 f"({'higher' if maximize else 'lower'} is better)", y=1.02)
     return to_data_uri(fig)
 
 
@@ -91,11 +108,10 @@ def accuracy_vs_latency(joined: pd.DataFrame, colors: dict, dense_latency: dict)
         if dense_latency.get(tokens):
             ax.axvline(dense_latency[tokens] * 1e3, color="grey", ls=":", lw=1, label="dense latency")
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        _log_axis(ax.xaxis)
         ax.set(title=f"{tokens} tokens", xlabel="latency (ms, log)", ylabel=metric)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
     return to_data_uri(fig)
 
 
@@ -115,6 +131,8 @@ def roofline(kernel: pd.DataFrame, colors: dict, peaks, datasheet) -> str:
                     label=f"{label} ({tflops:.3g} TFLOP/s, {tbps:.3g} TB/s)")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _log_axis(ax.xaxis)
+    _log_axis(ax.yaxis)
     ax.set(xlabel="arithmetic intensity (FLOP / minimum byte)", ylabel="achieved TFLOP/s")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, ncol=2)
@@ -141,6 +159,5 @@ def speedup_heatmaps(grid: pd.DataFrame) -> str:
         ax.set_xticks(range(values.shape[1]), [w for _, w in table.columns])
         ax.set_yticks(range(values.shape[0]), table.index)
         ax.set(title=fmt, xlabel="width", ylabel="tokens")
-    fig.subplots_adjust(wspace=0.35, hspace=0.45)
     fig.colorbar(image, ax=axes, label="log2 speedup vs dense", shrink=0.8)
     return to_data_uri(fig)
