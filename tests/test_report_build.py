@@ -107,12 +107,6 @@ def test_accuracy_only_report_is_still_useful(tmp_path, inputs):
     assert "No ok kernel measurements" in text
 
 
-def test_cpu_results_are_labelled(tmp_path):
-    path = store(tmp_path / "cpu.jsonl", synthetic_sweep(widths=(64,), tokens=(8,), device="cpu"))
-    text, _ = render(tmp_path, [path])
-    assert "CPU results." in text
-
-
 def test_report_command_writes_the_page(tmp_path, inputs, capsys):
     out = tmp_path / "r.html"
     assert cli_main(["report", str(inputs[1]), "--out", str(out), "--title", "T"]) == 0

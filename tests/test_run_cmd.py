@@ -55,7 +55,16 @@ def test_run_on_cpu_uses_smoke_presets_writes_stores_and_the_report(tmp_path, st
     assert "CPU results." in text and 'id="roofline"' in text
 
 
-def test_rerun_resumes_without_duplicates(tmp_path, stages):
+@pytest.fixture
+def no_report(monkeypatch):
+    """A stand-in for build_report, for tests about the stages only."""
+    def write(paths, out_html, **kwargs):
+        out_html.write_text(" ".join(map(str, paths)))
+        return out_html
+    monkeypatch.setattr("mbs_layers.report.build_report", write)
+
+
+def test_rerun_resumes_without_duplicates(tmp_path, stages, no_report):
     out = tmp_path / "out"
     for _ in range(2):
         assert cli_main(["run", "--out", str(out), "--device", "cpu", "--quiet"]) == 0
@@ -64,7 +73,7 @@ def test_rerun_resumes_without_duplicates(tmp_path, stages):
     assert [c[2] for c in stages] == [out / "kernels.jsonl", out / "accuracy.jsonl"] * 2
 
 
-def test_gpu_device_picks_the_default_presets_unless_given(tmp_path, stages):
+def test_gpu_device_picks_the_default_presets_unless_given(tmp_path, stages, no_report):
     cli_main(["run", "--out", str(tmp_path), "--device", "cuda", "--quiet"])
     cli_main(["run", "--out", str(tmp_path), "--device", "cuda", "--preset", "models",
               "--accuracy-preset", "smoke", "--quiet"])
