@@ -111,3 +111,11 @@ def test_report_command_writes_the_page(tmp_path, inputs, capsys):
     out = tmp_path / "r.html"
     assert cli_main(["report", str(inputs[1]), "--out", str(out), "--title", "T"]) == 0
     assert out.exists() and str(out) in capsys.readouterr().out
+
+
+def test_many_sources_are_split_over_figures_of_limited_panels(tmp_path, monkeypatch):
+    monkeypatch.setattr("mbs_layers.report.build.PANELS", 2)
+    records = [r | {"source": f"layer{i}"} for i in range(3) for r in synthetic_projection(n=64, seeds=(0,))]
+    text, page = render(tmp_path, [store(tmp_path / "a.jsonl", records)])
+    assert len(page.images) == 2
+    assert "(panels 1–2 of 3)" in text and "(panels 3–3 of 3)" in text

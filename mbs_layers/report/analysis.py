@@ -177,6 +177,7 @@ def implied_peaks(kernel: pd.DataFrame) -> pd.DataFrame:
 
 def datasheet_peaks(device, dtype: str):
     """(TFLOP/s, TB/s) from the datasheet for a known GPU name and dtype, else ``None``."""
+    dtype = str(dtype).removeprefix("torch.")
     for parts, tflops, tbps in DATASHEET:
         if all(p in str(device) for p in parts) and dtype in tflops:
             return tflops[dtype], tbps

@@ -14,6 +14,7 @@ from . import figures
 
 # Figures per section beyond which the rest are listed, not drawn (keeps the page usable).
 MAX_FIGURES = 8
+PANELS = 9  # panels per error-vs-params figure (one per source and shape)
 KERNEL_TABLE_COLUMNS = [
     "format", "hparams", "in_features", "out_features", "tokens", "dtype", "pass", "backend",
     "param_count", "median_ms", "q10_ms", "q90_ms", "tflops", "gbps", "roofline_fraction",
@@ -98,13 +99,20 @@ def _recommendations(summary, kernel, joined, budgets) -> dict:
 
 
 def _accuracy_section(summary, colors) -> dict:
-    groups = list(summary.groupby(["experiment", "metric"], sort=True)) if not summary.empty else []
-    groups, note = _limited(groups, "error-vs-params figures")
-    figs = [{"title": f"{exp} — {metric}", "uri": figures.error_vs_params(g, colors)}
-            for (exp, metric), g in groups]
+    """Error-vs-params figures, one per (experiment, metric), at most ``PANELS`` panels each."""
+    figs = []
+    for (exp, metric), g in (summary.groupby(["experiment", "metric"], sort=True) if not summary.empty else []):
+        panels = sorted(g.groupby(["source", *an.SHAPE]).groups)
+        for start in range(0, len(panels), PANELS):
+            chunk = panels[start:start + PANELS]
+            part = f" (panels {start + 1}–{start + len(chunk)} of {len(panels)})" if len(panels) > PANELS else ""
+            figs.append((f"{exp} — {metric}{part}",
+                         g[g.set_index(["source", *an.SHAPE]).index.isin(chunk)]))
+    figs, note = _limited(figs, "error-vs-params figures")
     table = summary.assign(hparams=summary["hparams_key"].map(hp_text)) if not summary.empty else summary
     cols = [*an.ACCURACY_GROUP, "format", "hparams", "param_count", "value_mean", "value_std", "seeds"]
-    return {"figures": figs, "note": note, "table": _html_table(table[cols]) if not table.empty else ""}
+    return {"figures": [{"title": t, "uri": figures.error_vs_params(g, colors)} for t, g in figs],
+            "note": note, "table": _html_table(table[cols]) if not table.empty else ""}
 
 
 def _latency_section(joined, kernel, colors) -> dict:
