@@ -118,3 +118,22 @@ def test_gpu_state_counts_throttled_records():
     assert gpu["temperature_c"] == "72.5 (55–90)"
     assert an.is_throttled({"clocks_event_reasons": ["hw_slowdown"]})
     assert not an.is_throttled({"clocks_event_reasons": []}) and not an.is_throttled(None)
+
+
+def test_summary_keeps_results_only_and_join_keeps_the_fastest_backend():
+    acc = frame([accuracy_record("lowrank", {"rank": 8}, n=64, value=v, seed=s) for s, v in ((0, 0.4), (1, 0.6))]
+                + [accuracy_record("lowrank", {"rank": 8}, n=64, value=0.9, epoch=1),  # a curve point
+                   accuracy_record("lowrank", {"rank": 8}, n=64, value=None, seed=2, status="failed: nan")])
+    summary = an.accuracy_summary(acc)
+    assert len(summary) == 1 and summary["value_mean"].iloc[0] == pytest.approx(0.5)
+    assert summary["seeds"].iloc[0] == 2
+    kernels = frame([kernel_record("lowrank", {"rank": 8}, n=64, backend=b, median_s=t)
+                     for b, t in (("torch", 2e-4), ("triton", 1e-4))])
+    joined = an.join_accuracy_kernel(summary, kernels)
+    assert list(joined["backend"]) == ["triton"]
+
+
+def test_nvml_fields_all_null_count_as_no_state():
+    record = kernel_record("dense", device="cpu: x86_64", nvml=dict.fromkeys(("sm_clock_mhz", "throttled")))
+    state = an.gpu_state(frame([record])).iloc[0]
+    assert (state["kind"], state["with_nvml"], state["throttled"]) == ("CPU", 0, 0)

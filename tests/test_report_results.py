@@ -92,3 +92,10 @@ def test_schema_problems_name_what_is_wrong():
     assert "hparams" in schema_problems({**accuracy_record(), "hparams": [1]})[0]
     with pytest.raises(ValueError, match="record 1: missing key 'flops'"):
         check_records([good, missing])
+
+
+def test_accuracy_status_is_optional_but_checked():
+    assert "status='done'" in schema_problems({**accuracy_record(), "status": "done"})[0]
+    skipped = {**accuracy_record(), "status": "skipped: no setting fits", "hparams": None, "value": None}
+    assert schema_problems(skipped) == []
+    assert "hparams=None" in schema_problems({**accuracy_record(), "hparams": None})[0]

@@ -94,9 +94,19 @@ def pareto_front(df: pd.DataFrame, x: str, y: str, *, maximize_y: bool = False) 
 
 
 def accuracy_summary(accuracy: pd.DataFrame) -> pd.DataFrame:
-    """Mean, spread and seed count of each accuracy point over its seeds."""
+    """Mean, spread and seed count of each accuracy point over its seeds.
+
+    Only results count: records with a non-ok ``status`` or no value are left out, and so are
+    per-epoch curve records (an ``epoch`` field), whose run also records best/final metrics.
+    """
+    keep = accuracy["value"].notna()
+    if "status" in accuracy:
+        keep &= accuracy["status"].isna() | (accuracy["status"] == "ok")
+    if "epoch" in accuracy:
+        keep &= accuracy["epoch"].isna()
+    accuracy = accuracy[keep]
     if accuracy.empty:
-        return accuracy
+        return pd.DataFrame()
     keys = [*ACCURACY_GROUP, "format", "hparams_key", "param_count"]
     grouped = accuracy.groupby(keys, dropna=False)
     out = grouped["value"].agg(value_mean="mean", value_std="std", seeds="count").reset_index()
@@ -106,12 +116,17 @@ def accuracy_summary(accuracy: pd.DataFrame) -> pd.DataFrame:
 
 
 def join_accuracy_kernel(acc_summary: pd.DataFrame, kernel: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy points joined with their measured kernels on format + hparams + in/out."""
+    """Accuracy points joined with their measured kernels on format + hparams + in/out.
+
+    Each kernel point (setting, tokens) keeps its fastest backend: formats at their best.
+    """
     measured = ok_kernels(kernel)
     if acc_summary.empty or measured.empty:
         return pd.DataFrame()
-    cols = ["format", "hparams_key", *SHAPE, *SETTING, "tokens", "median_s", "speedup_vs_dense"]
-    return acc_summary.merge(measured[cols], on=["format", "hparams_key", *SHAPE], how="inner")
+    point = ["format", "hparams_key", *SHAPE, *SETTING, "tokens"]
+    fastest = measured.sort_values("median_s", kind="mergesort").drop_duplicates(point)
+    cols = [*point, "backend", "median_s", "speedup_vs_dense"]
+    return acc_summary.merge(fastest[cols], on=["format", "hparams_key", *SHAPE], how="inner")
 
 
 def _choose(candidates: pd.DataFrame, *, accuracy: bool, speed: bool, maximize: bool):
@@ -146,7 +161,7 @@ def recommend(df: pd.DataFrame, group: list[str], budgets=DEFAULT_BUDGETS) -> pd
             row = dict(zip(group, key), budget=budget, format=None, rule="no format fits the budget")
             if not within.empty:
                 best, rule = _choose(within, accuracy=accuracy, speed=speed, maximize=maximize)
-                row.update(format=best["format"], hparams=best["hparams_key"],
+                row.update(format=best["format"], hparams=best["hparams_key"], backend=best.get("backend"),
                            param_count=int(best["param_count"]), rule=rule,
                            value=best.get("value_mean"), speedup=best.get("speedup_vs_dense"))
             rows.append(row)
@@ -158,12 +173,15 @@ def implied_peaks(kernel: pd.DataFrame) -> pd.DataFrame:
 
     A record's bound is ``achieved / roofline_fraction = min(P, AI * B)``, so the compute
     peak ``P`` is the largest bound and the bandwidth ``B`` the largest ``bound / AI`` (exact
-    once a setting has points in both regimes, a lower bound otherwise).
+    once a setting has points in both regimes, a lower bound otherwise). 2:4 on cuSPARSELt,
+    scored against a doubled compute roof, is left out.
     """
     ok = ok_kernels(kernel)
     cols = [*SETTING, "peak_tflops", "peak_tbps"]
     if ok.empty:
         return pd.DataFrame(columns=cols)
+    # 2:4 on cuSPARSELt is scored against twice the dense tensor rate: not the dense roof
+    ok = ok[~((ok["format"] == "semi24") & (ok["backend"] == "cusparselt"))]
     achieved = ok["flops"] / ok["median_s"]
     fraction = pd.to_numeric(ok["roofline_fraction"], errors="coerce")
     ok = ok.assign(bound=achieved / fraction, ai=ok["flops"] / ok["min_bytes"])
@@ -225,7 +243,7 @@ def gpu_state(kernel: pd.DataFrame) -> pd.DataFrame:
     """Per device: record count, throttled count and median/min/max of each numeric NVML field."""
     rows = []
     for device, g in kernel.groupby("device", dropna=False):
-        states = [n for n in g["nvml"] if isinstance(n, dict) and n]
+        states = [n for n in g["nvml"] if isinstance(n, dict) and any(v is not None for v in n.values())]
         row = {"device": device, "kind": "GPU" if is_gpu_device(device) or states else "CPU",
                "records": len(g), "with_nvml": len(states),
                "throttled": sum(is_throttled(n) for n in states)}

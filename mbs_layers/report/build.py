@@ -67,7 +67,7 @@ def _recommendation_tables(rec: pd.DataFrame, table_keys: list[str], row_key: st
                 if pd.notna(r.get("value")):
                     detail.append(f"{g['metric'].iloc[0]} {r['value']:.3g}")
                 if pd.notna(r.get("speedup")):
-                    detail.append(f"{r['speedup']:.2f}× dense")
+                    detail.append(f"{r['speedup']:.2f}× dense" + (f" ({r['backend']})" if pd.notna(r.get("backend")) else ""))
                 fits = isinstance(r["format"], str)
                 cells.append({"format": r["format"] if fits else "—",
                               "hparams": hp_text(r["hparams"]) if fits else "",
