@@ -53,28 +53,28 @@ def _limited(items: list, what: str) -> tuple[list, str]:
     return items[:MAX_FIGURES], f"{len(items) - MAX_FIGURES} more {what} not drawn (see the tables)."
 
 
-def _recommendation_tables(rec: pd.DataFrame, table_keys: list[str], row_key: str | None) -> list[dict]:
+def _recommendation_tables(rec: pd.DataFrame, table_keys: list[str], row_key: str, row_name: str) -> list[dict]:
     """Recommendations as matrices: one per ``table_keys`` group, rows ``row_key``, columns budgets."""
     tables = []
     for key, g in rec.groupby(table_keys, dropna=False, sort=True):
         budgets = sorted(g["budget"].unique(), reverse=True)
         rows = []
-        for row_value, gr in (g.groupby(row_key, sort=True) if row_key else [("", g)]):
+        for row_value, gr in g.groupby(row_key, sort=True):
             cells = []
             for budget in budgets:
                 r = gr[gr["budget"] == budget].iloc[0]
+                fits = isinstance(r["format"], str)
                 detail = []
                 if pd.notna(r.get("value")):
-                    detail.append(f"{g['metric'].iloc[0]} {r['value']:.3g}")
+                    detail.append(f"{r['metric']} {r['value']:.3g}")
                 if pd.notna(r.get("speedup")):
-                    detail.append(f"{r['speedup']:.2f}× dense" + (f" ({r['backend']})" if pd.notna(r.get("backend")) else ""))
-                fits = isinstance(r["format"], str)
+                    detail.append(f"{r['speedup']:.2f}× dense ({r['backend']})")
                 cells.append({"format": r["format"] if fits else "—",
                               "hparams": hp_text(r["hparams"]) if fits else "",
                               "detail": " · ".join(detail), "rule": r["rule"],
                               "warn": r["rule"].startswith(("none", "no format"))})
             rows.append({"label": row_value, "cells": cells})
-        tables.append({"title": _title(table_keys, key), "row_name": row_key or "",
+        tables.append({"title": _title(table_keys, key), "row_name": row_name,
                        "budgets": [f"≤ {b:.0%} of dense" for b in budgets], "rows": rows})
     return tables
 
@@ -84,18 +84,20 @@ def _recommendations(summary, kernel, joined, budgets) -> dict:
     if not joined.empty:
         rec = an.recommend(joined, [*an.ACCURACY_GROUP, *an.SETTING, "tokens"], budgets)
         return {"mode": "joined", "tables": _recommendation_tables(
-            rec, [*an.ACCURACY_GROUP, *an.SETTING], "tokens")}
+            rec, [*an.ACCURACY_GROUP, *an.SETTING], "tokens", "tokens")}
     tables = []
     if not summary.empty:
         rec = an.recommend(summary, an.ACCURACY_GROUP, budgets)
-        tables += _recommendation_tables(rec, ["experiment", "source", "metric"], "in_features")
+        rec["row"] = [_title(["source", *an.SHAPE], key) for key in
+                      zip(rec["source"], rec["in_features"], rec["out_features"])]
+        tables += _recommendation_tables(rec, ["experiment", "metric"], "row", "source")
     measured = an.ok_kernels(kernel)
-    if not measured.empty and "speedup_vs_dense" in measured:
-        measured = measured[measured["speedup_vs_dense"].notna()]
+    measured = measured[measured["speedup_vs_dense"].notna()]
+    if not measured.empty:
         rec = an.recommend(measured, [*an.SHAPE, *an.SETTING, "tokens"], budgets)
-        tables += _recommendation_tables(rec, [*an.SHAPE, *an.SETTING], "tokens")
-    return {"mode": "accuracy" if not summary.empty and kernel.empty else
-            "speed" if summary.empty else "separate", "tables": tables}
+        tables += _recommendation_tables(rec, [*an.SHAPE, *an.SETTING], "tokens", "tokens")
+    mode = "separate" if not summary.empty and not measured.empty else "accuracy" if not summary.empty else "speed"
+    return {"mode": mode, "tables": tables}
 
 
 def _accuracy_section(summary, colors) -> dict:
