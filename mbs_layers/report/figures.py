@@ -37,10 +37,11 @@ def format_colors(formats) -> dict:
 
 
 def _panels(count: int, width: float = 5.0, height: float = 3.8):
+    """A grid of ``count`` axes, three per row, laid out so titles and labels never overlap."""
     cols = min(count, 3)
     rows = math.ceil(count / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False,
-                             gridspec_kw={"wspace": 0.3, "hspace": 0.45})
+                             layout="constrained")
     for ax in axes.flat[count:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:count])
@@ -119,7 +120,7 @@ def roofline(kernel: pd.DataFrame, colors: dict, peaks, datasheet) -> str:
     """Achieved TFLOP/s vs arithmetic intensity against the implied and datasheet rooflines."""
     ai = kernel["flops"] / kernel["min_bytes"]
     achieved = kernel["flops"] / kernel["median_s"] / 1e12
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for fmt in sorted(kernel["format"].unique()):
         sel = (kernel["format"] == fmt).to_numpy()
         ax.scatter(ai[sel], achieved[sel], s=18, color=colors[fmt], label=fmt, alpha=0.8, zorder=2)
@@ -135,14 +136,17 @@ def roofline(kernel: pd.DataFrame, colors: dict, peaks, datasheet) -> str:
     _log_axis(ax.yaxis)
     ax.set(xlabel="arithmetic intensity (FLOP / minimum byte)", ylabel="achieved TFLOP/s")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return to_data_uri(fig)
 
 
 def speedup_heatmaps(grid: pd.DataFrame) -> str:
     """One heat-map per format: speedup vs dense over (tokens, width); red slower, blue faster."""
     formats = sorted(grid["format"].unique())
-    fig, axes = _panels(len(formats), width=4.2, height=3.4)
+    # panel size follows the grid: ~0.8 in per width column, ~0.45 in per tokens row
+    width = max(2.6, 0.8 * grid["width"].nunique() + 1.4)
+    height = max(2.0, 0.45 * grid["tokens"].nunique() + 1.5)
+    fig, axes = _panels(len(formats), width=width, height=height)
     limit = max(1.0, float(np.nanmax(np.abs(np.log2(grid["speedup_vs_dense"])))))
     for ax, fmt in zip(axes, formats):
         g = grid[grid["format"] == fmt]
@@ -159,5 +163,6 @@ def speedup_heatmaps(grid: pd.DataFrame) -> str:
         ax.set_xticks(range(values.shape[1]), [w for _, w in table.columns])
         ax.set_yticks(range(values.shape[0]), table.index)
         ax.set(title=fmt, xlabel="width", ylabel="tokens")
-    fig.colorbar(image, ax=axes, label="log2 speedup vs dense", shrink=0.8)
+    fig.colorbar(image, ax=axes, label="speedup vs dense (log scale)", shrink=0.8,
+                 format=matplotlib.ticker.FuncFormatter(lambda v, _: f"{2 ** v:.3g}×"))
     return to_data_uri(fig)
