@@ -23,8 +23,9 @@ KERNEL_TABLE_COLUMNS = [
 
 
 def hp_text(key: str) -> str:
-    """``{"rank": 8}`` (canonical JSON) -> ``rank=8``; empty for formats without hparams."""
-    return ", ".join(f"{k}={v}" for k, v in json.loads(key or "{}").items())
+    """``{"rank": 8, "density": 0.2292}`` (canonical JSON) -> ``rank=8, density=0.229``."""
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in json.loads(key or "{}").items())
 
 
 def _html_table(df: pd.DataFrame) -> str:

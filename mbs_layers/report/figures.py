@@ -62,6 +62,15 @@ def _log_axis(axis) -> None:
     axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
+def _figure_legend(fig, axes) -> None:
+    """One legend for all panels, right of them (panels differ in which formats they show)."""
+    entries = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    fig.legend(entries.values(), entries.keys(), loc="outside right upper", fontsize=8)
+
+
 def _front_line(ax, front: pd.DataFrame, x: str, y: str, label="Pareto front (all formats)"):
     ax.step(front[x], front[y], where="post", color="black", ls="--", lw=1.2, label=label, zorder=1)
 
@@ -83,11 +92,12 @@ def error_vs_params(summary: pd.DataFrame, colors: dict) -> str:
         ax.axvline(n_in * n_out, color="grey", lw=0.8, ls=":")
         ax.set_xscale("log")
         _log_axis(ax.xaxis)
-        ax.set(title=f"{source} {n_in}×{n_out}", xlabel="parameters (dotted: dense)", ylabel=metric)
+        # long source names (model/layer paths) break after their first "/"
+        ax.set_title(f"{source} {n_in}×{n_out}".replace("/", "/\n", 1 if len(source) > 32 else 0), fontsize=9)
+        ax.set(xlabel="parameters (dotted: dense)",
+               ylabel=f"{metric} ({'higher' if maximize else 'lower'} is better)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"{summary['experiment'].iloc[0]}: {metric} vs parameters "
-                 f"({'higher' if maximize else 'lower'} is better)", y=1.02)
+    _figure_legend(fig, axes)
     return to_data_uri(fig)
 
 
@@ -112,7 +122,7 @@ def accuracy_vs_latency(joined: pd.DataFrame, colors: dict, dense_latency: dict)
         _log_axis(ax.xaxis)
         ax.set(title=f"{tokens} tokens", xlabel="latency (ms, log)", ylabel=metric)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    _figure_legend(fig, axes)
     return to_data_uri(fig)
 
 
