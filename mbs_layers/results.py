@@ -19,7 +19,6 @@ from typing import Iterable
 
 from .records import ACCURACY_KEYS, KERNEL_KEYS, RecordStore, valid_status
 
-KINDS = ("kernel", "accuracy")
 PASSES = ("fwd", "fwd_bwd")
 # Added by load_results, never part of a record.
 DERIVED_COLUMNS = ("kind", "source_file", "hparams_key")

@@ -31,7 +31,10 @@ def main(args) -> int:
     shown = table if args.all else table[table["verdict"].isin(["regression", "improvement"])]
     if not shown.empty:
         with pd.option_context("display.max_rows", None, "display.width", 200):
-            print(shown.sort_values("ratio", ascending=False)[SHOWN].to_string(index=False, float_format="{:.4g}".format))
+            table_text = (shown.sort_values("ratio", ascending=False)[SHOWN]
+                          .rename(columns={"hparams_key": "hparams"})
+                          .to_string(index=False, float_format="{:.4g}".format))
+            print(table_text)
     counts = table["verdict"].value_counts()
     print(", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
           + f" (threshold {args.threshold:.0%}, alpha {args.alpha})")
