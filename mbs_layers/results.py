@@ -112,18 +112,27 @@ def read_records(path: str | os.PathLike) -> list[dict]:
     return RecordStore(path).records()
 
 
+def expand_paths(paths) -> list[Path]:
+    """``paths`` (one or many) as a list of files, each folder replaced by its result files."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files = []
+    for path in map(Path, paths):
+        files += sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl")) if path.is_dir() else [path]
+    return files
+
+
 def load_results(paths) -> "pandas.DataFrame":  # noqa: F821  (pandas imported lazily)
     """One tidy row per record from pytest-benchmark JSON files and JSONL stores.
 
-    ``paths``: one path or an iterable of paths. Columns: the record keys (union over all
-    records; absent ones are NaN) plus ``kind``, ``source_file`` and ``hparams_key``.
+    ``paths``: one path or an iterable of paths; a folder stands for its ``*.json`` and
+    ``*.jsonl`` files. Columns: the record keys (union over all records; absent ones are NaN)
+    plus ``kind``, ``source_file`` and ``hparams_key``.
     """
     import pandas as pd
 
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
     rows = []
-    for path in paths:
+    for path in expand_paths(paths):
         for record in read_records(path):
             rows.append({**record, "kind": record_kind(record), "source_file": str(path),
                          "hparams": record.get("hparams") or {},

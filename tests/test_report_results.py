@@ -99,3 +99,12 @@ def test_accuracy_status_is_optional_but_checked():
     skipped = {**accuracy_record(), "status": "skipped: no setting fits", "hparams": None, "value": None}
     assert schema_problems(skipped) == []
     assert "hparams=None" in schema_problems({**accuracy_record(), "hparams": None})[0]
+
+
+def test_a_folder_stands_for_its_result_files(tmp_path):
+    write_store(tmp_path / "k.jsonl", synthetic_sweep(widths=(64,), tokens=(8,)))
+    benchmark_json(tmp_path / "b.json", synthetic_sweep(widths=(64,), tokens=(16,)))
+    (tmp_path / "notes.txt").write_text("not results")
+    df = load_results(tmp_path)
+    assert sorted(set(df["source_file"])) == [str(tmp_path / "b.json"), str(tmp_path / "k.jsonl")]
+    assert sorted(set(df["tokens"])) == [8, 16]

@@ -5,7 +5,7 @@ HELP = "build the HTML report (Pareto fronts, roofline, speedups, recommendation
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("paths", nargs="+", help="pytest-benchmark JSON files and/or JSONL result stores")
+    parser.add_argument("paths", nargs="+", help="pytest-benchmark JSON files, JSONL result stores, or folders of them")
     parser.add_argument("--out", default="report.html", help="HTML file to write (default report.html)")
     parser.add_argument("--title", default="mbs report", help="page title")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from ..results import load_results
+from ..results import expand_paths, load_results
 from . import analysis as an
 from . import figures
 
@@ -187,7 +187,7 @@ def build_report(paths, out_html, *, budgets=an.DEFAULT_BUDGETS, title: str = "m
 
     Works with kernel-only, accuracy-only or both kinds of input; sections without data say so.
     """
-    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    paths = expand_paths(paths)
     out_html = Path(out_html)
     df = load_results(paths)
     kernel, accuracy = an.split_kinds(df)
