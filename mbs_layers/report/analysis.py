@@ -1,0 +1,261 @@
+"""The numbers behind the report: Pareto fronts, the accuracy/kernel join, rooflines, picks.
+
+All functions take the tidy DataFrame of :func:`mbs_layers.results.load_results` (or a
+part of it) and return DataFrames or plain dicts; plotting and HTML live elsewhere.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ..records import ACCURACY_KEYS, KERNEL_KEYS
+
+# "Which format at this budget": budgets as fractions of the dense parameter count.
+DEFAULT_BUDGETS = (0.5, 0.25, 0.1, 0.05)
+# Tiers a record's parameter fraction is snapped up to (heat-maps group by tier).
+BUDGET_TIERS = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+SHAPE = ["in_features", "out_features"]
+SETTING = ["device", "dtype", "pass"]
+ACCURACY_GROUP = ["experiment", "source", "metric", *SHAPE]
+
+# Datasheet dense peaks (DESIGN.md "Measurement"): name parts, TFLOP/s per dtype, HBM TB/s.
+# For labelling and as the fallback roofline only; 2:4 sparsity doubles the tensor rates.
+_A100 = {"bfloat16": 312.0, "float16": 312.0, "tf32": 156.0, "float32": 19.5}
+_H100 = {"bfloat16": 989.0, "float16": 989.0, "tf32": 495.0, "float32": 67.0}
+DATASHEET = (
+    (("A100", "80GB"), _A100, 2.04),
+    (("A100",), _A100, 1.56),
+    (("H100",), _H100, 3.35),
+)
+_GPU_WORDS = ("nvidia", "tesla", "geforce", "quadro", "rtx", "a100", "h100", "h200", "l40",
+              "cuda", "radeon", "instinct")
+
+
+def is_gpu_device(name) -> bool:
+    """Whether a record's ``device`` names a GPU (anything else is labelled CPU)."""
+    return isinstance(name, str) and any(w in name.lower() for w in _GPU_WORDS)
+
+
+def higher_is_better(metric: str) -> bool:
+    """Accuracy-like metrics (name contains ``acc``) grow; errors, losses, perplexity shrink."""
+    return "acc" in str(metric).lower()
+
+
+def split_kinds(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(kernel rows, accuracy rows), each with fresh index and at least its schema's columns."""
+    def part(kind, keys):
+        rows = df[df["kind"] == kind].reset_index(drop=True)
+        return rows.reindex(columns=list(dict.fromkeys([*rows.columns, *keys])))
+
+    kernel, accuracy = part("kernel", KERNEL_KEYS), part("accuracy", ACCURACY_KEYS)
+    # columns that only one kind has are NaN-padded (float) in the union; restore ints
+    if not kernel.empty and kernel["tokens"].notna().all():
+        kernel = kernel.assign(tokens=kernel["tokens"].astype("int64"))
+    if "source" not in accuracy:
+        accuracy = accuracy.assign(source="-")
+    accuracy = accuracy.assign(source=accuracy["source"].fillna("-"))
+    return kernel, accuracy
+
+
+def ok_kernels(kernel: pd.DataFrame) -> pd.DataFrame:
+    """Kernel rows that were measured (status ``ok`` with a positive median)."""
+    if kernel.empty:
+        return kernel
+    ok = kernel[(kernel["status"] == "ok") & (pd.to_numeric(kernel["median_s"], errors="coerce") > 0)]
+    return ok.reset_index(drop=True)
+
+
+def param_fraction(df: pd.DataFrame) -> pd.Series:
+    """Parameters as a fraction of the dense layer of the same shape."""
+    return df["param_count"] / (df["in_features"] * df["out_features"])
+
+
+def budget_tier(fraction: float) -> float:
+    """The smallest tier in ``BUDGET_TIERS`` at or above ``fraction`` (e.g. 0.24 -> 0.25)."""
+    return next((t for t in BUDGET_TIERS if fraction <= t * (1 + 1e-9)), BUDGET_TIERS[-1])
+
+
+def pareto_front(df: pd.DataFrame, x: str, y: str, *, maximize_y: bool = False) -> pd.DataFrame:
+    """Rows not dominated by another row with smaller-or-equal ``x`` and a better ``y``.
+
+    Sorted by ``x``; ``y`` is minimised unless ``maximize_y``.
+    """
+    if df.empty:
+        return df
+    sign = -1.0 if maximize_y else 1.0
+    ordered = df.assign(_y=sign * df[y]).sort_values([x, "_y"], kind="mergesort")
+    keep, best = [], math.inf
+    for idx, value in zip(ordered.index, ordered["_y"]):
+        if value < best:
+            keep.append(idx)
+            best = value
+    return ordered.loc[keep].drop(columns="_y")
+
+
+def accuracy_summary(accuracy: pd.DataFrame) -> pd.DataFrame:
+    """Mean, spread and seed count of each accuracy point over its seeds.
+
+    Only results count: records with a non-ok ``status`` or no value are left out, and so are
+    per-epoch curve records (an ``epoch`` field), whose run also records best/final metrics.
+    """
+    keep = accuracy["value"].notna()
+    if "status" in accuracy:
+        keep &= accuracy["status"].isna() | (accuracy["status"] == "ok")
+    if "epoch" in accuracy:
+        keep &= accuracy["epoch"].isna()
+    accuracy = accuracy[keep]
+    if accuracy.empty:
+        return pd.DataFrame()
+    keys = [*ACCURACY_GROUP, "format", "hparams_key", "param_count"]
+    grouped = accuracy.groupby(keys, dropna=False)
+    out = grouped["value"].agg(value_mean="mean", value_std="std", seeds="count").reset_index()
+    out["value_std"] = out["value_std"].fillna(0.0)
+    out["hparams"] = grouped["hparams"].first().values
+    return out
+
+
+def join_accuracy_kernel(acc_summary: pd.DataFrame, kernel: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy points joined with their measured kernels on format + hparams + in/out.
+
+    Each kernel point (setting, tokens) keeps its fastest backend: formats at their best.
+    """
+    measured = ok_kernels(kernel)
+    if acc_summary.empty or measured.empty:
+        return pd.DataFrame()
+    point = ["format", "hparams_key", *SHAPE, *SETTING, "tokens"]
+    fastest = measured.sort_values("median_s", kind="mergesort").drop_duplicates(point)
+    cols = [*point, "backend", "median_s", "speedup_vs_dense"]
+    return acc_summary.merge(fastest[cols], on=["format", "hparams_key", *SHAPE], how="inner")
+
+
+def _choose(candidates: pd.DataFrame, *, accuracy: bool, speed: bool, maximize: bool):
+    """The recommended row of ``candidates`` and the rule that picked it (see docs/reports.md)."""
+    if accuracy and speed:
+        fast = candidates[candidates["speedup_vs_dense"] >= 1.0]
+        pool, rule = (fast, "lowest error among formats at least as fast as dense") if not fast.empty \
+            else (candidates, "none as fast as dense: lowest error")
+    else:
+        pool, rule = candidates, ("lowest error" if accuracy else "fastest")
+    if accuracy:
+        order = (["value_mean", "median_s"] if speed else ["value_mean"])
+        asc = [not maximize, True][: len(order)]
+    else:
+        order, asc = ["speedup_vs_dense"], [False]
+    return pool.sort_values(order, ascending=asc, kind="mergesort").iloc[0], rule
+
+
+def recommend(df: pd.DataFrame, group: list[str], budgets=DEFAULT_BUDGETS) -> pd.DataFrame:
+    """Per group and budget, the recommended format among those within the budget.
+
+    ``df`` is the accuracy/kernel join, an accuracy summary (accuracy only) or measured
+    kernel rows (speed only); the rule used is recorded in column ``rule``.
+    """
+    accuracy, speed = "value_mean" in df, "speedup_vs_dense" in df
+    rows = []
+    for key, g in df.groupby(group, dropna=False, sort=True):
+        maximize = accuracy and higher_is_better(g["metric"].iloc[0])
+        dense_params = int(g["in_features"].iloc[0] * g["out_features"].iloc[0])
+        for budget in budgets:
+            within = g[g["param_count"] <= budget * dense_params]
+            row = dict(zip(group, key), budget=budget, format=None, rule="no format fits the budget")
+            if not within.empty:
+                best, rule = _choose(within, accuracy=accuracy, speed=speed, maximize=maximize)
+                row.update(format=best["format"], hparams=best["hparams_key"], backend=best.get("backend"),
+                           param_count=int(best["param_count"]), rule=rule,
+                           value=best.get("value_mean"), speedup=best.get("speedup_vs_dense"))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def implied_peaks(kernel: pd.DataFrame) -> pd.DataFrame:
+    """The roofline each (device, dtype, pass) was scored against, recovered from its records.
+
+    A record's bound is ``achieved / roofline_fraction = min(P, AI * B)``, so the compute
+    peak ``P`` is the largest bound and the bandwidth ``B`` the largest ``bound / AI`` (exact
+    once a setting has points in both regimes, a lower bound otherwise). 2:4 on cuSPARSELt,
+    scored against a doubled compute roof, is left out.
+    """
+    ok = ok_kernels(kernel)
+    cols = [*SETTING, "peak_tflops", "peak_tbps"]
+    if ok.empty:
+        return pd.DataFrame(columns=cols)
+    # 2:4 on cuSPARSELt is scored against twice the dense tensor rate: not the dense roof
+    ok = ok[~((ok["format"] == "semi24") & (ok["backend"] == "cusparselt"))]
+    achieved = ok["flops"] / ok["median_s"]
+    fraction = pd.to_numeric(ok["roofline_fraction"], errors="coerce")
+    ok = ok.assign(bound=achieved / fraction, ai=ok["flops"] / ok["min_bytes"])
+    ok = ok[(fraction > 0) & (ok["ai"] > 0)]
+    if ok.empty:
+        return pd.DataFrame(columns=cols)
+    grouped = ok.assign(bw=ok["bound"] / ok["ai"]).groupby(SETTING)
+    return pd.DataFrame({"peak_tflops": grouped["bound"].max() / 1e12,
+                         "peak_tbps": grouped["bw"].max() / 1e12}).reset_index()
+
+
+def datasheet_peaks(device, dtype: str):
+    """(TFLOP/s, TB/s) from the datasheet for a known GPU name and dtype, else ``None``."""
+    dtype = str(dtype).removeprefix("torch.")
+    for parts, tflops, tbps in DATASHEET:
+        if all(p in str(device) for p in parts) and dtype in tflops:
+            return tflops[dtype], tbps
+    return None
+
+
+def speedup_grid(kernel: pd.DataFrame) -> pd.DataFrame:
+    """Speedup vs dense per (setting, format, budget tier, tokens, width), best over hparams.
+
+    Width is ``in_features`` for square layers and ``"in×out"`` otherwise.
+    """
+    ok = ok_kernels(kernel)
+    ok = ok[(ok["format"] != "dense") & ok["speedup_vs_dense"].notna()]
+    if ok.empty:
+        return pd.DataFrame()
+    ok = ok.assign(
+        tier=[budget_tier(f) for f in param_fraction(ok)],
+        width=[str(i) if i == o else f"{i}×{o}" for i, o in zip(ok["in_features"], ok["out_features"])],
+        width_order=ok["in_features"] * ok["out_features"],
+    )
+    keys = [*SETTING, "tier", "format", "tokens", "width", "width_order"]
+    return ok.groupby(keys)["speedup_vs_dense"].max().reset_index()
+
+
+def _flatten(prefix: str, value, out: dict) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}{k}.", v, out)
+    else:
+        out[prefix[:-1]] = value
+
+
+def is_throttled(nvml) -> bool:
+    """A record taken while throttled: ``nvml["throttled"]``, or any non-empty ``*reason*`` field."""
+    if not isinstance(nvml, dict):
+        return False
+    if "throttled" in nvml:
+        return bool(nvml["throttled"])
+    flat: dict = {}
+    _flatten("", nvml, flat)
+    return any("reason" in k.lower() and v not in (None, 0, "", [], "none", "None") for k, v in flat.items())
+
+
+def gpu_state(kernel: pd.DataFrame) -> pd.DataFrame:
+    """Per device: record count, throttled count and median/min/max of each numeric NVML field."""
+    rows = []
+    for device, g in kernel.groupby("device", dropna=False):
+        states = [n for n in g["nvml"] if isinstance(n, dict) and any(v is not None for v in n.values())]
+        row = {"device": device, "kind": "GPU" if is_gpu_device(device) or states else "CPU",
+               "records": len(g), "with_nvml": len(states),
+               "throttled": sum(is_throttled(n) for n in states)}
+        flat = []
+        for n in states:
+            f: dict = {}
+            _flatten("", n, f)
+            flat.append({k: v for k, v in f.items()
+                         if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        if flat:
+            stats = pd.DataFrame(flat).agg(["median", "min", "max"])
+            for field in stats.columns:
+                row[field] = "{:.4g} ({:.4g}–{:.4g})".format(*stats[field])
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,178 @@
+"""Matplotlib figures of the report, each returned as a ``data:image/png;base64`` URI.
+
+Embedding PNGs keeps the HTML page self-contained (no external files or scripts).
+"""
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .analysis import SHAPE, higher_is_better, pareto_front  # noqa: E402
+
+DPI = 100
+
+
+def to_data_uri(fig) -> str:
+    """The figure as an embedded PNG; the figure is closed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def format_colors(formats) -> dict:
+    """A fixed colour per format name, the same in every figure."""
+    names = sorted(set(formats))
+    cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+
+
+def _panels(count: int, width: float = 5.0, height: float = 3.8):
+    """A grid of ``count`` axes, three per row, laid out so titles and labels never overlap."""
+    cols = min(count, 3)
+    rows = math.ceil(count / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:count])
+
+
+def _si(value: float) -> str:
+    """Compact tick label: 50000 -> 50k, 2e6 -> 2M, 0.005 -> 0.005."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
+
+
+def _log_axis(axis) -> None:
+    """Log scale labelled at 1, 2 and 5 times powers of ten, in plain numbers."""
+    axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: _si(v)))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def _figure_legend(fig, axes) -> None:
+    """One legend for all panels, right of them (panels differ in which formats they show)."""
+    entries = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    fig.legend(entries.values(), entries.keys(), loc="outside right upper", fontsize=8)
+
+
+def _front_line(ax, front: pd.DataFrame, x: str, y: str, label="Pareto front (all formats)"):
+    ax.step(front[x], front[y], where="post", color="black", ls="--", lw=1.2, label=label, zorder=1)
+
+
+def error_vs_params(summary: pd.DataFrame, colors: dict) -> str:
+    """One panel per (source, shape): each format's points and front, plus the overall front."""
+    metric = summary["metric"].iloc[0]
+    maximize = higher_is_better(metric)
+    groups = list(summary.groupby(["source", *SHAPE], sort=True))
+    fig, axes = _panels(len(groups))
+    for ax, ((source, n_in, n_out), g) in zip(axes, groups):
+        for fmt, gf in g.groupby("format"):
+            front = pareto_front(gf, "param_count", "value_mean", maximize_y=maximize)
+            ax.errorbar(gf["param_count"], gf["value_mean"], yerr=gf["value_std"], fmt="o", ms=4,
+                        color=colors[fmt], alpha=0.45, lw=1)
+            ax.plot(front["param_count"], front["value_mean"], "-o", ms=4, color=colors[fmt], label=fmt)
+        _front_line(ax, pareto_front(g, "param_count", "value_mean", maximize_y=maximize),
+                    "param_count", "value_mean")
+        ax.axvline(n_in * n_out, color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        _log_axis(ax.xaxis)
+        # long source names (model/layer paths) break after their first "/"
+        ax.set_title(f"{source} {n_in}×{n_out}".replace("/", "/\n", 1 if len(source) > 32 else 0), fontsize=9)
+        ax.set(xlabel="parameters (dotted: dense)",
+               ylabel=f"{metric} ({'higher' if maximize else 'lower'} is better)")
+        ax.grid(alpha=0.3)
+    _figure_legend(fig, axes)
+    return to_data_uri(fig)
+
+
+def accuracy_vs_latency(joined: pd.DataFrame, colors: dict, dense_latency: dict) -> str:
+    """Metric vs latency, one panel per tokens, with the accuracy–latency Pareto front.
+
+    ``dense_latency`` maps tokens to dense's median seconds (drawn as a dotted line).
+    """
+    metric = joined["metric"].iloc[0]
+    maximize = higher_is_better(metric)
+    ms = joined.assign(latency_ms=joined["median_s"] * 1e3)
+    groups = list(ms.groupby("tokens", sort=True))
+    fig, axes = _panels(len(groups), width=4.6, height=3.4)
+    for ax, (tokens, g) in zip(axes, groups):
+        for fmt, gf in g.groupby("format"):
+            ax.scatter(gf["latency_ms"], gf["value_mean"], s=22, color=colors[fmt], label=fmt, zorder=2)
+        _front_line(ax, pareto_front(g, "latency_ms", "value_mean", maximize_y=maximize),
+                    "latency_ms", "value_mean", label="Pareto front")
+        if dense_latency.get(tokens):
+            ax.axvline(dense_latency[tokens] * 1e3, color="grey", ls=":", lw=1, label="dense latency")
+        ax.set_xscale("log")
+        _log_axis(ax.xaxis)
+        ax.set(title=f"{tokens} tokens", xlabel="latency (ms, log)", ylabel=metric)
+        ax.grid(alpha=0.3)
+    _figure_legend(fig, axes)
+    return to_data_uri(fig)
+
+
+def roofline(kernel: pd.DataFrame, colors: dict, peaks, datasheet) -> str:
+    """Achieved TFLOP/s vs arithmetic intensity against the implied and datasheet rooflines."""
+    ai = kernel["flops"] / kernel["min_bytes"]
+    achieved = kernel["flops"] / kernel["median_s"] / 1e12
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for fmt in sorted(kernel["format"].unique()):
+        sel = (kernel["format"] == fmt).to_numpy()
+        ax.scatter(ai[sel], achieved[sel], s=18, color=colors[fmt], label=fmt, alpha=0.8, zorder=2)
+    xs = np.logspace(math.log10(max(ai.min() / 2, 1e-3)), math.log10(ai.max() * 2), 200)
+    for (tflops, tbps), style, label in ((peaks, "-", "roofline used by the records"),
+                                         (datasheet, "--", "datasheet peak")):
+        if tflops and tbps:
+            ax.plot(xs, np.minimum(tflops, xs * tbps), style, color="black", lw=1,
+                    label=f"{label} ({tflops:.3g} TFLOP/s, {tbps:.3g} TB/s)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _log_axis(ax.xaxis)
+    _log_axis(ax.yaxis)
+    ax.set(xlabel="arithmetic intensity (FLOP / minimum byte)", ylabel="achieved TFLOP/s")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return to_data_uri(fig)
+
+
+def speedup_heatmaps(grid: pd.DataFrame) -> str:
+    """One heat-map per format: speedup vs dense over (tokens, width); red slower, blue faster."""
+    formats = sorted(grid["format"].unique())
+    # panel size follows the grid: ~0.8 in per width column, ~0.45 in per tokens row
+    width = max(2.6, 0.8 * grid["width"].nunique() + 1.4)
+    height = max(2.0, 0.45 * grid["tokens"].nunique() + 1.5)
+    fig, axes = _panels(len(formats), width=width, height=height)
+    limit = max(1.0, float(np.nanmax(np.abs(np.log2(grid["speedup_vs_dense"])))))
+    for ax, fmt in zip(axes, formats):
+        g = grid[grid["format"] == fmt]
+        table = g.pivot_table(index="tokens", columns=["width_order", "width"],
+                              values="speedup_vs_dense", aggfunc="max").sort_index()
+        values = table.to_numpy(dtype=float)
+        image = ax.imshow(np.log2(values), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto",
+                          origin="lower")
+        for (i, j), v in np.ndenumerate(values):
+            if not math.isnan(v):
+                dark = abs(math.log2(v)) > 0.6 * limit
+                ax.text(j, i, f"{v:.2g}×", ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
+        ax.set_xticks(range(values.shape[1]), [w for _, w in table.columns])
+        ax.set_yticks(range(values.shape[0]), table.index)
+        ax.set(title=fmt, xlabel="width", ylabel="tokens")
+    fig.colorbar(image, ax=axes, label="speedup vs dense (log scale)", shrink=0.8,
+                 format=matplotlib.ticker.FuncFormatter(lambda v, _: f"{2 ** v:.3g}×"))
+    return to_data_uri(fig)

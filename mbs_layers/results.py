@@ -1,0 +1,142 @@
+"""Load result files into one tidy pandas DataFrame, and check records against the schema.
+
+Two input kinds (DESIGN.md, "Result records"):
+
+* pytest-benchmark JSON (``pytest bench/ --benchmark-json out.json``): one record per
+  benchmark in its ``extra_info``; the file's ``machine_info`` (GPU, versions, measured
+  peaks) is kept per row as ``machine_info``.
+* JSONL stores written by :class:`mbs_layers.records.RecordStore` (sweeps, accuracy runs).
+
+Every row gets ``kind`` ("kernel" or "accuracy"), ``source_file``, and ``hparams_key``
+(a canonical string of the ``hparams`` dict, hashable, for grouping and joining).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+from .records import ACCURACY_KEYS, KERNEL_KEYS, RecordStore, valid_status
+
+PASSES = ("fwd", "fwd_bwd")
+# Added by load_results, never part of a record.
+DERIVED_COLUMNS = ("kind", "source_file", "hparams_key")
+
+
+def record_kind(record: dict) -> str:
+    """``accuracy`` for records with an experiment and metric, ``kernel`` for timed points."""
+    if "experiment" in record and "metric" in record:
+        return "accuracy"
+    if "tokens" in record and ("median_s" in record or "status" in record):
+        return "kernel"
+    raise ValueError(
+        "record is neither a kernel record (needs tokens and median_s/status) nor an accuracy "
+        f"record (needs experiment and metric); keys: {sorted(record)}"
+    )
+
+
+def schema_problems(record: dict) -> list[str]:
+    """What is wrong with ``record`` under the DESIGN.md schema (empty list: valid).
+
+    Kernel records must have exactly ``KERNEL_KEYS``; accuracy records at least
+    ``ACCURACY_KEYS`` (extras such as ``source``, ``rel_error`` or ``status`` are allowed).
+    """
+    try:
+        kind = record_kind(record)
+    except ValueError as exc:
+        return [str(exc)]
+    keys = KERNEL_KEYS if kind == "kernel" else ACCURACY_KEYS
+    problems = [f"missing key {k!r}" for k in keys if k not in record]
+    status = record.get("status", None if kind == "kernel" else "ok")  # optional on accuracy records
+    if not isinstance(status, str) or not valid_status(status):
+        problems.append(f"status={status!r}: allowed 'ok', 'failed: <reason>', 'skipped: <reason>'")
+    if kind == "kernel":
+        problems += [f"unexpected key {k!r}" for k in sorted(set(record) - set(KERNEL_KEYS))]
+        if "pass" in record and record["pass"] not in PASSES:
+            problems.append(f"pass={record['pass']!r}: allowed {list(PASSES)}")
+        if "dtype" in record and not isinstance(record["dtype"], str):
+            problems.append(f"dtype={record['dtype']!r} must be a string like 'float32'")
+    hparams = record.get("hparams", {})
+    # an accuracy point that never ran (skipped/failed) may have no hyper-parameters
+    if not isinstance(hparams, dict) and not (kind == "accuracy" and hparams is None and status != "ok"):
+        problems.append(f"hparams={hparams!r} must be a dict")
+    return problems
+
+
+def check_records(records: Iterable[dict]) -> None:
+    """Raise ``ValueError`` listing the first problems if any record breaks the schema."""
+    problems = [f"record {i}: {p}" for i, r in enumerate(records) for p in schema_problems(r)]
+    if problems:
+        more = f" (+{len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise ValueError("records break the schema: " + "; ".join(problems[:10]) + more)
+
+
+def hparams_key(hparams) -> str:
+    """Canonical, hashable text of a hyper-parameter dict (``{}`` for formats without any)."""
+    return json.dumps(hparams or {}, sort_keys=True)
+
+
+def read_benchmark_json(path: Path) -> list[dict]:
+    """Records from a pytest-benchmark JSON file: each benchmark's ``extra_info``.
+
+    Where ``extra_info`` lacks latency fields, pytest-benchmark's own ``stats`` fill them
+    (``median`` -> ``median_s``, raw ``data`` -> ``samples_s``).
+    """
+    doc = json.loads(path.read_text())
+    if not isinstance(doc, dict) or "benchmarks" not in doc:
+        raise ValueError(f"{path}: not a pytest-benchmark JSON file (no 'benchmarks' list)")
+    machine = doc.get("machine_info") or {}
+    records = []
+    for bench in doc["benchmarks"]:
+        record = dict(bench.get("extra_info") or {})
+        if not record:
+            continue
+        stats = bench.get("stats") or {}
+        if record.get("median_s") is None and "median" in stats:
+            record["median_s"] = stats["median"]
+        if record.get("samples_s") is None and stats.get("data"):
+            record["samples_s"] = list(stats["data"])
+        record["machine_info"] = machine
+        records.append(record)
+    return records
+
+
+def read_records(path: str | os.PathLike) -> list[dict]:
+    """Records of one file: pytest-benchmark JSON (``.json``) or a JSONL store (anything else)."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"results file {str(path)!r} does not exist")
+    if path.suffix == ".json":
+        return read_benchmark_json(path)
+    return RecordStore(path).records()
+
+
+def expand_paths(paths) -> list[Path]:
+    """``paths`` (one or many) as a list of files, each folder replaced by its result files."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files = []
+    for path in map(Path, paths):
+        files += sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl")) if path.is_dir() else [path]
+    return files
+
+
+def load_results(paths) -> "pandas.DataFrame":  # noqa: F821  (pandas imported lazily)
+    """One tidy row per record from pytest-benchmark JSON files and JSONL stores.
+
+    ``paths``: one path or an iterable of paths; a folder stands for its ``*.json`` and
+    ``*.jsonl`` files. Columns: the record keys (union over all records; absent ones are NaN)
+    plus ``kind``, ``source_file`` and ``hparams_key``.
+    """
+    import pandas as pd
+
+    rows = []
+    for path in expand_paths(paths):
+        for record in read_records(path):
+            rows.append({**record, "kind": record_kind(record), "source_file": str(path),
+                         "hparams": record.get("hparams") or {},
+                         "hparams_key": hparams_key(record.get("hparams"))})
+    if not rows:
+        return pd.DataFrame(columns=list(dict.fromkeys(KERNEL_KEYS + ACCURACY_KEYS + DERIVED_COLUMNS)))
+    return pd.DataFrame(rows)
