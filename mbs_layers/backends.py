@@ -46,11 +46,13 @@ TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def triton_unsupported(layer, x2d) -> str | None:
-    """Default ``unsupported`` check for Triton backends: device and dtype."""
+    """Default ``unsupported`` check for Triton backends: device, dtype, and no mixed dtypes."""
     if not triton_runs_on(x2d.device):
         return f"Triton needs a CUDA tensor (or TRITON_INTERPRET=1 on CPU), got {x2d.device.type}"
     if x2d.dtype not in TRITON_DTYPES:
         return f"dtype={x2d.dtype} is not supported: allowed {list(TRITON_DTYPES)}"
+    if x2d.dtype != layer.weight_dtype:
+        return f"input dtype={x2d.dtype} differs from the layer's {layer.weight_dtype}: allowed the same dtype"
     return None
 
 

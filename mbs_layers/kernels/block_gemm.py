@@ -250,15 +250,8 @@ def run_plan(plan: Plan, x2d: torch.Tensor, *weights: torch.Tensor) -> torch.Ten
     return BlockChain.apply(x2d.contiguous(), plan, *weights)
 
 
-def same_dtype_unsupported(layer, x2d) -> str | None:
-    """Triton's device/dtype check, plus: the input must have the weights' dtype (no mixed GEMMs)."""
-    reason = triton_unsupported(layer, x2d)
-    if reason is None and x2d.dtype != layer.weight_dtype:
-        reason = f"input dtype={x2d.dtype} differs from the weights' {layer.weight_dtype}: cast one"
-    return reason
 
-
-@register_backend("blockdiag", "triton", priority=1, unsupported=same_dtype_unsupported)
+@register_backend("blockdiag", "triton", priority=1, unsupported=triton_unsupported)
 def blockdiag_triton(layer, x2d):
     """One batched GEMM over the diagonal blocks, read and written in place."""
     k, s, p = layer.blocks.shape

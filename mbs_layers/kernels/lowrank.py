@@ -214,19 +214,12 @@ class _LowRankFn(torch.autograd.Function):
         return gx, gu, gv, None, None
 
 
-def same_dtype_unsupported(layer, x2d):
-    """Triton's device/dtype check, plus the input and the weights sharing one dtype."""
-    reason = triton_unsupported(layer, x2d)
-    if reason is None and x2d.dtype != layer.weight_dtype:
-        reason = f"input dtype={x2d.dtype} differs from the layer's {layer.weight_dtype}: allowed the same dtype"
-    return reason
 
-
-@register_backend("lowrank", "triton", priority=10, unsupported=same_dtype_unsupported)
+@register_backend("lowrank", "triton", priority=10, unsupported=triton_unsupported)
 def lowrank_triton(layer, x2d):
     return _LowRankFn.apply(x2d, layer.U, layer.V, False, torch.is_grad_enabled())
 
 
-@register_backend("lowrank_light", "triton", priority=10, unsupported=same_dtype_unsupported)
+@register_backend("lowrank_light", "triton", priority=10, unsupported=triton_unsupported)
 def lowrank_light_triton(layer, x2d):
     return _LowRankFn.apply(x2d, layer.U, layer.V, True, torch.is_grad_enabled())

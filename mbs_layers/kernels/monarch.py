@@ -16,9 +16,9 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ..backends import register_backend
+from ..backends import register_backend, triton_unsupported
 from .block_gemm import (Axis, FeatureMap, Plan, Stage, contiguous_map, input_precision, run_plan,
-                         same_dtype_unsupported, strided_map, tune_configs)
+                         strided_map, tune_configs)
 
 MAX_FUSED_RANK = 64
 MAX_FUSED_OUT_BLOCK = 128
@@ -117,11 +117,11 @@ def btt_plan(layer) -> Plan:
     return Plan(stages, btt_fused if use_fused(n1 * n2, rank, m1, m2, n1 * m2 * rank) else None)
 
 
-@register_backend("monarch", "triton", priority=1, unsupported=same_dtype_unsupported)
+@register_backend("monarch", "triton", priority=1, unsupported=triton_unsupported)
 def monarch_triton(layer, x2d):
     return run_plan(monarch_plan(layer), x2d, layer.w1, layer.w2)
 
 
-@register_backend("btt", "triton", priority=1, unsupported=same_dtype_unsupported)
+@register_backend("btt", "triton", priority=1, unsupported=triton_unsupported)
 def btt_triton(layer, x2d):
     return run_plan(btt_plan(layer), x2d, layer.R, layer.L)

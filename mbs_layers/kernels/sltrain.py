@@ -17,9 +17,9 @@ import torch
 import triton
 import triton.language as tl
 
-from ..backends import register_backend
+from ..backends import register_backend, triton_unsupported
 from ..formats.sltrain import support_rows
-from .lowrank import chain, same_dtype_unsupported
+from .lowrank import chain
 
 
 def ell_table(major: torch.Tensor, minor: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,7 +104,7 @@ class _SLTrainFn(torch.autograd.Function):
         return gx, gu, gv, gs, None, None, None, None
 
 
-@register_backend("sltrain", "triton", priority=10, unsupported=same_dtype_unsupported)
+@register_backend("sltrain", "triton", priority=10, unsupported=triton_unsupported)
 def sltrain_triton(layer, x2d):
     tables = ell_tables(layer)
     return _SLTrainFn.apply(x2d, layer.U, layer.V, layer.values, tables, tables["rows"], layer.col,
