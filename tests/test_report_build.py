@@ -109,8 +109,10 @@ def test_accuracy_only_report_is_still_useful(tmp_path, inputs):
 
 def test_report_command_writes_the_page(tmp_path, inputs, capsys):
     out = tmp_path / "r.html"
-    assert cli_main(["report", str(inputs[1]), "--out", str(out), "--title", "T"]) == 0
-    assert out.exists() and str(out) in capsys.readouterr().out
+    assert cli_main(["report", str(inputs[1]), "--out", str(out), "--title", "T", "--budgets", "0.3"]) == 0
+    assert str(out) in capsys.readouterr().out
+    text = out.read_text()
+    assert "<title>T</title>" in text and "≤ 30% of dense" in text and "≤ 50% of dense" not in text
 
 
 def test_many_sources_are_split_over_figures_of_limited_panels(tmp_path, monkeypatch):
@@ -119,3 +121,8 @@ def test_many_sources_are_split_over_figures_of_limited_panels(tmp_path, monkeyp
     text, page = render(tmp_path, [store(tmp_path / "a.jsonl", records)])
     assert len(page.images) == 2
     assert "(panels 1–2 of 3)" in text and "(panels 3–3 of 3)" in text
+
+
+def test_budgets_outside_zero_one_are_refused(tmp_path, inputs):
+    with pytest.raises(ValueError, match=r"budgets=1.5 is out of range"):
+        build_report([inputs[1]], tmp_path / "r.html", budgets=(0.5, 1.5))

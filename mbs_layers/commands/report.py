@@ -8,11 +8,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("paths", nargs="+", help="pytest-benchmark JSON files, JSONL result stores, or folders of them")
     parser.add_argument("--out", default="report.html", help="HTML file to write (default report.html)")
     parser.add_argument("--title", default="mbs report", help="page title")
+    parser.add_argument("--budgets", type=float, nargs="+", default=None, metavar="FRACTION",
+                        help="budgets of the recommendation, as fractions of dense params (default 0.5 0.25 0.1 0.05)")
 
 
 def main(args) -> int:
     from ..report import build_report
 
-    html = build_report(args.paths, args.out, title=args.title)
+    budgets = {"budgets": tuple(args.budgets)} if args.budgets else {}
+    html = build_report(args.paths, args.out, title=args.title, **budgets)
     print(f"report written to {html.resolve()}")
     return 0

@@ -9,6 +9,7 @@ import jinja2
 import pandas as pd
 
 from ..results import expand_paths, load_results
+from ..validation import check_float
 from . import analysis as an
 from . import figures
 
@@ -187,6 +188,7 @@ def build_report(paths, out_html, *, budgets=an.DEFAULT_BUDGETS, title: str = "m
 
     Works with kernel-only, accuracy-only or both kinds of input; sections without data say so.
     """
+    budgets = tuple(check_float("budgets", b, low=0.0, high=1.0, low_open=True) for b in budgets)
     paths = expand_paths(paths)
     out_html = Path(out_html)
     df = load_results(paths)

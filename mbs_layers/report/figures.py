@@ -55,9 +55,13 @@ def _si(value: float) -> str:
     return f"{value:g}"
 
 
-def _log_axis(axis) -> None:
-    """Log scale labelled at 1, 2 and 5 times powers of ten, in plain numbers."""
-    axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+def _log_axis(axis, values) -> None:
+    """Log scale in plain numbers, labelled at 1, 2 and 5 × powers of ten (1 × only when
+    ``values`` span more than two and a half decades, so labels never collide)."""
+    values = np.asarray(values, dtype=float)
+    values = values[values > 0]
+    wide = values.size and math.log10(values.max() / values.min()) > 2.5
+    axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
     axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: _si(v)))
     axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
@@ -91,7 +95,7 @@ def error_vs_params(summary: pd.DataFrame, colors: dict) -> str:
                     "param_count", "value_mean")
         ax.axvline(n_in * n_out, color="grey", lw=0.8, ls=":")
         ax.set_xscale("log")
-        _log_axis(ax.xaxis)
+        _log_axis(ax.xaxis, [*g["param_count"], n_in * n_out])
         # long source names (model/layer paths) break after their first "/"
         ax.set_title(f"{source} {n_in}×{n_out}".replace("/", "/\n", 1 if len(source) > 32 else 0), fontsize=9)
         ax.set(xlabel="parameters (dotted: dense)",
@@ -119,7 +123,7 @@ def accuracy_vs_latency(joined: pd.DataFrame, colors: dict, dense_latency: dict)
         if dense_latency.get(tokens):
             ax.axvline(dense_latency[tokens] * 1e3, color="grey", ls=":", lw=1, label="dense latency")
         ax.set_xscale("log")
-        _log_axis(ax.xaxis)
+        _log_axis(ax.xaxis, g["latency_ms"])
         ax.set(title=f"{tokens} tokens", xlabel="latency (ms, log)", ylabel=metric)
         ax.grid(alpha=0.3)
     _figure_legend(fig, axes)
@@ -142,8 +146,8 @@ def roofline(kernel: pd.DataFrame, colors: dict, peaks, datasheet) -> str:
                     label=f"{label} ({tflops:.3g} TFLOP/s, {tbps:.3g} TB/s)")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    _log_axis(ax.xaxis)
-    _log_axis(ax.yaxis)
+    _log_axis(ax.xaxis, xs)
+    _log_axis(ax.yaxis, [*achieved, *(tflops for tflops, _ in (peaks, datasheet) if tflops)])
     ax.set(xlabel="arithmetic intensity (FLOP / minimum byte)", ylabel="achieved TFLOP/s")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
