@@ -9,14 +9,17 @@ from dataclasses import asdict, dataclass, replace
 
 from .runner import BUDGETS
 
-FEW_BUDGETS = (0.05, 0.25, 1.0)
+# The smoke sweep's shapes and budgets (64×64 at 50% / 20%) are among these, so a CPU
+# ``mbs run`` joins accuracy with latency in its report.
+SMOKE_SIZES = (64, 256)
+SMOKE_BUDGETS = (0.05, 0.2, 0.5)
 
 
 @dataclass(frozen=True)
 class ProjectionPreset:
-    sizes: tuple[int, ...] = (256,)           # Gaussian randn(n, n) sources
+    sizes: tuple[int, ...] = SMOKE_SIZES      # Gaussian randn(n, n) sources
     seeds: tuple[int, ...] = (0,)
-    budgets: tuple[float, ...] = FEW_BUDGETS
+    budgets: tuple[float, ...] = SMOKE_BUDGETS
     encoder_layers: tuple[int, ...] = (0,)    # pretrained encoder layers whose linears are sources
     sentences: int = 16                       # corpus sentences whose activations X give ‖(W−Ŵ)X‖
     formats: tuple[str, ...] | None = None    # None: every registered format
