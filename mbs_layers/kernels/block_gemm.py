@@ -22,6 +22,7 @@ import triton
 import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
+from ._tuning import dot_precision
 
 
 @dataclass(frozen=True)
@@ -63,14 +64,6 @@ def tune_configs(names, shapes):
 GEMM_SHAPES = [(64, 64, 32, 3, 4), (128, 64, 32, 3, 4), (64, 128, 32, 3, 4), (128, 128, 32, 3, 8),
                (32, 64, 64, 4, 4)]
 
-
-def input_precision(dtype: torch.dtype) -> str:
-    """``tl.dot``'s precision: exact fp32 unless the user enabled tf32 for matmuls, as torch does.
-
-    16-bit inputs keep Triton's default (the setting only changes fp32 dots).
-    """
-    exact = dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32
-    return "ieee" if exact else "tf32"
 
 
 @triton.jit
@@ -121,7 +114,7 @@ def block_matmul(a: Operand, b: Operand, c: Operand, groups: int, m: int, n: int
     chunk, splits = k_chunks(k, splits)
     grid = lambda meta: (groups * splits * triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
     _block_gemm_kernel[grid](*a.args(), *b.args(), *c.args(), split_stride, groups, splits, m, n, k, chunk,
-                             PRECISION=input_precision(a.tensor.dtype))
+                             PRECISION=dot_precision(a.tensor.dtype))
 
 
 def k_chunks(k: int, splits: int) -> tuple[int, int]:

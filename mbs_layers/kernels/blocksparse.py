@@ -18,6 +18,7 @@ import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
 from ..sparse_support import cached_per_version, segment_pointers
+from ._tuning import dot_precision
 
 MAX_TILE = 64  # widest tile edge loaded at once: fp32 3-stage pipelines stay <= 144 KB (A100: 164 KB)
 
@@ -29,13 +30,6 @@ def autotune_configs(candidates) -> list:
         candidates = candidates[:1]
     return [triton.Config(meta, num_warps=warps, num_stages=stages) for meta, warps, stages in candidates]
 
-
-def dot_input_precision(dtype: torch.dtype) -> str:
-    """fp32 inputs use TF32 tensor cores only where the user allowed TF32 matmuls, else IEEE fp32;
-    16-bit inputs take Triton's default."""
-    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
-        return "ieee"
-    return "tf32"
 
 
 _ROWS_CONFIGS = [({"BLOCK_T": 64}, 4, 3), ({"BLOCK_T": 128}, 8, 3), ({"BLOCK_T": 32}, 4, 2)]
@@ -137,7 +131,7 @@ def _bsr_apply(x, values, block, n_out_blocks, out_ptr, in_blocks, val_idx, tran
     _bsr_rows_kernel[grid](x, values, y, out_ptr, in_blocks, val_idx, tokens,
                            triton.next_power_of_2(tokens), block, x.stride(0), y.stride(0),
                            stride_vp, stride_vq, BLOCK_P=tile, BLOCK_Q=tile,
-                           PRECISION=dot_input_precision(x.dtype))
+                           PRECISION=dot_precision(x.dtype))
     return y
 
 
@@ -149,7 +143,7 @@ def _bsr_grad_values(grad_y, x, layout: BSRLayout, values):
     grid = (values.shape[0], triton.cdiv(block, tile), triton.cdiv(block, tile))
     _bsr_grad_values_kernel[grid](grad_y, x, grad_values, layout.rows, layout.cols, tokens,
                                   triton.next_power_of_2(tokens), block, grad_y.stride(0), x.stride(0),
-                                  BLOCK_P=tile, BLOCK_Q=tile, PRECISION=dot_input_precision(x.dtype))
+                                  BLOCK_P=tile, BLOCK_Q=tile, PRECISION=dot_precision(x.dtype))
     return grad_values
 
 

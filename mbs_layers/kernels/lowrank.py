@@ -25,6 +25,7 @@ import triton
 import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
+from ._tuning import dot_precision
 
 MAX_FUSED_RANK = 256
 MAX_SPLIT = 8
@@ -126,13 +127,6 @@ def _chain_kernel(
         tl.store(y_ptr, acc.to(Y.dtype.element_ty), mask=y_mask)
 
 
-def _precision(dtype: torch.dtype) -> str:
-    """fp32 dots in IEEE unless the user allowed tf32 for torch's matmuls too; fp16/bf16 dots
-    take Triton's default (the setting only concerns fp32 operands)."""
-    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
-        return "ieee"
-    return "tf32"
-
 
 def _split(t_blocks: int, n_blocks: int, device: torch.device) -> int:
     """Programs per token block: enough for one wave over the SMs (each extra one recomputes z
@@ -179,7 +173,7 @@ def chain(x, a, b, y, *, x_id=None, z=None, sparse=None, split=None):
         *x.stride(), *a.stride(), *(x_id.stride() if has_xid else (0, 0)), *b.stride(), *y.stride(),
         *(z.stride() if store_z else (0, 0)),
         R_PAD=max(16, triton.next_power_of_2(R)) if fused else 16, LOWRANK=fused, HAS_XID=has_xid,
-        STORE_Z=store_z, HAS_SPARSE=has_sparse, PRECISION=_precision(x.dtype),
+        STORE_Z=store_z, HAS_SPARSE=has_sparse, PRECISION=dot_precision(x.dtype),
     )
 
 

@@ -17,7 +17,8 @@ import triton
 import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
-from .block_gemm import (Axis, FeatureMap, Plan, Stage, contiguous_map, input_precision, run_plan,
+from ._tuning import dot_precision
+from .block_gemm import (Axis, FeatureMap, Plan, Stage, contiguous_map, run_plan,
                          strided_map, tune_configs)
 
 MAX_FUSED_RANK = 64
@@ -84,7 +85,7 @@ def btt_fused(x, cores_r, cores_l):
     block_n = _tile(m1)
     grid = lambda meta: (triton.cdiv(x.shape[0], meta["BLOCK_M"]) * triton.cdiv(m1, block_n) * m2,)  # noqa: E731
     _btt_fused_kernel[grid](x, y, cores_r, cores_l, x.shape[0], n1, n2, m1, m2, rank, x.stride(0), y.stride(0),
-                            *cores_r.stride(), *cores_l.stride(), PRECISION=input_precision(x.dtype),
+                            *cores_r.stride(), *cores_l.stride(), PRECISION=dot_precision(x.dtype),
                             BLOCK_N=block_n, BLOCK_R=_tile(rank))
     return y
 

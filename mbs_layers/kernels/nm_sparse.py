@@ -17,7 +17,8 @@ import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
 from ..sparse_support import cached_per_version, kept_values_linear
-from .blocksparse import autotune_configs, dot_input_precision
+from ._tuning import dot_precision
+from .blocksparse import autotune_configs
 
 
 _CONFIGS = [  # ≤ 48 KB of fp32 operand tiles per stage
@@ -79,7 +80,7 @@ def _nm_apply(a, values, meta, shape, transpose):
     grid = lambda meta_: (triton.cdiv(tokens, meta_["BLOCK_T"]), triton.cdiv(y.shape[1], meta_["BLOCK_C"]))  # noqa: E731
     _nm_kernel[grid](a, values, meta, y, tokens, triton.next_power_of_2(tokens), n_out, n_in,
                      a.stride(0), y.stride(0), TRANSPOSE=transpose,
-                     PRECISION=dot_input_precision(a.dtype))
+                     PRECISION=dot_precision(a.dtype))
     return y
 
 
