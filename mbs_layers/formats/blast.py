@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from ..base import StructuredLinear, register_format
@@ -65,6 +64,22 @@ def _subspace_start(blocks, bases, rank, gen):
     return starts
 
 
+def _greedy_matching(score: torch.Tensor) -> torch.Tensor:
+    """perm with score[k, perm[k]] large: repeatedly pair the best remaining (row, column).
+
+    Exact for the noiseless case (the true pairs score b, every other pair less), and needs no
+    assignment solver.
+    """
+    score = score.clone()
+    perm = torch.empty(score.shape[0], dtype=torch.long, device=score.device)
+    for _ in range(score.shape[0]):
+        k, col = divmod(int(score.argmax()), score.shape[1])
+        perm[k] = col
+        score[k, :] = -1.0
+        score[:, col] = -1.0
+    return perm
+
+
 def _aligned_start(blocks, bases, gen):
     """U_i, V_j exact for a BLAST input (b >= 2, r <= p, q) by simultaneous diagonalisation.
 
@@ -86,7 +101,7 @@ def _aligned_start(blocks, bases, gen):
     dirs = torch.nn.functional.normalize(E, dim=-1)
     for i in range(1, b):
         score = torch.einsum("jks,jls->jkl", dirs[0], dirs[i]).abs().sum(0)
-        perm = torch.as_tensor(linear_sum_assignment(score.cpu().numpy(), maximize=True)[1], device=C.device)
+        perm = _greedy_matching(score)
         R[i], E[i] = R[i][:, perm], E[i][:, perm]
     Q = torch.linalg.svd(E.permute(1, 2, 0, 3), full_matrices=False)[2][..., 0, :]  # (b, r, r): rows q_jk
     return ut @ R, vt @ Q.transpose(-1, -2)
