@@ -29,9 +29,13 @@ def _preconditioned_step(gram, rhs, prev, damping):
 
     With ``gram`` = BᵀB (.., r, r), ``rhs`` = A B and ``prev`` = X (.., k, r), the step
     X − ∇ (BᵀB + δI)⁻¹ equals (rhs + δ·prev)(gram + δI)⁻¹, i.e. the proximal least-squares update
-    argmin ‖A − X'Bᵀ‖² + δ‖X' − X‖², which never increases the loss. δ = ``damping``·mean(diag gram).
+    argmin ‖A − X'Bᵀ‖² + δ‖X' − X‖², which never increases the loss. δ = ``damping``·mean(diag gram),
+    floored at 1e-12 of the batch's largest so an all-zero Gram (a zero block row) stays solvable.
     """
-    delta = damping * gram.diagonal(dim1=-2, dim2=-1).mean(-1)[..., None, None]
+    scale = gram.diagonal(dim1=-2, dim2=-1).mean(-1)
+    top = scale.max()
+    scale = torch.clamp(scale, min=1e-12 * top) if top > 0 else torch.ones_like(scale)
+    delta = damping * scale[..., None, None]
     eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
     chol = torch.linalg.cholesky(gram + delta * eye)  # SPD: Cholesky is faster than an LU solve
     return torch.cholesky_solve((rhs + delta * prev).transpose(-1, -2), chol).transpose(-1, -2)
@@ -41,8 +45,8 @@ def _block_bases(blocks: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.T
     """Orthonormal top-r singular bases (with singular values) of each block row and block column.
 
     Every block row of a BLAST matrix is U_i times something and every block column something
-    times V_jᵀ, so for a BLAST input these subspaces are exact. Computed from eigen-decompositions of the small (p×p, q×q) Gram matrices, far cheaper than
-    SVDs of the wide block rows.
+    times V_jᵀ, so for a BLAST input these subspaces are exact. Computed from eigen-decompositions
+    of the small (p×p, q×q) Gram matrices, far cheaper than SVDs of the wide block rows.
     """
     b, p, _, q = blocks.shape
     bases = []
@@ -144,6 +148,9 @@ def blast_factorize(weight: torch.Tensor, nblocks: int, rank: int, *, steps: int
     b = nblocks
     A = weight.double().reshape(b, m // b, b, n // b)  # A[i, :, j, :] = A_ij
     norm2 = A.square().sum()
+    if norm2 == 0:  # the zero matrix is BLAST with s = 0 (and would make every Gram singular)
+        zeros = {"dtype": A.dtype, "device": A.device}
+        return torch.zeros(b, m // b, rank, **zeros), torch.zeros(b, n // b, rank, **zeros), torch.zeros(b, b, rank, **zeros)
     gen = torch.Generator().manual_seed(seed)
 
     def rel_loss(U, V, s):
