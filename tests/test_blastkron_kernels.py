@@ -1,7 +1,8 @@
 """Triton backends of blast / kronecker / tt against the torch reference: forward and all gradients.
 
 On CPU these run under TRITON_INTERPRET=1 (set by conftest), so shapes stay small; sizes are
-chosen off the block sizes (19 tokens, odd block widths) to exercise every mask.
+chosen off the block sizes (70 tokens: one full and one partial 64-row tile; odd block widths)
+to exercise every mask.
 """
 import pytest
 import torch
@@ -26,7 +27,7 @@ def ref_and_fast(name, in_f, out_f, hp, dtype, device):
     return ref, fast
 
 
-def check_matches_reference(name, in_f, out_f, hp, dtype, device, tokens=19):
+def check_matches_reference(name, in_f, out_f, hp, dtype, device, tokens=70):
     ref, fast = ref_and_fast(name, in_f, out_f, hp, dtype, device)
     assert fast.resolved_backend(torch.empty(1, in_f, dtype=dtype, device=device)) == "triton"
     x = torch.randn(tokens, in_f, dtype=dtype, device=device)
@@ -56,6 +57,15 @@ def test_triton_matches_reference_cpu_interpreter(name, in_f, out_f, hp, dtype):
 ])
 def test_triton_matches_reference_gpu(name, in_f, out_f, hp, dtype):
     check_matches_reference(name, in_f, out_f, hp, dtype, "cuda", tokens=1000)
+
+
+@pytest.mark.parametrize("splits", [1, 3])
+def test_mode_product_weight_gradient_over_split_rows(splits):
+    from mbs_layers.kernels.tensor_train import launch_wgrad
+
+    dout, s = torch.randn(13, 20, 5), torch.randn(13, 17, 5)  # rows = 65: uneven splits, partial tiles
+    torch.testing.assert_close(launch_wgrad(dout, s, splits), torch.einsum("xnm,xkm->nk", dout, s),
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_triton_backend_rejects_mismatched_input_dtype():
