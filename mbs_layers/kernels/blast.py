@@ -130,7 +130,8 @@ class BlastMatmul(torch.autograd.Function):
         x3, U, V, s, z = ctx.saved_tensors
         dy = dy.contiguous()
         dzu = block_project(dy, U)                       # dy_i U_i, (T, b, r)
-        dx = mix_expand(dzu, s.transpose(0, 1), V)      # (Σ_i s_ij ⊙ dy_i U_i) V_jᵀ
+        # dx_j = (Σ_i s_ij ⊙ dy_i U_i) V_jᵀ
+        dx = mix_expand(dzu, s.transpose(0, 1), V) if ctx.needs_input_grad[0] else None
         dU = torch.einsum("tip,tir->ipr", dy, blast_mix(z, s))
         dV = torch.einsum("tjq,tjr->jqr", x3, blast_mix(dzu, s.transpose(0, 1)))
         ds = torch.einsum("tir,tjr->ijr", dzu, z)
