@@ -149,8 +149,8 @@ def blast_factorize(weight: torch.Tensor, nblocks: int, rank: int, *, steps: int
     A = weight.double().reshape(b, m // b, b, n // b)  # A[i, :, j, :] = A_ij
     norm2 = A.square().sum()
     if norm2 == 0:  # the zero matrix is BLAST with s = 0 (and would make every Gram singular)
-        zeros = {"dtype": A.dtype, "device": A.device}
-        return torch.zeros(b, m // b, rank, **zeros), torch.zeros(b, n // b, rank, **zeros), torch.zeros(b, b, rank, **zeros)
+        return tuple(torch.zeros(*shape, rank, dtype=A.dtype, device=A.device)
+                     for shape in ((b, m // b), (b, n // b), (b, b)))
     gen = torch.Generator().manual_seed(seed)
 
     def rel_loss(U, V, s):

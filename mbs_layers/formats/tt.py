@@ -35,7 +35,8 @@ def balanced_factors(n: int, parts: int) -> tuple[int, ...]:
 
 def check_factors(name: str, value, dim_name: str, dim: int, parts: int) -> tuple[int, ...]:
     """``value`` must be ``parts`` positive integers whose product is ``dim``."""
-    allowed = f"a tuple of {parts} positive integers with product {dim_name}={dim}, e.g. {balanced_factors(dim, parts)}"
+    allowed = (f"a tuple of {parts} positive integers with product {dim_name}={dim}, "
+               f"e.g. {balanced_factors(dim, parts)}")
     if not isinstance(value, (tuple, list)) or len(value) != parts:
         raise ValueError(f"{name}={value!r} is not supported: allowed {allowed}")
     factors = tuple(check_int(f"{name}[{k}]", f, low=1) for k, f in enumerate(value))
