@@ -56,6 +56,21 @@ def test_blast_projection_is_deterministic_and_beats_lowrank_on_gaussian(rng):
     assert torch.linalg.norm(a - w) < lowrank_err
 
 
+@pytest.mark.parametrize("name,hp", [("blast", {"nblocks": 4, "rank": 3}), ("kronecker", {}),
+                                     ("tt", {"cores": 3, "rank": 2})])
+def test_projection_of_zero_is_zero(name, hp):
+    layer = mbs.approximate(name, torch.zeros(24, 16, dtype=f64), **hp)
+    assert torch.count_nonzero(layer.dense_weight()) == 0
+
+
+def test_blast_projection_handles_a_zero_block_row(rng):
+    w = torch.randn(64, 48, generator=rng, dtype=f64)
+    w[:16] = 0
+    approx = mbs.approximate("blast", w, nblocks=4, rank=8).dense_weight()
+    assert torch.isfinite(approx).all() and torch.count_nonzero(approx[:16]) == 0
+    assert torch.linalg.norm(approx - w) < torch.linalg.norm(w)
+
+
 def test_kronecker_is_torch_kron_of_its_factors():
     layer = mbs.build("kronecker", 12, 15, out_factors=(3, 5), in_factors=(4, 3), dtype=f64)
     assert layer.A.shape == (3, 4) and layer.B.shape == (5, 3)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..base import register_format
 from ..validation import divisors
-from .tt import TTLinear, balanced_factors, check_factors
+from .tt import TTLinear, resolve_factors
 
 
 @register_format
@@ -28,10 +28,7 @@ class KroneckerLinear(TTLinear):
 
     @classmethod
     def _check_hparams(cls, in_features, out_features, out_factors=None, in_factors=None):
-        out_factors = balanced_factors(out_features, 2) if out_factors is None else \
-            check_factors("out_factors", out_factors, "out_features", out_features, 2)
-        in_factors = balanced_factors(in_features, 2)[::-1] if in_factors is None else \
-            check_factors("in_factors", in_factors, "in_features", in_features, 2)
+        out_factors, in_factors = resolve_factors(in_features, out_features, out_factors, in_factors, 2)
         return {"out_factors": out_factors, "in_factors": in_factors}
 
     @classmethod

@@ -35,13 +35,27 @@ def balanced_factors(n: int, parts: int) -> tuple[int, ...]:
 
 def check_factors(name: str, value, dim_name: str, dim: int, parts: int) -> tuple[int, ...]:
     """``value`` must be ``parts`` positive integers whose product is ``dim``."""
-    allowed = f"a tuple of {parts} positive integers with product {dim_name}={dim}, e.g. {balanced_factors(dim, parts)}"
+    allowed = (f"a tuple of {parts} positive integers with product {dim_name}={dim}, "
+               f"e.g. {balanced_factors(dim, parts)}")
     if not isinstance(value, (tuple, list)) or len(value) != parts:
         raise ValueError(f"{name}={value!r} is not supported: allowed {allowed}")
     factors = tuple(check_int(f"{name}[{k}]", f, low=1) for k, f in enumerate(value))
     if math.prod(factors) != dim:
         raise ValueError(f"{name}={factors} has product {math.prod(factors)}: allowed {allowed}")
     return factors
+
+
+def resolve_factors(in_features, out_features, out_factors, in_factors, parts):
+    """Validated (out_factors, in_factors); ``None`` means the most balanced factorisation.
+
+    Defaults put out's factors descending and in's ascending, so prime dimensions give
+    (p, 1, .., 1) and (1, .., 1, p): a rank-r chain (low-rank-like) rather than one dense core.
+    """
+    out_factors = balanced_factors(out_features, parts) if out_factors is None else \
+        check_factors("out_factors", out_factors, "out_features", out_features, parts)
+    in_factors = balanced_factors(in_features, parts)[::-1] if in_factors is None else \
+        check_factors("in_factors", in_factors, "in_features", in_features, parts)
+    return out_factors, in_factors
 
 
 def max_ranks(out_factors, in_factors) -> list[int]:
@@ -103,9 +117,8 @@ class TTLinear(StructuredLinear):
     """Tensor-train matrix with ``cores`` d (2..8) and uniform bond ``rank`` r.
 
     ``out_factors``/``in_factors`` (d positive integers with product out/in) default to the most
-    balanced factorisations, out's descending and in's ascending, so prime dimensions give
-    (p, 1, .., 1) and (1, .., 1, p): a rank-r chain (low-rank-like) rather than one dense core. r must not exceed the
-    smallest cut size min(prod_{<=k} m_i n_i, prod_{>k} m_i n_i). params = sum_k r_{k-1} m_k n_k r_k.
+    balanced factorisations (see :func:`resolve_factors`). r must not exceed the smallest cut size
+    min(prod_{<=k} m_i n_i, prod_{>k} m_i n_i). params = sum_k r_{k-1} m_k n_k r_k.
     """
 
     name = "tt"
@@ -115,10 +128,7 @@ class TTLinear(StructuredLinear):
     def _check_hparams(cls, in_features, out_features, cores=3, rank=None, out_factors=None,
                        in_factors=None):
         cores = check_int("cores", cores, low=2, high=8)
-        out_factors = balanced_factors(out_features, cores) if out_factors is None else \
-            check_factors("out_factors", out_factors, "out_features", out_features, cores)
-        in_factors = balanced_factors(in_features, cores)[::-1] if in_factors is None else \
-            check_factors("in_factors", in_factors, "in_features", in_features, cores)
+        out_factors, in_factors = resolve_factors(in_features, out_features, out_factors, in_factors, cores)
         limit = min(max_ranks(out_factors, in_factors))
         if rank is None:
             raise ValueError(f"rank is required for tt: allowed 1 <= rank <= {limit} for these factors")
@@ -141,7 +151,7 @@ class TTLinear(StructuredLinear):
     def hparam_grid(cls, in_features, out_features):
         grid = []
         for cores in (2, 3, 4):
-            out_f, in_f = balanced_factors(out_features, cores), balanced_factors(in_features, cores)[::-1]
+            out_f, in_f = resolve_factors(in_features, out_features, None, None, cores)
             grid += [{"cores": cores, "rank": r, "out_factors": out_f, "in_factors": in_f}
                      for r in rank_grid(min(max_ranks(out_f, in_f)))]
         return grid

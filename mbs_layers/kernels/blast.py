@@ -37,20 +37,25 @@ _EXPAND_CONFIGS = autotune_configs([
 ])
 
 
+@triton.jit
+def _span(start, BLOCK: tl.constexpr, limit):
+    """Offsets start..start+BLOCK and their in-bounds mask (< limit)."""
+    offs = start + tl.arange(0, BLOCK)
+    return offs, offs < limit
+
+
 @triton.autotune(configs=_PROJECT_CONFIGS, key=["NB", "Q", "R"])
 @triton.jit
 def _block_project_kernel(x_ptr, v_ptr, z_ptr, T, NB, Q, R, stride_vb, stride_vq, stride_vr,
                           PRECISION: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_R: tl.constexpr,
                           BLOCK_K: tl.constexpr):
     """z[t, j, :] = x[t, j, :] @ V[j] for x (T, NB, Q), V (NB, Q, R) strided, z (T, NB, R)."""
-    ts = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    ts, t_ok = _span(tl.program_id(0) * BLOCK_T, BLOCK_T, T)
     j = tl.program_id(1)
-    rs = tl.program_id(2) * BLOCK_R + tl.arange(0, BLOCK_R)
-    t_ok, r_ok = ts < T, rs < R
+    rs, r_ok = _span(tl.program_id(2) * BLOCK_R, BLOCK_R, R)
     acc = tl.zeros((BLOCK_T, BLOCK_R), dtype=tl.float32)
     for k0 in range(0, Q, BLOCK_K):
-        ks = k0 + tl.arange(0, BLOCK_K)
-        k_ok = ks < Q
+        ks, k_ok = _span(k0, BLOCK_K, Q)
         x = tl.load(x_ptr + ts[:, None] * NB * Q + j * Q + ks[None, :],
                     mask=t_ok[:, None] & k_ok[None, :], other=0.0)
         v = tl.load(v_ptr + j * stride_vb + ks[:, None] * stride_vq + rs[None, :] * stride_vr,
@@ -69,14 +74,12 @@ def _mix_expand_kernel(z_ptr, s_ptr, u_ptr, y_ptr, T, NB, P, R, stride_si, strid
 
     s[i, j, r] sits at i·stride_si + j·stride_sj + r, so passing sᵀ's strides mixes over i instead.
     """
-    ts = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    ts, t_ok = _span(tl.program_id(0) * BLOCK_T, BLOCK_T, T)
     i = tl.program_id(1)
-    ps = tl.program_id(2) * BLOCK_P + tl.arange(0, BLOCK_P)
-    t_ok, p_ok = ts < T, ps < P
+    ps, p_ok = _span(tl.program_id(2) * BLOCK_P, BLOCK_P, P)
     acc = tl.zeros((BLOCK_T, BLOCK_P), dtype=tl.float32)
     for r0 in range(0, R, BLOCK_R):
-        rs = r0 + tl.arange(0, BLOCK_R)
-        r_ok = rs < R
+        rs, r_ok = _span(r0, BLOCK_R, R)
         w = tl.zeros((BLOCK_T, BLOCK_R), dtype=tl.float32)
         for j in range(0, NB):
             z = tl.load(z_ptr + ts[:, None] * NB * R + j * R + rs[None, :],
@@ -127,7 +130,8 @@ class BlastMatmul(torch.autograd.Function):
         x3, U, V, s, z = ctx.saved_tensors
         dy = dy.contiguous()
         dzu = block_project(dy, U)                       # dy_i U_i, (T, b, r)
-        dx = mix_expand(dzu, s.transpose(0, 1), V)      # (Σ_i s_ij ⊙ dy_i U_i) V_jᵀ
+        # dx_j = (Σ_i s_ij ⊙ dy_i U_i) V_jᵀ
+        dx = mix_expand(dzu, s.transpose(0, 1), V) if ctx.needs_input_grad[0] else None
         dU = torch.einsum("tip,tir->ipr", dy, blast_mix(z, s))
         dV = torch.einsum("tjq,tjr->jqr", x3, blast_mix(dzu, s.transpose(0, 1)))
         ds = torch.einsum("tir,tjr->ijr", dzu, z)

@@ -91,12 +91,16 @@ def _launch_mode_product(g: torch.Tensor, s: torch.Tensor, transpose_g: bool = F
     return out
 
 
-def _launch_wgrad(dout: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """Σ_{x, m} dout[x, :, m] ⊗ s[x, :, m] as an (N, K) fp32 tensor, rows split for parallelism."""
+def launch_wgrad(dout: torch.Tensor, s: torch.Tensor, splits: int | None = None) -> torch.Tensor:
+    """Σ_{x, m} dout[x, :, m] ⊗ s[x, :, m] as an (N, K) fp32 tensor.
+
+    The rows are split into ``splits`` ranges (default: one per 1024 rows, at most 256) reduced in
+    parallel into fp32 partials, so a small (N, K) output still fills the GPU.
+    """
     X, N, M = dout.shape
     K = s.shape[1]
     rows = X * M
-    splits = max(1, min(triton.cdiv(rows, 1024), 256))
+    splits = splits or max(1, min(triton.cdiv(rows, 1024), 256))
     rows_per_split = triton.cdiv(rows, splits)
     part = torch.empty(splits, N, K, dtype=torch.float32, device=s.device)
     grid = lambda meta: (triton.cdiv(N, meta["BLOCK_N"]), triton.cdiv(K, meta["BLOCK_K"]), splits)
@@ -118,7 +122,7 @@ class ModeProduct(torch.autograd.Function):
     def backward(ctx, dout):
         g, s = ctx.saved_tensors
         dout = dout.contiguous()
-        dg = _launch_wgrad(dout, s).to(g.dtype) if ctx.needs_input_grad[0] else None
+        dg = launch_wgrad(dout, s).to(g.dtype) if ctx.needs_input_grad[0] else None
         ds = _launch_mode_product(g, dout, transpose_g=True) if ctx.needs_input_grad[1] else None
         return dg, ds
 
