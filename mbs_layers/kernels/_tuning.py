@@ -1,4 +1,4 @@
-"""Autotune and precision settings shared by the BLAST / Kronecker / tensor-train kernels."""
+"""Autotune-config and dot-precision settings shared by every Triton kernel family."""
 from __future__ import annotations
 
 import os
@@ -8,11 +8,13 @@ import triton
 
 
 def autotune_configs(candidates: list[dict], *, warps: int = 4, stages: int = 3) -> list[triton.Config]:
-    """``triton.Config``s from block-size dicts; only the first under the (slow) interpreter."""
+    """``triton.Config``s from block-size dicts (optionally with ``num_warps``/``num_stages``);
+    only the first under the interpreter, where tuning costs time and measures nothing."""
     if os.environ.get("TRITON_INTERPRET") == "1":
         candidates = candidates[:1]
-    return [triton.Config({k: v for k, v in c.items() if k != "num_warps"},
-                          num_warps=c.get("num_warps", warps), num_stages=stages)
+    launch = ("num_warps", "num_stages")
+    return [triton.Config({k: v for k, v in c.items() if k not in launch},
+                          num_warps=c.get("num_warps", warps), num_stages=c.get("num_stages", stages))
             for c in candidates]
 
 

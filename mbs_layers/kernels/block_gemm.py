@@ -13,7 +13,6 @@ operands for dX (= dY through Wᵀ) and dW (= dYᵀ X per group).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -22,7 +21,7 @@ import triton
 import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
-from ._tuning import dot_precision
+from ._tuning import autotune_configs, dot_precision
 
 
 @dataclass(frozen=True)
@@ -50,19 +49,11 @@ class Operand:
         return (self.tensor, self.group_stride, *self.rows.args(), *self.cols.args())
 
 
-def tune_configs(names, shapes):
-    """``triton.Config``s from tuples (*values of ``names``, stages, warps); one under the interpreter.
-
-    Every config's pipelined tiles fit A100's ~164 KB of shared memory in fp32.
-    """
-    if os.environ.get("TRITON_INTERPRET") == "1":  # the interpreter would time every config
-        shapes = shapes[:1]
-    return [triton.Config(dict(zip(names, values)), num_stages=stages, num_warps=warps)
-            for *values, stages, warps in shapes]
-
-
-GEMM_SHAPES = [(64, 64, 32, 3, 4), (128, 64, 32, 3, 4), (64, 128, 32, 3, 4), (128, 128, 32, 3, 8),
-               (32, 64, 64, 4, 4)]
+GEMM_CONFIGS = [  # pipelined tiles fit A100's ~164 KB of shared memory in fp32
+    {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, {"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 32},
+    {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32}, {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32, "num_warps": 8},
+    {"BLOCK_M": 32, "BLOCK_N": 64, "BLOCK_K": 64, "num_stages": 4},
+]
 
 
 
@@ -72,7 +63,7 @@ def _address(i, inner, outer_stride, inner_stride):
     return (i // inner) * outer_stride + (i % inner) * inner_stride
 
 
-@triton.autotune(configs=tune_configs(("BLOCK_M", "BLOCK_N", "BLOCK_K"), GEMM_SHAPES),
+@triton.autotune(configs=autotune_configs(GEMM_CONFIGS),
                  key=["M", "N", "K_CHUNK", "SPLITS"])
 @triton.jit
 def _block_gemm_kernel(

@@ -9,7 +9,6 @@ fits an A100's shared memory.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -18,22 +17,15 @@ import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
 from ..sparse_support import cached_per_version, segment_pointers
-from ._tuning import dot_precision
+from ._tuning import autotune_configs, dot_precision
 
 MAX_TILE = 64  # widest tile edge loaded at once: fp32 3-stage pipelines stay <= 144 KB (A100: 164 KB)
 
 
-def autotune_configs(candidates) -> list:
-    """``triton.Config`` for each (meta, num_warps, num_stages); only the first under the
-    interpreter, where tuning costs time and measures nothing."""
-    if os.environ.get("TRITON_INTERPRET") == "1":
-        candidates = candidates[:1]
-    return [triton.Config(meta, num_warps=warps, num_stages=stages) for meta, warps, stages in candidates]
 
 
-
-_ROWS_CONFIGS = [({"BLOCK_T": 64}, 4, 3), ({"BLOCK_T": 128}, 8, 3), ({"BLOCK_T": 32}, 4, 2)]
-_GRAD_VALUES_CONFIGS = [({"BLOCK_T": 64}, 4, 3), ({"BLOCK_T": 32}, 4, 2)]
+_ROWS_CONFIGS = [{"BLOCK_T": 64}, {"BLOCK_T": 128, "num_warps": 8}, {"BLOCK_T": 32, "num_stages": 2}]
+_GRAD_VALUES_CONFIGS = [{"BLOCK_T": 64}, {"BLOCK_T": 32, "num_stages": 2}]
 
 
 @triton.autotune(configs=autotune_configs(_ROWS_CONFIGS), key=["block", "tokens_bucket"])

@@ -17,14 +17,13 @@ import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
 from ..sparse_support import cached_per_version, kept_values_linear
-from ._tuning import dot_precision
-from .blocksparse import autotune_configs
+from ._tuning import autotune_configs, dot_precision
 
 
 _CONFIGS = [  # ≤ 48 KB of fp32 operand tiles per stage
-    ({"BLOCK_T": 64, "BLOCK_C": 64, "BLOCK_R": 32}, 4, 3),
-    ({"BLOCK_T": 128, "BLOCK_C": 64, "BLOCK_R": 32}, 4, 3),
-    ({"BLOCK_T": 64, "BLOCK_C": 128, "BLOCK_R": 64}, 4, 3),
+    {"BLOCK_T": 64, "BLOCK_C": 64, "BLOCK_R": 32},
+    {"BLOCK_T": 128, "BLOCK_C": 64, "BLOCK_R": 32},
+    {"BLOCK_T": 64, "BLOCK_C": 128, "BLOCK_R": 64},
 ]
 
 
