@@ -52,10 +52,9 @@ def test_lowrank_executes_fewer_flops_than_dense_equivalent():
 
 def test_roofline_bound_is_the_slower_roof():
     peaks = {"flops": {"float16": 1e12}, "bandwidth": 1e9}
-    assert roofline_seconds(peaks, "float16", 4e12, 1e6, "dense", "torch") == pytest.approx(4.0)  # compute
-    assert roofline_seconds(peaks, "float16", 1e6, 5e9, "dense", "torch") == pytest.approx(5.0)  # memory
-    assert roofline_seconds(peaks, "float16", 4e12, 1e6, "semi24", "cusparselt") == pytest.approx(2.0)
-    assert roofline_seconds(peaks, "float32", 1, 1, "dense", "torch") is None
+    assert roofline_seconds(peaks, "float16", 4e12, 1e6) == pytest.approx(4.0)  # compute
+    assert roofline_seconds(peaks, "float16", 1e6, 5e9) == pytest.approx(5.0)  # memory
+    assert roofline_seconds(peaks, "float32", 1, 1) is None
 
 
 def test_datasheet_peaks_by_device_name():

@@ -20,7 +20,8 @@ SETTING = ["device", "dtype", "pass"]
 ACCURACY_GROUP = ["experiment", "source", "metric", *SHAPE]
 
 # Datasheet dense peaks (DESIGN.md "Measurement"): name parts, TFLOP/s per dtype, HBM TB/s.
-# For labelling and as the fallback roofline only; 2:4 sparsity doubles the tensor rates.
+# For labelling and as the fallback roofline only (dense rates; 2:4 records carry actual FLOPs,
+# which sparse tensor cores run at these same rates).
 _A100 = {"bfloat16": 312.0, "float16": 312.0, "tf32": 156.0, "float32": 19.5}
 _H100 = {"bfloat16": 989.0, "float16": 989.0, "tf32": 495.0, "float32": 67.0}
 DATASHEET = (
@@ -173,15 +174,12 @@ def implied_peaks(kernel: pd.DataFrame) -> pd.DataFrame:
 
     A record's bound is ``achieved / roofline_fraction = min(P, AI * B)``, so the compute
     peak ``P`` is the largest bound and the bandwidth ``B`` the largest ``bound / AI`` (exact
-    once a setting has points in both regimes, a lower bound otherwise). 2:4 on cuSPARSELt,
-    scored against a doubled compute roof, is left out.
+    once a setting has points in both regimes, a lower bound otherwise).
     """
     ok = ok_kernels(kernel)
     cols = [*SETTING, "peak_tflops", "peak_tbps"]
     if ok.empty:
         return pd.DataFrame(columns=cols)
-    # 2:4 on cuSPARSELt is scored against twice the dense tensor rate: not the dense roof
-    ok = ok[~((ok["format"] == "semi24") & (ok["backend"] == "cusparselt"))]
     achieved = ok["flops"] / ok["median_s"]
     fraction = pd.to_numeric(ok["roofline_fraction"], errors="coerce")
     ok = ok.assign(bound=achieved / fraction, ai=ok["flops"] / ok["min_bytes"])

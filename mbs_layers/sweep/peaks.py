@@ -17,8 +17,6 @@ DATASHEET = (
     (("A100",), {"bfloat16": 312e12, "float16": 312e12, "tf32": 156e12, "float32": 19.5e12}, 1.56e12),
     (("H100",), {"bfloat16": 989e12, "float16": 989e12, "tf32": 495e12, "float32": 67e12}, 3.35e12),
 )
-# Formats whose fast backend runs on sparse tensor cores, whose rate is twice the dense one.
-SPARSE_TENSOR_CORE = {("semi24", "cusparselt"): 2.0}
 DEFAULT_SIZES = {"cuda": (8192, 1024), "cpu": (512, 64)}  # (GEMM size, copy MiB)
 
 
@@ -62,10 +60,14 @@ def measure_peaks(device: torch.device, device_name: str, dtypes, *, gemm_size=N
     return peaks
 
 
-def roofline_seconds(peaks: dict, dtype: str, flops: int, min_bytes: int, format_name: str, backend: str):
-    """The roofline's lower bound on the time: max(FLOPs / compute roof, bytes / memory roof)."""
+def roofline_seconds(peaks: dict, dtype: str, flops: int, min_bytes: int):
+    """The roofline's lower bound on the time: max(FLOPs / compute roof, bytes / memory roof).
+
+    ``flops`` are the actual FLOPs, so every format, 2:4 included, meets the dense tensor rate:
+    sparse tensor cores run 2:4's kept multiply-adds at the dense rate (NVIDIA's "2x" peaks
+    count dense-equivalent FLOPs; pairing those with the doubled peak gives the same bound).
+    """
     rate = peaks["flops"].get(dtype)
     if not rate or not peaks.get("bandwidth"):
         return None
-    rate *= SPARSE_TENSOR_CORE.get((format_name, backend), 1.0)
     return max(flops / rate, min_bytes / peaks["bandwidth"])

@@ -51,8 +51,7 @@ def add_latency(record: dict, samples: list[float], peaks: dict | None) -> dict:
     if median > 0:
         record["tflops"] = record["flops"] / median / 1e12
         record["gbps"] = record["min_bytes"] / median / 1e9
-        bound = roofline_seconds(peaks, record["dtype"], record["flops"], record["min_bytes"],
-                                 record["format"], record["backend"]) if peaks else None
+        bound = roofline_seconds(peaks, record["dtype"], record["flops"], record["min_bytes"]) if peaks else None
         record["roofline_fraction"] = None if bound is None else bound / median
     return record
 
