@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..base import register_format
 from ..sparse_support import SparseSupportLinear, sorted_topk
-from ..validation import check_float
+from ..validation import check_float, check_int
 from .lowrank import rank_grid
 
 INDEX_BYTES = 4  # int32 CSR indices, as the cusparse backend builds them
@@ -46,6 +46,14 @@ class UnstructuredLinear(SparseSupportLinear):
     def hparam_grid(cls, in_features, out_features):
         total = in_features * out_features
         return [{"density": nnz / total} for nnz in rank_grid(total) if nnz >= total // 100]
+
+    @classmethod
+    def hparams_for_budget(cls, in_features, out_features, params):
+        """Every nnz is representable, so the budget is met exactly (the reference lower bound
+        must not lose to a coarse grid)."""
+        check_int("params", params, low=1)
+        total = check_int("in_features", in_features, low=1) * check_int("out_features", out_features, low=1)
+        return {"density": min(params, total) / total}
 
     def _select_support(self, scores):
         return sorted_topk(scores, self.nnz())
