@@ -3,8 +3,10 @@
 Every format has the ``torch`` reference backend (its ``_forward_torch`` method). Fast
 backends (Triton kernels, cuSPARSELt, cuSPARSE) register themselves here from
 ``mbs_layers.kernels`` with :func:`register_backend`; formats never branch on backend names.
-``auto`` resolves per device: ``torch`` on CPU, otherwise the available fast backend with
-the highest priority (or the one a tuning table names).
+``auto`` first asks the tuning table (``mbs_layers.tuning``: the fastest backend measured at
+this point, or the pre-merged dense weight, resolved as ``merged``, where dense was faster and
+no gradient is needed); without an entry it runs ``torch`` on CPU and the available fast
+backend with the highest priority on CUDA.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+
+from . import tuning
 
 BACKEND_NAMES = ("auto", "torch", "triton", "cusparselt", "cusparse")
 
@@ -99,6 +103,11 @@ def resolve(layer, x2d: torch.Tensor) -> str:
                 f"allowed backends for this input: {runnable(layer, x2d)}"
             )
         return requested
+    choice = tuning.lookup(layer, x2d)
+    if choice == tuning.MERGED and not torch.is_grad_enabled():
+        return "merged"
+    if choice == "torch" or (choice in impls and impls[choice].unsupported(layer, x2d) is None):
+        return choice
     if x2d.device.type == "cpu":
         return "torch"
     candidates = [
@@ -117,7 +126,14 @@ def forward_impl(layer, backend: str) -> Callable:
     """The callable computing ``x2d @ W.T`` (no bias) for a resolved backend name."""
     if backend == "torch":
         return type(layer)._forward_torch
+    if backend == "merged":
+        return _forward_merged
     return fast_backends(layer.name)[backend].forward
+
+
+def _forward_merged(layer, x2d):
+    """``x2d`` times the layer's cached dense weight (auto's choice where dense was faster)."""
+    return x2d @ layer.merged_dense_weight().T
 
 
 _kernels_loaded = False

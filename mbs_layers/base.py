@@ -172,12 +172,28 @@ class StructuredLinear(nn.Module):
             )
         lead = x.shape[:-1]
         x2d = x.reshape(-1, self.in_features)
-        y = backends.forward_impl(self, backends.resolve(self, x2d))(self, x2d)
+        self.last_backend = backends.resolve(self, x2d)
+        y = backends.forward_impl(self, self.last_backend)(self, x2d)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*lead, self.out_features)
 
+    @torch.no_grad()
+    def merged_dense_weight(self) -> torch.Tensor:
+        """``dense_weight()`` computed once per state of the parameters (no autograd).
+
+        Used by ``auto`` where the tuning table found the pre-merged dense product faster.
+        """
+        state = tuple((p.data_ptr(), p._version) for n, p in self.named_parameters() if n != "bias")
+        if getattr(self, "_merged", (None,))[0] != state:
+            self._merged = (state, self.dense_weight().detach())
+        return self._merged[1]
+
     def extra_repr(self) -> str:
         hp = ", ".join(f"{k}={v}" for k, v in self.hp.items())
+        ran = getattr(self, "last_backend", None)
+        shown = self.backend if self.backend != "auto" or ran is None else f"auto (last ran: {ran})"
+        if ran == "merged":
+            shown = "auto (last ran: merged, the pre-merged dense weight was faster here)"
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}, backend={self.backend}" + (f", {hp}" if hp else ""))
+                f"bias={self.bias is not None}, backend={shown}" + (f", {hp}" if hp else ""))

@@ -8,14 +8,8 @@ from pathlib import Path
 
 import torch
 
+from ..tuning import device_name  # noqa: F401  (records and the tuning table name devices alike)
 from . import nvml
-
-
-def device_name(device: torch.device) -> str:
-    """The GPU's marketing name, or ``cpu: <processor>`` for CPU runs."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu: {platform.processor() or platform.machine()}"
 
 
 def _package_version(name: str) -> str | None:

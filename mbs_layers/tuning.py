@@ -1,0 +1,88 @@
+"""The tuning table behind ``backend="auto"``: the fastest measured backend per point.
+
+``mbs tune STORE...`` turns sweep records into a table keyed by (device name, format,
+hyper-parameters, in, out, dtype, power-of-two token bucket) whose value is the backend with
+the lowest forward median there, or ``"dense"`` where the pre-merged dense weight (dense
+format, same shape, same run) beat every backend of the format. ``auto`` consults it before
+its priority rule; a merged dense weight is only used without autograd (inference), since
+it is a cached copy of ``dense_weight()``.
+
+The table lives at ``$MBS_TUNING_TABLE`` or ``~/.cache/mbs/tuning.json``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+MERGED = "dense"  # table value: run the pre-merged dense weight
+
+
+def table_path() -> Path:
+    return Path(os.environ.get("MBS_TUNING_TABLE", Path.home() / ".cache" / "mbs" / "tuning.json"))
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's marketing name, or ``cpu: <processor>`` (the sweep records' ``device``)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu: {platform.processor() or platform.machine()}"
+
+
+def tokens_bucket(tokens: int) -> int:
+    """The power of two at or above ``tokens`` (points in one bucket share a choice)."""
+    return 1 << max(0, int(tokens) - 1).bit_length()
+
+
+def table_key(device: str, fmt: str, hparams: dict, in_features: int, out_features: int,
+              dtype: str, tokens: int) -> str:
+    return json.dumps([device, fmt, hparams, in_features, out_features, dtype, tokens_bucket(tokens)],
+                      sort_keys=True)
+
+
+def build_table(records) -> dict[str, str]:
+    """{key: fastest backend or MERGED} from kernel records (forward passes that ran ``ok``)."""
+    best: dict[str, tuple[float, str, tuple]] = {}
+    dense: dict[tuple, float] = {}
+    for r in records:
+        if r.get("status") != "ok" or r.get("pass") != "fwd" or not r.get("median_s"):
+            continue
+        point = (r["device"], r["in_features"], r["out_features"], r["dtype"], tokens_bucket(r["tokens"]))
+        if r["format"] == "dense":
+            dense[point] = min(dense.get(point, float("inf")), r["median_s"])
+            continue
+        key = table_key(r["device"], r["format"], r["hparams"], r["in_features"], r["out_features"],
+                        r["dtype"], r["tokens"])
+        if key not in best or r["median_s"] < best[key][0]:
+            best[key] = (r["median_s"], r["backend"], point)
+    return {key: MERGED if dense.get(point, float("inf")) < seconds else backend
+            for key, (seconds, backend, point) in best.items()}
+
+
+def save_table(table: dict[str, str], path: Path | None = None) -> Path:
+    path = Path(path or table_path())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(table, indent=1, sort_keys=True))
+    load_table.cache_clear()
+    return path
+
+
+@lru_cache(maxsize=1)
+def load_table() -> dict[str, str]:
+    """The table at :func:`table_path` (empty when there is none)."""
+    path = table_path()
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def lookup(layer, x2d: torch.Tensor) -> str | None:
+    """The table's choice for ``layer`` on ``x2d``, or None when it has no entry."""
+    table = load_table()
+    if not table:
+        return None
+    key = table_key(device_name(x2d.device), layer.name, layer.hparams, layer.in_features,
+                    layer.out_features, str(x2d.dtype).removeprefix("torch."), x2d.shape[0])
+    return table.get(key)
