@@ -44,6 +44,19 @@ def table_key(device: str, fmt: str, hparams: dict, in_features: int, out_featur
                       sort_keys=True)
 
 
+def _formats():
+    from .base import FORMATS
+
+    return FORMATS
+
+
+def full_hparams(record: dict) -> dict:
+    """The record's hyper-parameters with the format's defaults filled in, as ``layer.hparams``
+    has them (a sweep records the budget search's dict, which may omit defaults)."""
+    return _formats()[record["format"]].check_hparams(record["in_features"], record["out_features"],
+                                                   **record["hparams"])
+
+
 def build_table(records) -> dict[str, str]:
     """{key: fastest backend or MERGED} from kernel records (forward passes that ran ``ok``)."""
     best: dict[str, tuple[float, str, tuple]] = {}
@@ -51,11 +64,13 @@ def build_table(records) -> dict[str, str]:
     for r in records:
         if r.get("status") != "ok" or r.get("pass") != "fwd" or not r.get("median_s"):
             continue
+        if r["format"] not in _formats():  # results of a format this install does not have
+            continue
         point = (r["device"], r["in_features"], r["out_features"], r["dtype"], tokens_bucket(r["tokens"]))
         if r["format"] == "dense":
             dense[point] = min(dense.get(point, float("inf")), r["median_s"])
             continue
-        key = table_key(r["device"], r["format"], r["hparams"], r["in_features"], r["out_features"],
+        key = table_key(r["device"], r["format"], full_hparams(r), r["in_features"], r["out_features"],
                         r["dtype"], r["tokens"])
         if key not in best or r["median_s"] < best[key][0]:
             best[key] = (r["median_s"], r["backend"], point)

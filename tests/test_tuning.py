@@ -74,3 +74,12 @@ def test_tune_command_writes_the_table(tmp_path, table_file, capsys):
     assert main(["tune", str(store)]) == 0
     assert list(json.loads(table_file.read_text()).values()) == ["triton"]
     assert "1 points" in capsys.readouterr().out
+
+
+def test_table_keys_match_layers_whose_defaults_the_sweep_omitted(table_file):
+    """A sweep records btt's budget dict without its default factors; the layer has them filled in."""
+    layer = mbs.build("btt", 32, 32, rank=2)
+    assert set(layer.hparams) > {"rank"}
+    tuning.save_table(tuning.build_table([record("btt", {"rank": 2}, "triton", 1.0)]), table_file)
+    layer(torch.randn(16, 32))
+    assert layer.last_backend == "triton"

@@ -16,7 +16,7 @@ from torch import nn
 from ..base import StructuredLinear, register_format
 from ..sparse_support import sorted_topk
 from ..validation import check_divides, check_int, divisors
-from .lowrank import rank_grid
+from .lowrank import geometric_grid
 from .unstructured import INDEX_BYTES, check_density, density_nnz
 
 SMALLEST_GRID_BLOCK, LARGEST_GRID_BLOCK = 16, 128  # tensor-core sized tiles for the budget grid
@@ -53,8 +53,21 @@ class BlockSparseLinear(StructuredLinear):
         grid = []
         for block in (b for b in common if low <= b <= max(low, LARGEST_GRID_BLOCK)):
             total = (in_features // block) * (out_features // block)
-            grid += [{"block": block, "density": k / total} for k in rank_grid(total) if k >= total // 100]
+            grid += [{"block": block, "density": k / total} for k in geometric_grid(total) if k >= total // 100]
         return grid
+
+    @classmethod
+    def hparams_for_budget(cls, in_features, out_features, params):
+        """Per grid block size the most tiles that fit (k = params // block²), the largest of those
+        (smallest block on ties); any tile count is representable, so no grid step is lost."""
+        check_int("params", params, low=1)
+        best, best_count = None, 0
+        for block in sorted({hp["block"] for hp in cls.hparam_grid(in_features, out_features)}):
+            total = (in_features // block) * (out_features // block)
+            k = min(total, params // (block * block))
+            if k >= 1 and k * block * block > best_count:
+                best, best_count = {"block": block, "density": k / total}, k * block * block
+        return best if best is not None else super().hparams_for_budget(in_features, out_features, params)
 
     @property
     def grid_shape(self) -> tuple[int, int]:

@@ -11,14 +11,21 @@ from ..validation import check_int
 
 
 def rank_grid(limit: int) -> list[int]:
-    """Ranks 1..limit, dense at the low end and geometric above 16 (budget search candidates)."""
-    ranks = set(range(1, min(limit, 16) + 1))
-    r = 16.0
-    while r < limit:
-        r *= 1.125
-        ranks.add(min(limit, int(r)))
-    ranks.add(limit)
-    return sorted(ranks)
+    """Every rank 1..limit: the budget search must find the largest setting that fits, and
+    counting a rank's parameters is a formula, so listing them all is cheap."""
+    return list(range(1, limit + 1))
+
+
+def geometric_grid(limit: int) -> list[int]:
+    """1..16, then steps of 12.5% up to ``limit``: candidate counts where listing every value
+    (nnz of an unstructured or block-sparse layer) would be too many."""
+    values = set(range(1, min(limit, 16) + 1))
+    v = 16.0
+    while v < limit:
+        v *= 1.125
+        values.add(min(limit, int(v)))
+    values.add(limit)
+    return sorted(values)
 
 
 def check_rank(format_name: str, in_features: int, out_features: int, rank) -> int:

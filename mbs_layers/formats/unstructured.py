@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..base import register_format
 from ..sparse_support import SparseSupportLinear, sorted_topk
 from ..validation import check_float, check_int
-from .lowrank import rank_grid
+from .lowrank import geometric_grid
 
 INDEX_BYTES = 4  # int32 CSR indices, as the cusparse backend builds them
 
@@ -45,7 +45,7 @@ class UnstructuredLinear(SparseSupportLinear):
     @classmethod
     def hparam_grid(cls, in_features, out_features):
         total = in_features * out_features
-        return [{"density": nnz / total} for nnz in rank_grid(total) if nnz >= total // 100]
+        return [{"density": nnz / total} for nnz in geometric_grid(total) if nnz >= total // 100]
 
     @classmethod
     def hparams_for_budget(cls, in_features, out_features, params):
