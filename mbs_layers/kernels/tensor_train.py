@@ -36,7 +36,8 @@ def _mode_product_kernel(g_ptr, s_ptr, out_ptr, X, N, K, M, stride_gn, stride_gk
                          PRECISION: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr,
                          BLOCK_K: tl.constexpr):
     """out[x, n, m] = Σ_k G[n, k] · s[x, k, m], one (BLOCK_R rows) × (BLOCK_N) tile per program."""
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    # int64: the (x, m) row times the K·M / N·M slab can pass 2**31 elements
+    rows = (tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)).to(tl.int64)
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     x, m = rows // M, rows % M
     row_ok, col_ok = rows < X * M, cols < N
@@ -67,7 +68,7 @@ def _mode_product_wgrad_kernel(dout_ptr, s_ptr, part_ptr, X, N, K, M, ROWS_PER_S
     first = split * ROWS_PER_SPLIT
     last = tl.minimum(first + ROWS_PER_SPLIT, X * M)
     for r0 in range(first, last, BLOCK_R):
-        rows = r0 + tl.arange(0, BLOCK_R)
+        rows = (r0 + tl.arange(0, BLOCK_R)).to(tl.int64)  # x·N·M can pass 2**31 elements
         x, m = rows // M, rows % M
         r_ok = rows < last
         d = tl.load(dout_ptr + (x * N * M + m)[None, :] + ns[:, None] * M,
