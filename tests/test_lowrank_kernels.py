@@ -80,6 +80,18 @@ def test_two_gemm_fallback_above_max_fused_rank(name, hp, monkeypatch, rng):
     check_against_reference(layer, torch.randn(17, 30, generator=rng).to(DEVICE), TOL[torch.float32])
 
 
+def test_sltrain_triton_follows_a_loaded_support(rng):
+    """load_state_dict with another seed's support: the cached ELL tables are rebuilt, not reused."""
+    layer = mbs.build("sltrain", 37, 53, device=DEVICE, rank=5, density=0.1, seed=0)
+    x = torch.randn(22, 37, generator=rng).to(DEVICE)
+    layer.backend = "triton"
+    layer(x)  # builds and caches the tables for seed 0's support
+    other = mbs.build("sltrain", 37, 53, device=DEVICE, rank=5, density=0.1, seed=1)
+    assert not torch.equal(other.col, layer.col)
+    layer.load_state_dict(other.state_dict())
+    check_against_reference(layer, x, TOL[torch.float32])
+
+
 @pytest.mark.parametrize("split", [2, 3])
 def test_split_output_sweep_and_strided_views(split, rng):
     """Several programs per token block (each recomputing z) and strided operands give x Aᵀ Bᵀ."""
