@@ -46,7 +46,7 @@ def ell_tables(layer) -> dict:
     """The support's COO rows (int32) and its forward (by output row) and backward (by input
     column) ELL tables, rebuilt whenever the support changes (load_state_dict, a device move)."""
     def build():
-        rows, cols = support_rows(layer.crow), layer.col.long()
+        rows, cols = support_rows(layer.crow, layer.nnz), layer.col.long()
         return {"rows": rows.to(torch.int32), "fwd": ell_table(rows, cols, layer.out_features),
                 "bwd": ell_table(cols, rows, layer.in_features)}
 
