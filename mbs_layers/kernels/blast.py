@@ -21,7 +21,7 @@ import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
 from ..formats.blast import blast_mix
-from ._tuning import autotune_configs, dot_precision, same_dtype_unsupported
+from ._tuning import autotune_configs, dot_precision
 
 _PROJECT_CONFIGS = autotune_configs([
     {"BLOCK_T": 64, "BLOCK_R": 32, "BLOCK_K": 32},
@@ -140,7 +140,7 @@ class BlastMatmul(torch.autograd.Function):
         return dx, dU, dV, ds
 
 
-@register_backend("blast", "triton", priority=10, unsupported=same_dtype_unsupported(triton_unsupported))
+@register_backend("blast", "triton", priority=10, unsupported=triton_unsupported)
 def blast_triton(layer, x2d):
     """BLAST forward through :class:`BlastMatmul`."""
     b = layer.hp["nblocks"]

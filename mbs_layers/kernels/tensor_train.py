@@ -15,7 +15,7 @@ import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
 from ..formats.tt import tt_apply
-from ._tuning import autotune_configs, dot_precision, same_dtype_unsupported
+from ._tuning import autotune_configs, dot_precision
 
 _FWD_CONFIGS = autotune_configs([
     {"BLOCK_R": 64, "BLOCK_N": 32, "BLOCK_K": 32},
@@ -133,6 +133,5 @@ def tt_triton(layer, x2d):
     return tt_apply(list(layer.cores), x2d, contract=ModeProduct.apply)
 
 
-_unsupported = same_dtype_unsupported(triton_unsupported)
-register_backend("tt", "triton", priority=10, unsupported=_unsupported)(tt_triton)
-register_backend("kronecker", "triton", priority=10, unsupported=_unsupported)(tt_triton)
+register_backend("tt", "triton", priority=10, unsupported=triton_unsupported)(tt_triton)
+register_backend("kronecker", "triton", priority=10, unsupported=triton_unsupported)(tt_triton)
