@@ -130,3 +130,11 @@ def test_autotune_configs_fit_a100_limits():
     x = torch.empty(1, 4, dtype=torch.float32)
     assert kernels._prune([big, small], {"X": x}, R_PAD=256) == [small]
     assert kernels._prune([big], {"X": x}, R_PAD=256) == [big]  # never prunes to nothing
+
+
+def test_autotune_keys_bucket_the_token_count():
+    """Token counts key the tuning by power-of-2 bucket, so each new batch size does not re-tune."""
+    from mbs_layers.kernels import block_gemm, monarch
+    assert "T" not in kernels._chain_kernel.keys and "T_BUCKET" in kernels._chain_kernel.keys
+    assert {"M", "K_CHUNK"}.isdisjoint(block_gemm._block_gemm_kernel.keys)
+    assert "M" not in monarch._btt_fused_kernel.keys
