@@ -138,3 +138,21 @@ def test_autotune_keys_bucket_the_token_count():
     assert "T" not in kernels._chain_kernel.keys and "T_BUCKET" in kernels._chain_kernel.keys
     assert {"M", "K_CHUNK"}.isdisjoint(block_gemm._block_gemm_kernel.keys)
     assert "M" not in monarch._btt_fused_kernel.keys
+
+
+@pytest.mark.parametrize("name,in_f,out_f,hp", CASES)
+def test_weight_grads_without_input_grad_match_reference(name, in_f, out_f, hp, rng):
+    """An input that needs no gradient skips gx; the weight gradients stay those of the reference."""
+    layer = mbs.build(name, in_f, out_f, device=DEVICE, **hp)
+    x = torch.randn(22, in_f, generator=rng).to(DEVICE)
+    grads = {}
+    for backend, lay, xx in (("torch", copy.deepcopy(layer).double(), x.double()), ("triton", layer, x)):
+        lay.backend = backend
+        y = lay(xx)  # xx does not require grad
+        weights = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y)
+        params = [p for n, p in lay.named_parameters() if n != "bias"]
+        grads[backend] = torch.autograd.grad((y * weights).sum(), params)
+    for g, e in zip(grads["triton"], grads["torch"]):
+        scale = max(1.0, e.abs().max().item()) if e.numel() else 1.0
+        tol = TOL[torch.float32]
+        torch.testing.assert_close(g.double(), e, rtol=tol, atol=tol * scale)

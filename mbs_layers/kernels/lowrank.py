@@ -196,13 +196,17 @@ class _LowRankFn(torch.autograd.Function):
     def backward(ctx, gy):
         x, u, v, z = ctx.saved_tensors
         r, gy = u.shape[1], gy.contiguous()
-        gx = x.new_empty(x.shape)
-        if ctx.light:  # gx = gz [I | V]: gz lands in gx[:, :r] as the kernel's stored z
-            gz = gx[:, :r]
-            chain(gy, u.T, v.T, gx[:, r:], z=gz)
-        else:
-            gz = x.new_empty(x.shape[0], r)
-            chain(gy, u.T, v.T, gx, z=gz)
+        gx = gz = None
+        if ctx.needs_input_grad[0]:
+            gx = x.new_empty(x.shape)
+            if ctx.light:  # gx = gz [I | V]: gz lands in gx[:, :r] as the kernel's stored z
+                gz = gx[:, :r]
+                chain(gy, u.T, v.T, gx[:, r:], z=gz)
+            else:
+                gz = x.new_empty(x.shape[0], r)
+                chain(gy, u.T, v.T, gx, z=gz)
+        elif ctx.needs_input_grad[2]:  # no gx wanted: V's gradient needs only gz = gy U
+            gz = gy @ u
         gu = gy.T @ z if ctx.needs_input_grad[1] else None
         gv = gz.T @ (x[:, r:] if ctx.light else x) if ctx.needs_input_grad[2] else None
         return gx, gu, gv, None, None

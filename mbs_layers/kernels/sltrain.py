@@ -96,8 +96,12 @@ class _SLTrainFn(torch.autograd.Function):
     def backward(ctx, gy):
         x, u, v, values, z, rows, cols = ctx.saved_tensors
         gy = gy.contiguous()
-        gx, gz = x.new_empty(x.shape), x.new_empty(x.shape[0], u.shape[1])
-        chain(gy, u.T, v.T, gx, z=gz, sparse=(*ctx.tables["bwd"], values))
+        gx = gz = None
+        if ctx.needs_input_grad[0]:
+            gx, gz = x.new_empty(x.shape), x.new_empty(x.shape[0], u.shape[1])
+            chain(gy, u.T, v.T, gx, z=gz, sparse=(*ctx.tables["bwd"], values))
+        elif ctx.needs_input_grad[2]:  # no gx wanted: V's gradient needs only gz = gy U
+            gz = gy @ u
         gu = gy.T @ z if ctx.needs_input_grad[1] else None
         gv = gz.T @ x if ctx.needs_input_grad[2] else None
         gs = sampled_grad(gy, x, rows, cols, values.dtype) if ctx.needs_input_grad[3] else None
