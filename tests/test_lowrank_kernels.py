@@ -80,6 +80,18 @@ def test_two_gemm_fallback_above_max_fused_rank(name, hp, monkeypatch, rng):
     check_against_reference(layer, torch.randn(17, 30, generator=rng).to(DEVICE), TOL[torch.float32])
 
 
+def test_sltrain_triton_follows_a_loaded_support(rng):
+    """load_state_dict with another seed's support: the cached ELL tables are rebuilt, not reused."""
+    layer = mbs.build("sltrain", 37, 53, device=DEVICE, rank=5, density=0.1, seed=0)
+    x = torch.randn(22, 37, generator=rng).to(DEVICE)
+    layer.backend = "triton"
+    layer(x)  # builds and caches the tables for seed 0's support
+    other = mbs.build("sltrain", 37, 53, device=DEVICE, rank=5, density=0.1, seed=1)
+    assert not torch.equal(other.col, layer.col)
+    layer.load_state_dict(other.state_dict())
+    check_against_reference(layer, x, TOL[torch.float32])
+
+
 @pytest.mark.parametrize("split", [2, 3])
 def test_split_output_sweep_and_strided_views(split, rng):
     """Several programs per token block (each recomputing z) and strided operands give x Aᵀ Bᵀ."""
@@ -118,3 +130,29 @@ def test_autotune_configs_fit_a100_limits():
     x = torch.empty(1, 4, dtype=torch.float32)
     assert kernels._prune([big, small], {"X": x}, R_PAD=256) == [small]
     assert kernels._prune([big], {"X": x}, R_PAD=256) == [big]  # never prunes to nothing
+
+
+def test_autotune_keys_bucket_the_token_count():
+    """Token counts key the tuning by power-of-2 bucket, so each new batch size does not re-tune."""
+    from mbs_layers.kernels import block_gemm, monarch
+    assert "T" not in kernels._chain_kernel.keys and "T_BUCKET" in kernels._chain_kernel.keys
+    assert {"M", "K_CHUNK"}.isdisjoint(block_gemm._block_gemm_kernel.keys)
+    assert "M" not in monarch._btt_fused_kernel.keys
+
+
+@pytest.mark.parametrize("name,in_f,out_f,hp", CASES)
+def test_weight_grads_without_input_grad_match_reference(name, in_f, out_f, hp, rng):
+    """An input that needs no gradient skips gx; the weight gradients stay those of the reference."""
+    layer = mbs.build(name, in_f, out_f, device=DEVICE, **hp)
+    x = torch.randn(22, in_f, generator=rng).to(DEVICE)
+    grads = {}
+    for backend, lay, xx in (("torch", copy.deepcopy(layer).double(), x.double()), ("triton", layer, x)):
+        lay.backend = backend
+        y = lay(xx)  # xx does not require grad
+        weights = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y)
+        params = [p for n, p in lay.named_parameters() if n != "bias"]
+        grads[backend] = torch.autograd.grad((y * weights).sum(), params)
+    for g, e in zip(grads["triton"], grads["torch"]):
+        scale = max(1.0, e.abs().max().item()) if e.numel() else 1.0
+        tol = TOL[torch.float32]
+        torch.testing.assert_close(g.double(), e, rtol=tol, atol=tol * scale)

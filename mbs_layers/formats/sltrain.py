@@ -34,10 +34,15 @@ def random_support(in_features, out_features, nnz, seed) -> tuple[torch.Tensor, 
     return crow.to(torch.int32), cols.to(torch.int32)
 
 
-def support_rows(crow: torch.Tensor) -> torch.Tensor:
-    """COO row index of every stored value, from CSR row pointers."""
+def support_rows(crow: torch.Tensor, nnz: int) -> torch.Tensor:
+    """COO row index of every stored value, from CSR row pointers and the (host-known) nnz.
+
+    Passing ``nnz`` as ``output_size`` keeps repeat_interleave from reading the total back from
+    the device, a host sync on every forward otherwise.
+    """
     counts = (crow[1:] - crow[:-1]).long()
-    return torch.repeat_interleave(torch.arange(counts.numel(), device=crow.device), counts)
+    return torch.repeat_interleave(torch.arange(counts.numel(), device=crow.device), counts,
+                                   output_size=nnz)
 
 
 @register_format
@@ -99,7 +104,7 @@ class SLTrainLinear(StructuredLinear):
 
     def sparse_product(self, x2d: torch.Tensor) -> torch.Tensor:
         """``x2d @ S.T`` by gathering x's columns and index-adding into the output rows."""
-        rows, cols = support_rows(self.crow), self.col.long()
+        rows, cols = support_rows(self.crow, self.nnz), self.col.long()
         y = x2d.new_zeros(x2d.shape[0], self.out_features)
         step = max(1, self.REFERENCE_CHUNK_ELEMENTS // max(1, x2d.shape[0]))
         for start in range(0, self.nnz, step):
@@ -110,7 +115,7 @@ class SLTrainLinear(StructuredLinear):
     def sparse_weight(self) -> torch.Tensor:
         """S as a dense (out, in) tensor."""
         s = self.values.new_zeros(self.out_features, self.in_features)
-        return s.index_put((support_rows(self.crow), self.col.long()), self.values)
+        return s.index_put((support_rows(self.crow, self.nnz), self.col.long()), self.values)
 
     def _forward_torch(self, x2d):
         return (x2d @ self.V.T) @ self.U.T + self.sparse_product(x2d)
@@ -138,7 +143,7 @@ class SLTrainLinear(StructuredLinear):
         a Gaussian matrix it stops after ~10 rounds.
         """
         w = weight.double()
-        support = (support_rows(self.crow), self.col.long())
+        support = (support_rows(self.crow, self.nnz), self.col.long())
         u, v = truncated_svd(w, self.hp["rank"])
         s, err = residual_on_support(w, u @ v, support)
         history = [err]

@@ -24,12 +24,3 @@ def dot_precision(dtype: torch.dtype) -> str:
         return "ieee"
     return "tf32"
 
-
-def same_dtype_unsupported(base_check):
-    """An ``unsupported`` check adding "input dtype must equal the layer's weight dtype"."""
-    def check(layer, x2d):
-        reason = base_check(layer, x2d)
-        if reason is None and x2d.dtype != layer.weight_dtype:
-            reason = f"input dtype {x2d.dtype} differs from the weights' {layer.weight_dtype}"
-        return reason
-    return check

@@ -21,7 +21,7 @@ import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
 from ..formats.blast import blast_mix
-from ._tuning import autotune_configs, dot_precision, same_dtype_unsupported
+from ._tuning import autotune_configs, dot_precision
 
 _PROJECT_CONFIGS = autotune_configs([
     {"BLOCK_T": 64, "BLOCK_R": 32, "BLOCK_K": 32},
@@ -51,6 +51,7 @@ def _block_project_kernel(x_ptr, v_ptr, z_ptr, T, NB, Q, R, stride_vb, stride_vq
                           BLOCK_K: tl.constexpr):
     """z[t, j, :] = x[t, j, :] @ V[j] for x (T, NB, Q), V (NB, Q, R) strided, z (T, NB, R)."""
     ts, t_ok = _span(tl.program_id(0) * BLOCK_T, BLOCK_T, T)
+    ts = ts.to(tl.int64)  # token × NB·Q (or NB·R, NB·P) can pass 2**31 elements
     j = tl.program_id(1)
     rs, r_ok = _span(tl.program_id(2) * BLOCK_R, BLOCK_R, R)
     acc = tl.zeros((BLOCK_T, BLOCK_R), dtype=tl.float32)
@@ -75,6 +76,7 @@ def _mix_expand_kernel(z_ptr, s_ptr, u_ptr, y_ptr, T, NB, P, R, stride_si, strid
     s[i, j, r] sits at i·stride_si + j·stride_sj + r, so passing sᵀ's strides mixes over i instead.
     """
     ts, t_ok = _span(tl.program_id(0) * BLOCK_T, BLOCK_T, T)
+    ts = ts.to(tl.int64)  # token × NB·Q (or NB·R, NB·P) can pass 2**31 elements
     i = tl.program_id(1)
     ps, p_ok = _span(tl.program_id(2) * BLOCK_P, BLOCK_P, P)
     acc = tl.zeros((BLOCK_T, BLOCK_P), dtype=tl.float32)
@@ -138,7 +140,7 @@ class BlastMatmul(torch.autograd.Function):
         return dx, dU, dV, ds
 
 
-@register_backend("blast", "triton", priority=10, unsupported=same_dtype_unsupported(triton_unsupported))
+@register_backend("blast", "triton", priority=10, unsupported=triton_unsupported)
 def blast_triton(layer, x2d):
     """BLAST forward through :class:`BlastMatmul`."""
     b = layer.hp["nblocks"]

@@ -64,13 +64,14 @@ def _address(i, inner, outer_stride, inner_stride):
 
 
 @triton.autotune(configs=autotune_configs(GEMM_CONFIGS),
-                 key=["M", "N", "K_CHUNK", "SPLITS"])
+                 key=["M_BUCKET", "N", "K_BUCKET", "SPLITS"])
 @triton.jit
 def _block_gemm_kernel(
     a_ptr, a_g, a_mi, a_mo, a_ms, a_ki, a_ko, a_ks,
     b_ptr, b_g, b_ki, b_ko, b_ks, b_ni, b_no, b_ns,
     c_ptr, c_g, c_mi, c_mo, c_ms, c_ni, c_no, c_ns, c_split,
     GROUPS, SPLITS, M, N, K, K_CHUNK,
+    M_BUCKET, K_BUCKET,  # powers of 2 of M and K_CHUNK: they key the tuning only
     PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -105,6 +106,7 @@ def block_matmul(a: Operand, b: Operand, c: Operand, groups: int, m: int, n: int
     chunk, splits = k_chunks(k, splits)
     grid = lambda meta: (groups * splits * triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
     _block_gemm_kernel[grid](*a.args(), *b.args(), *c.args(), split_stride, groups, splits, m, n, k, chunk,
+                             triton.next_power_of_2(m), triton.next_power_of_2(chunk),
                              PRECISION=dot_precision(a.tensor.dtype))
 
 

@@ -67,12 +67,12 @@ else:
     ]
 
 
-@triton.autotune(configs=_CONFIGS, key=["T", "K", "N", "R_PAD", "KS"], restore_value=["Y"],
+@triton.autotune(configs=_CONFIGS, key=["T_BUCKET", "K", "N", "R_PAD", "KS"], restore_value=["Y"],
                  prune_configs_by={"early_config_prune": _prune})
 @triton.jit
 def _chain_kernel(
     X, A, XID, B, Y, Z, SP_IDX, SP_POS, SP_VALS,
-    T, K, R, N, KS,
+    T, T_BUCKET, K, R, N, KS,  # T_BUCKET (next power of 2 of T) keys the tuning only
     sxt, sxk, sar, sak, sit, sir, sbn, sbr, syt, syn, szt, szr,
     R_PAD: tl.constexpr, LOWRANK: tl.constexpr, HAS_XID: tl.constexpr, STORE_Z: tl.constexpr,
     HAS_SPARSE: tl.constexpr, PRECISION: tl.constexpr,
@@ -169,7 +169,7 @@ def chain(x, a, b, y, *, x_id=None, z=None, sparse=None, split=None):
 
     _chain_kernel[grid](
         x, a if fused else x, x_id if has_xid else x, b if fused else x, y, z if store_z else x, idx, pos, vals,
-        T, K, R, N, idx.shape[1] if has_sparse else 0,
+        T, triton.next_power_of_2(T), K, R, N, idx.shape[1] if has_sparse else 0,
         *x.stride(), *a.stride(), *(x_id.stride() if has_xid else (0, 0)), *b.stride(), *y.stride(),
         *(z.stride() if store_z else (0, 0)),
         R_PAD=max(16, triton.next_power_of_2(R)) if fused else 16, LOWRANK=fused, HAS_XID=has_xid,
@@ -196,13 +196,17 @@ class _LowRankFn(torch.autograd.Function):
     def backward(ctx, gy):
         x, u, v, z = ctx.saved_tensors
         r, gy = u.shape[1], gy.contiguous()
-        gx = x.new_empty(x.shape)
-        if ctx.light:  # gx = gz [I | V]: gz lands in gx[:, :r] as the kernel's stored z
-            gz = gx[:, :r]
-            chain(gy, u.T, v.T, gx[:, r:], z=gz)
-        else:
-            gz = x.new_empty(x.shape[0], r)
-            chain(gy, u.T, v.T, gx, z=gz)
+        gx = gz = None
+        if ctx.needs_input_grad[0]:
+            gx = x.new_empty(x.shape)
+            if ctx.light:  # gx = gz [I | V]: gz lands in gx[:, :r] as the kernel's stored z
+                gz = gx[:, :r]
+                chain(gy, u.T, v.T, gx[:, r:], z=gz)
+            else:
+                gz = x.new_empty(x.shape[0], r)
+                chain(gy, u.T, v.T, gx, z=gz)
+        elif ctx.needs_input_grad[2]:  # no gx wanted: V's gradient needs only gz = gy U
+            gz = gy @ u
         gu = gy.T @ z if ctx.needs_input_grad[1] else None
         gv = gz.T @ (x[:, r:] if ctx.light else x) if ctx.needs_input_grad[2] else None
         return gx, gu, gv, None, None

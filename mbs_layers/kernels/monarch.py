@@ -37,10 +37,10 @@ def _tile(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
-@triton.autotune(configs=autotune_configs(FUSED_CONFIGS), key=["M", "N1", "N2", "M1", "M2"])
+@triton.autotune(configs=autotune_configs(FUSED_CONFIGS), key=["M_BUCKET", "N1", "N2", "M1", "M2"])
 @triton.jit
 def _btt_fused_kernel(
-    x_ptr, y_ptr, r_ptr, l_ptr, M, N1, N2, M1, M2, RANK, x_stride, y_stride,
+    x_ptr, y_ptr, r_ptr, l_ptr, M, M_BUCKET, N1, N2, M1, M2, RANK, x_stride, y_stride,
     r_s0, r_s1, r_s2, r_s3, l_s0, l_s1, l_s2, l_s3,
     PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     BLOCK_R: tl.constexpr,
@@ -85,7 +85,7 @@ def btt_fused(x, cores_r, cores_l):
     y = x.new_empty(x.shape[0], m1 * m2)
     block_n = _tile(m1)
     grid = lambda meta: (triton.cdiv(x.shape[0], meta["BLOCK_M"]) * triton.cdiv(m1, block_n) * m2,)  # noqa: E731
-    _btt_fused_kernel[grid](x, y, cores_r, cores_l, x.shape[0], n1, n2, m1, m2, rank, x.stride(0), y.stride(0),
+    _btt_fused_kernel[grid](x, y, cores_r, cores_l, x.shape[0], triton.next_power_of_2(x.shape[0]), n1, n2, m1, m2, rank, x.stride(0), y.stride(0),
                             *cores_r.stride(), *cores_l.stride(), PRECISION=dot_precision(x.dtype),
                             BLOCK_N=block_n, BLOCK_R=_tile(rank))
     return y

@@ -9,7 +9,7 @@ row) and multiplies by the values — x Sᵀ costs no extra output traffic and x
 in L1/L2 from the first GEMM. The backward gx = gy U V + gy S runs the same kernel on the
 transposed ELL table (column c's nonzeros, entries pointing at S's stored values, so S is
 never copied), and the value gradient is a sampled product (SDDMM) gathering gy and x at
-the support. ELL tables are derived once per device from the CSR support and cached.
+the support. ELL tables are derived from the CSR support and cached until it changes.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
 from ..formats.sltrain import support_rows
+from ..sparse_support import cached_per_version
 from .lowrank import chain
 
 
@@ -43,14 +44,13 @@ def ell_table(major: torch.Tensor, minor: torch.Tensor, size: int) -> tuple[torc
 
 def ell_tables(layer) -> dict:
     """The support's COO rows (int32) and its forward (by output row) and backward (by input
-    column) ELL tables, derived once per device (the support never changes)."""
-    cache = layer.__dict__.setdefault("_ell_tables", {})
-    device = layer.col.device
-    if device not in cache:
-        rows, cols = support_rows(layer.crow), layer.col.long()
-        cache[device] = {"rows": rows.to(torch.int32), "fwd": ell_table(rows, cols, layer.out_features),
-                         "bwd": ell_table(cols, rows, layer.in_features)}
-    return cache[device]
+    column) ELL tables, rebuilt whenever the support changes (load_state_dict, a device move)."""
+    def build():
+        rows, cols = support_rows(layer.crow, layer.nnz), layer.col.long()
+        return {"rows": rows.to(torch.int32), "fwd": ell_table(rows, cols, layer.out_features),
+                "bwd": ell_table(cols, rows, layer.in_features)}
+
+    return cached_per_version(layer, "_ell_tables", (layer.crow, layer.col), build)
 
 
 @triton.jit
@@ -96,8 +96,12 @@ class _SLTrainFn(torch.autograd.Function):
     def backward(ctx, gy):
         x, u, v, values, z, rows, cols = ctx.saved_tensors
         gy = gy.contiguous()
-        gx, gz = x.new_empty(x.shape), x.new_empty(x.shape[0], u.shape[1])
-        chain(gy, u.T, v.T, gx, z=gz, sparse=(*ctx.tables["bwd"], values))
+        gx = gz = None
+        if ctx.needs_input_grad[0]:
+            gx, gz = x.new_empty(x.shape), x.new_empty(x.shape[0], u.shape[1])
+            chain(gy, u.T, v.T, gx, z=gz, sparse=(*ctx.tables["bwd"], values))
+        elif ctx.needs_input_grad[2]:  # no gx wanted: V's gradient needs only gz = gy U
+            gz = gy @ u
         gu = gy.T @ z if ctx.needs_input_grad[1] else None
         gv = gz.T @ x if ctx.needs_input_grad[2] else None
         gs = sampled_grad(gy, x, rows, cols, values.dtype) if ctx.needs_input_grad[3] else None

@@ -15,7 +15,7 @@ import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
 from ..formats.tt import tt_apply
-from ._tuning import autotune_configs, dot_precision, same_dtype_unsupported
+from ._tuning import autotune_configs, dot_precision
 
 _FWD_CONFIGS = autotune_configs([
     {"BLOCK_R": 64, "BLOCK_N": 32, "BLOCK_K": 32},
@@ -36,7 +36,8 @@ def _mode_product_kernel(g_ptr, s_ptr, out_ptr, X, N, K, M, stride_gn, stride_gk
                          PRECISION: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr,
                          BLOCK_K: tl.constexpr):
     """out[x, n, m] = Σ_k G[n, k] · s[x, k, m], one (BLOCK_R rows) × (BLOCK_N) tile per program."""
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    # int64: the (x, m) row times the K·M / N·M slab can pass 2**31 elements
+    rows = (tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)).to(tl.int64)
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     x, m = rows // M, rows % M
     row_ok, col_ok = rows < X * M, cols < N
@@ -67,7 +68,7 @@ def _mode_product_wgrad_kernel(dout_ptr, s_ptr, part_ptr, X, N, K, M, ROWS_PER_S
     first = split * ROWS_PER_SPLIT
     last = tl.minimum(first + ROWS_PER_SPLIT, X * M)
     for r0 in range(first, last, BLOCK_R):
-        rows = r0 + tl.arange(0, BLOCK_R)
+        rows = (r0 + tl.arange(0, BLOCK_R)).to(tl.int64)  # x·N·M can pass 2**31 elements
         x, m = rows // M, rows % M
         r_ok = rows < last
         d = tl.load(dout_ptr + (x * N * M + m)[None, :] + ns[:, None] * M,
@@ -132,6 +133,5 @@ def tt_triton(layer, x2d):
     return tt_apply(list(layer.cores), x2d, contract=ModeProduct.apply)
 
 
-_unsupported = same_dtype_unsupported(triton_unsupported)
-register_backend("tt", "triton", priority=10, unsupported=_unsupported)(tt_triton)
-register_backend("kronecker", "triton", priority=10, unsupported=_unsupported)(tt_triton)
+register_backend("tt", "triton", priority=10, unsupported=triton_unsupported)(tt_triton)
+register_backend("kronecker", "triton", priority=10, unsupported=triton_unsupported)(tt_triton)
