@@ -19,7 +19,7 @@ import torch  # noqa: E402
 from mbs_layers.records import RecordStore, point_key  # noqa: E402
 from mbs_layers.sweep import environment  # noqa: E402
 from mbs_layers.sweep.point import KEY_FIELDS  # noqa: E402
-from mbs_layers.sweep.presets import expand, load_preset  # noqa: E402
+from mbs_layers.sweep.presets import PACKAGED, expand, load_preset  # noqa: E402
 from mbs_layers.sweep.pytest_support import WORKER_KEY, XdistMerge, dumps, untimed_entry  # noqa: E402
 from mbs_layers.sweep.session import SweepSession, measured_on  # noqa: E402
 
@@ -27,7 +27,7 @@ from mbs_layers.sweep.session import SweepSession, measured_on  # noqa: E402
 def pytest_addoption(parser):
     group = parser.getgroup("mbs", "mbs sweep")
     group.addoption("--preset", default="smoke",
-                    help="sweep preset: smoke, default, full, models or a YAML file (default: smoke)")
+                    help=f"sweep preset: {', '.join(PACKAGED)} or a YAML file (default: smoke)")
     group.addoption("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     group.addoption("--store", default=None,
                     help="also append each record to this JSONL store (points it already holds for this device are not appended again)")

@@ -16,7 +16,7 @@ def run_sweep(preset: str | Path, store: str | Path, *, device: str | None = Non
               progress: bool = True) -> Path:
     """Time every point of ``preset`` and append its kernel record to the JSONL ``store``.
 
-    ``preset`` is a packaged name (``smoke|default|full|models``) or a YAML path. Points
+    ``preset`` is a packaged name (one of ``PACKAGED``) or a YAML path. Points
     already in ``store`` for this device (any status) are skipped, so a killed run re-run with the same store
     resumes without duplicates; each record is fsynced as soon as it exists. ``device=None``
     means CUDA if available, else CPU. Returns the store's path.
