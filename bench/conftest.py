@@ -3,8 +3,9 @@
 One test per sweep point (``test_sweep.py``); stats carry device seconds (see
 ``mbs_layers.sweep.pytest_support``), ``extra_info`` the full record, ``machine_info["mbs"]``
 the device, versions and the peaks measured at session start. ``--store PATH`` also appends
-every record to a JSONL store. ``pytest bench/ -n auto`` gives each xdist worker its own GPU
-and merges the workers' results into the one ``--benchmark-json`` file.
+each record to a JSONL store, except points it already holds for this device (no duplicates
+on re-runs). ``pytest bench/ -n auto`` gives each xdist worker its own GPU and merges the
+workers' results into the one ``--benchmark-json`` file.
 """
 from mbs_layers.sweep.nvml import pin_xdist_worker, visible_gpu_ids
 
@@ -15,19 +16,21 @@ import importlib.util  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from mbs_layers.records import RecordStore  # noqa: E402
+from mbs_layers.records import RecordStore, point_key  # noqa: E402
 from mbs_layers.sweep import environment  # noqa: E402
-from mbs_layers.sweep.presets import expand, load_preset  # noqa: E402
+from mbs_layers.sweep.point import KEY_FIELDS  # noqa: E402
+from mbs_layers.sweep.presets import PACKAGED, expand, load_preset  # noqa: E402
 from mbs_layers.sweep.pytest_support import WORKER_KEY, XdistMerge, dumps, untimed_entry  # noqa: E402
-from mbs_layers.sweep.session import SweepSession  # noqa: E402
+from mbs_layers.sweep.session import SweepSession, measured_on  # noqa: E402
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("mbs", "mbs sweep")
     group.addoption("--preset", default="smoke",
-                    help="sweep preset: smoke, default, full, models or a YAML file (default: smoke)")
+                    help=f"sweep preset: {', '.join(PACKAGED)} or a YAML file (default: smoke)")
     group.addoption("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    group.addoption("--store", default=None, help="also append every record to this JSONL store")
+    group.addoption("--store", default=None,
+                    help="also append each record to this JSONL store (points it already holds for this device are not appended again)")
 
 
 if importlib.util.find_spec("xdist"):  # an xdist hook: defining it without xdist is an error
@@ -46,6 +49,7 @@ class SweepState:
         self.device = torch.device(device)
         self.store = RecordStore(config.getoption("store")) if config.getoption("store") else None
         self.session = None
+        self._stored_keys = None  # keys of the store's records for this device, loaded on first keep()
         self.untimed = []
         self.harness = []  # bench/test_harness.py results, reported in machine_info
 
@@ -54,9 +58,19 @@ class SweepState:
             self.session = SweepSession(self.preset, self.device)
         return self.session
 
+    def stored_keys(self) -> set:
+        """Keys of the points ``--store`` already holds for this device (the sweep runner's resume rule)."""
+        if self._stored_keys is None:
+            mine = measured_on(self.store.records(), environment.device_name(self.device))
+            self._stored_keys = {point_key(r, KEY_FIELDS) for r in mine}
+        return self._stored_keys
+
     def keep(self, item_nodeid: str, name: str, record: dict) -> None:
         if self.store is not None:
-            self.store.append(record)
+            key = point_key(record, KEY_FIELDS)
+            if key not in self.stored_keys():  # re-runs with the same store add no duplicates
+                self.store.append(record)
+                self._stored_keys.add(key)
         if record["status"] != "ok":
             self.untimed.append(untimed_entry(item_nodeid, name, record))
 

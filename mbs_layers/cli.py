@@ -25,8 +25,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a ``ValueError`` (bad user input, e.g. an unknown preset name) is
+    reported as ``mbs: error: <message>`` on stderr with exit status 2, like argparse's errors."""
     args = build_parser().parse_args(argv)
-    return int(args._main(args) or 0)
+    try:
+        return int(args._main(args) or 0)
+    except ValueError as err:
+        print(f"mbs: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

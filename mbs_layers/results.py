@@ -13,6 +13,7 @@ Every row gets ``kind`` ("kernel" or "accuracy"), ``source_file``, and ``hparams
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Iterable
@@ -22,6 +23,8 @@ from .records import ACCURACY_KEYS, KERNEL_KEYS, RecordStore, valid_status
 PASSES = ("fwd", "fwd_bwd")
 # Added by load_results, never part of a record.
 DERIVED_COLUMNS = ("kind", "source_file", "hparams_key")
+
+log = logging.getLogger(__name__)
 
 
 def record_kind(record: dict) -> str:
@@ -112,13 +115,50 @@ def read_records(path: str | os.PathLike) -> list[dict]:
     return RecordStore(path).records()
 
 
+def not_results_reason(path: Path) -> str | None:
+    """Why ``path`` is not a result file (None: it looks like one), without loading it all.
+
+    A ``.json`` file must be a pytest-benchmark document (a dict with a ``benchmarks`` list);
+    a ``.jsonl`` store's first record must be a kernel or accuracy record.
+    """
+    try:
+        if path.suffix == ".json":
+            doc = json.loads(path.read_text())
+            if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
+                return "not a pytest-benchmark JSON file (no 'benchmarks' list)"
+            return None
+        with path.open() as fh:
+            first = next((line for line in fh if line.strip()), None)
+        if first is not None:
+            record = json.loads(first)
+            if not isinstance(record, dict):
+                return "not a JSONL record store (first line is not an object)"
+            record_kind(record)
+    except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+        return str(exc)
+    return None
+
+
 def expand_paths(paths) -> list[Path]:
-    """``paths`` (one or many) as a list of files, each folder replaced by its result files."""
+    """``paths`` (one or many) as a list of files, each folder replaced by its result files.
+
+    A folder's ``*.json``/``*.jsonl`` members that are not result files (e.g. a script's own
+    JSON output next to the sweeps) are skipped with a logged warning; files named explicitly
+    are kept, so loading them raises.
+    """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files = []
     for path in map(Path, paths):
-        files += sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl")) if path.is_dir() else [path]
+        if not path.is_dir():
+            files.append(path)
+            continue
+        for member in sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl")):
+            reason = not_results_reason(member)
+            if reason is None:
+                files.append(member)
+            else:
+                log.warning("skipping %s: not a result file (%s)", member, reason)
     return files
 
 

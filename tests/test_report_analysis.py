@@ -137,3 +137,12 @@ def test_nvml_fields_all_null_count_as_no_state():
     record = kernel_record("dense", device="cpu: x86_64", nvml=dict.fromkeys(("sm_clock_mhz", "throttled")))
     state = an.gpu_state(frame([record])).iloc[0]
     assert (state["kind"], state["with_nvml"], state["throttled"]) == ("CPU", 0, 0)
+
+
+def test_report_and_sweep_read_the_one_datasheet_table():
+    from mbs_layers.sweep.peaks import datasheet_peaks as sweep_sheet
+
+    for name in ("NVIDIA A100-SXM4-80GB", "NVIDIA A100-SXM4-40GB", "NVIDIA H100 80GB HBM3"):
+        sheet = sweep_sheet(name)
+        for dtype, rate in sheet["flops"].items():
+            assert an.datasheet_peaks(name, dtype) == pytest.approx((rate / 1e12, sheet["bandwidth"] / 1e12))

@@ -108,3 +108,15 @@ def test_a_folder_stands_for_its_result_files(tmp_path):
     df = load_results(tmp_path)
     assert sorted(set(df["source_file"])) == [str(tmp_path / "b.json"), str(tmp_path / "k.jsonl")]
     assert sorted(set(df["tokens"])) == [8, 16]
+
+
+def test_a_folder_skips_json_that_is_not_results_but_a_named_file_raises(tmp_path, caplog):
+    write_store(tmp_path / "k.jsonl", synthetic_sweep(widths=(64,), tokens=(8,)))
+    (tmp_path / "bsr_vs_torch.json").write_text(json.dumps({"device": "x", "rows": []}))
+    (tmp_path / "other.jsonl").write_text(json.dumps({"name": "not a record"}) + "\n")
+    with caplog.at_level("WARNING", logger="mbs_layers.results"):
+        df = load_results(tmp_path)
+    assert set(df["source_file"]) == {str(tmp_path / "k.jsonl")}
+    assert "bsr_vs_torch.json" in caplog.text and "other.jsonl" in caplog.text
+    with pytest.raises(ValueError, match="not a pytest-benchmark JSON"):
+        load_results(tmp_path / "bsr_vs_torch.json")

@@ -33,8 +33,8 @@ def stages(monkeypatch):
         calls.append(("sweep", preset, store, device))
         return sweep(store)
 
-    def run_projection(store, *, preset="smoke", progress=True):
-        calls.append(("projection", preset, store))
+    def run_projection(store, *, preset="smoke", progress=True, device=None):
+        calls.append(("projection", preset, store, device))
         return projection(store)
 
     monkeypatch.setitem(sys.modules, "mbs_layers.sweep",
@@ -48,7 +48,7 @@ def test_run_on_cpu_uses_smoke_presets_writes_stores_and_the_report(tmp_path, st
     out = tmp_path / "out"
     assert cli_main(["run", "--out", str(out), "--device", "cpu", "--quiet"]) == 0
     assert stages == [("sweep", "smoke", out / "kernels.jsonl", "cpu"),
-                      ("projection", "smoke", out / "accuracy.jsonl")]
+                      ("projection", "smoke", out / "accuracy.jsonl", "cpu")]
     html = out / "report.html"
     assert str(html.resolve()) in capsys.readouterr().out
     text = html.read_text()

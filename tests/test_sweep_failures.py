@@ -83,3 +83,22 @@ def test_unsupported_backend_is_skipped_with_its_reason(tmp_path, monkeypatch):
 def test_failure_reasons_name_the_cause():
     assert failure_reason(RuntimeError("CUDA error: out of memory\nmore")) == "failed: out of memory"
     assert failure_reason(RuntimeError("illegal memory access\ntrace")) == "failed: RuntimeError: illegal memory access"
+
+
+def test_a_store_from_another_device_is_neither_resumed_nor_used_as_baseline(tmp_path):
+    from mbs_layers.records import point_key
+    from mbs_layers.sweep.point import KEY_FIELDS
+    from mbs_layers.sweep.presets import expand, load_preset
+
+    preset = write_preset(tmp_path / "p.yaml", passes=["fwd"])
+    store = RecordStore(tmp_path / "s.jsonl")
+    points = expand(load_preset(preset), "cpu")
+    for p in points:  # every point "done" elsewhere, with absurd medians
+        store.append({**p.identity(), "device": "Some Other GPU", "status": "ok", "median_s": 1e6})
+    records = RecordStore(run_sweep(preset, store.path, progress=False)).records()
+    here = [r for r in records if r["device"] != "Some Other GPU"]
+    assert {point_key(r, KEY_FIELDS) for r in here} == {p.key for p in points}
+    ok = [r for r in here if r["status"] == "ok"]
+    assert ok and all(r["speedup_vs_dense"] is None or r["speedup_vs_dense"] < 1e3 for r in ok)
+    # re-run on the same device: now everything is done, nothing is appended
+    assert len(RecordStore(run_sweep(preset, store.path, progress=False)).records()) == len(records)

@@ -90,3 +90,27 @@ def test_xdist_controller_writes_the_merged_workers_json(tmp_path):
     merge.pytest_testnodedown(SimpleNamespace(workeroutput={}), error="crashed")  # a dead worker
     merge.pytest_sessionfinish(session=None)
     assert [b["name"] for b in json.loads(out.read_text())["benchmarks"]] == ["gw0", "gw1"]
+
+
+def test_cuda_graph_capture_runs_on_the_timers_device(monkeypatch):
+    import contextlib
+
+    from mbs_layers.sweep import timer as timer_mod
+
+    current, seen = [None], []
+
+    @contextlib.contextmanager
+    def fake_device(device):
+        before, current[0] = current[0], torch.device(device)
+        try:
+            yield
+        finally:
+            current[0] = before
+
+    monkeypatch.setattr(timer_mod.torch.cuda, "device", fake_device)
+    monkeypatch.setattr(timer_mod, "capture_graph", lambda fn: seen.append(current[0]) or fn)
+    t = object.__new__(timer_mod.CudaTimer)
+    t.device, t.warmup, t.repeats, t.graph_below_s = torch.device("cuda", 1), 0, 2, 1.0
+    monkeypatch.setattr(t, "_time", lambda fn, repeats: [1e-6] * repeats)
+    assert t.measure(lambda: None) == [1e-6, 1e-6]
+    assert seen == [torch.device("cuda", 1)]

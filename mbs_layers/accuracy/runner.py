@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import math
-import platform
 import re
-import subprocess
 import traceback
 from functools import lru_cache
 from pathlib import Path
@@ -13,6 +11,11 @@ from typing import Callable, Iterable
 import torch
 
 from ..records import ACCURACY_KEYS, RecordStore, point_key
+from ..sweep import environment as sweep_env
+# The kernel sweep's budget -> hyper-parameters rule: accuracy and kernel records join on the
+# hparams it gives, so both sides must use this one function. Raises ValueError (the format's
+# reason) when no setting fits; callers record the point as skipped.
+from ..sweep.presets import budget_hparams  # noqa: F401  (re-exported for the experiments)
 
 # Fractions of a layer's dense parameter count, ~1% .. 100% (the thesis's range).
 BUDGETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
@@ -41,18 +44,6 @@ def point_budgets(name: str, budgets: Iterable[float]) -> tuple[float, ...]:
     return (1.0,) if name == "dense" else tuple(budgets)
 
 
-def budget_hparams(name: str, in_features: int, out_features: int, budget: float) -> dict:
-    """Hyper-parameters of format ``name`` using at most ``budget`` of the dense parameters.
-
-    Raises ``ValueError`` (with the format's reason) when the format cannot represent this
-    shape at this budget; callers record the point as skipped.
-    """
-    from .. import format_class
-
-    cls = format_class(name)
-    return cls.hparams_for_budget(in_features, out_features, max(1, math.floor(budget * in_features * out_features)))
-
-
 def block_pattern(layers: Iterable[int] | None) -> re.Pattern:
     """Matches module / parameter names inside the selected transformer blocks.
 
@@ -64,13 +55,10 @@ def block_pattern(layers: Iterable[int] | None) -> re.Pattern:
 
 @lru_cache(maxsize=1)
 def environment() -> dict:
-    """Code commit, library versions and GPU, recorded with every point so it can be reproduced."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):  # no git, or not a checkout
-        commit = None
-    return {"commit": commit, "torch": torch.__version__, "python": platform.python_version(),
+    """Code commit, library versions and GPU, recorded with every point so it can be reproduced
+    (the commit and versions as the kernel sweep records them)."""
+    versions = sweep_env.versions()
+    return {"commit": sweep_env.git_commit(), "torch": versions["torch"], "python": versions["python"],
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 

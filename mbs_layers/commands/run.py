@@ -50,9 +50,9 @@ def main(args) -> int:
     progress = not args.quiet
     ok = _stage(f"kernel sweep (preset {preset}, {device}) -> {kernels}", "mbs_layers.sweep", "run_sweep",
                 preset, kernels, device=device, progress=progress)
-    ok &= _stage(f"projection experiment (preset {accuracy_preset}) -> {accuracy}",
+    ok &= _stage(f"projection experiment (preset {accuracy_preset}, {device}) -> {accuracy}",
                  "mbs_layers.accuracy.projection", "run_projection", accuracy,
-                 preset=accuracy_preset, progress=progress)
+                 preset=accuracy_preset, device=device, progress=progress)
     stores = [p for p in (kernels, accuracy) if p.exists()]
     html = build_report(stores, out / "report.html", title=f"mbs report ({device}, preset {preset})")
     print(f"[mbs run] report: {html.resolve()}")

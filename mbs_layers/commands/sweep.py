@@ -1,12 +1,14 @@
 """``mbs sweep``: time a preset's points into a resumable JSONL store."""
 from __future__ import annotations
 
-HELP = "time every format/backend of a preset (smoke|default|full|models or a YAML file) into a JSONL store"
+from ..sweep.presets import PACKAGED
+
+HELP = f"time every format/backend of a preset ({'|'.join(PACKAGED)} or a YAML file) into a JSONL store"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--preset", default="smoke",
-                        help="packaged preset name (smoke, default, full, models) or a YAML file (default: smoke)")
+                        help=f"packaged preset name ({', '.join(PACKAGED)}) or a YAML file (default: smoke)")
     parser.add_argument("--out", required=True, help="JSONL store; re-running with the same store resumes")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -9,6 +9,7 @@ import math
 
 import pandas as pd
 
+from .. import datasheet
 from ..records import ACCURACY_KEYS, KERNEL_KEYS
 
 # "Which format at this budget": budgets as fractions of the dense parameter count.
@@ -19,16 +20,6 @@ SHAPE = ["in_features", "out_features"]
 SETTING = ["device", "dtype", "pass"]
 ACCURACY_GROUP = ["experiment", "source", "metric", *SHAPE]
 
-# Datasheet dense peaks (DESIGN.md "Measurement"): name parts, TFLOP/s per dtype, HBM TB/s.
-# For labelling and as the fallback roofline only (dense rates; 2:4 records carry actual FLOPs,
-# which sparse tensor cores run at these same rates).
-_A100 = {"bfloat16": 312.0, "float16": 312.0, "tf32": 156.0, "float32": 19.5}
-_H100 = {"bfloat16": 989.0, "float16": 989.0, "tf32": 495.0, "float32": 67.0}
-DATASHEET = (
-    (("A100", "80GB"), _A100, 2.04),
-    (("A100",), _A100, 1.56),
-    (("H100",), _H100, 3.35),
-)
 _GPU_WORDS = ("nvidia", "tesla", "geforce", "quadro", "rtx", "a100", "h100", "h200", "l40",
               "cuda", "radeon", "instinct")
 
@@ -192,12 +183,13 @@ def implied_peaks(kernel: pd.DataFrame) -> pd.DataFrame:
 
 
 def datasheet_peaks(device, dtype: str):
-    """(TFLOP/s, TB/s) from the datasheet for a known GPU name and dtype, else ``None``."""
+    """(TFLOP/s, TB/s) from the datasheet (:mod:`mbs_layers.datasheet`) for a known GPU name
+    and dtype, else ``None``."""
+    sheet = datasheet.datasheet_peaks(str(device))
     dtype = str(dtype).removeprefix("torch.")
-    for parts, tflops, tbps in DATASHEET:
-        if all(p in str(device) for p in parts) and dtype in tflops:
-            return tflops[dtype], tbps
-    return None
+    if sheet is None or dtype not in sheet["flops"]:
+        return None
+    return sheet["flops"][dtype] / 1e12, sheet["bandwidth"] / 1e12
 
 
 def speedup_grid(kernel: pd.DataFrame) -> pd.DataFrame:

@@ -9,23 +9,10 @@ from __future__ import annotations
 
 import torch
 
+from ..datasheet import datasheet_peaks  # the one table, shared with the report
 from .timer import make_timer, summarize
 
-# (name fragments that must all appear in the device name) -> dense peaks in FLOP/s and B/s.
-DATASHEET = (
-    (("A100", "80GB"), {"bfloat16": 312e12, "float16": 312e12, "tf32": 156e12, "float32": 19.5e12}, 2.04e12),
-    (("A100",), {"bfloat16": 312e12, "float16": 312e12, "tf32": 156e12, "float32": 19.5e12}, 1.56e12),
-    (("H100",), {"bfloat16": 989e12, "float16": 989e12, "tf32": 495e12, "float32": 67e12}, 3.35e12),
-)
 DEFAULT_SIZES = {"cuda": (8192, 1024), "cpu": (512, 64)}  # (GEMM size, copy MiB)
-
-
-def datasheet_peaks(device_name: str) -> dict | None:
-    """``{"flops": {dtype: FLOP/s}, "bandwidth": B/s}`` from the datasheet, or None if unknown."""
-    for fragments, flops, bandwidth in DATASHEET:
-        if all(f in device_name for f in fragments):
-            return {"flops": dict(flops), "bandwidth": bandwidth}
-    return None
 
 
 def measure_peaks(device: torch.device, device_name: str, dtypes, *, gemm_size=None, copy_mib=None) -> dict:

@@ -41,7 +41,7 @@ class Preset:
 
 
 def load_preset(preset: str | Path) -> Preset:
-    """A packaged preset by name (``smoke|default|full|models``) or a YAML file by path."""
+    """A packaged preset by name (one of ``PACKAGED``) or a YAML file by path."""
     path = Path(preset)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():

@@ -16,8 +16,8 @@ def run_sweep(preset: str | Path, store: str | Path, *, device: str | None = Non
               progress: bool = True) -> Path:
     """Time every point of ``preset`` and append its kernel record to the JSONL ``store``.
 
-    ``preset`` is a packaged name (``smoke|default|full|models``) or a YAML path. Points
-    already in ``store`` (any status) are skipped, so a killed run re-run with the same store
+    ``preset`` is a packaged name (one of ``PACKAGED``) or a YAML path. Points
+    already in ``store`` for this device (any status) are skipped, so a killed run re-run with the same store
     resumes without duplicates; each record is fsynced as soon as it exists. ``device=None``
     means CUDA if available, else CPU. Returns the store's path.
     """
@@ -25,10 +25,11 @@ def run_sweep(preset: str | Path, store: str | Path, *, device: str | None = Non
 
     spec = load_preset(preset)
     records = RecordStore(store)
-    done = records.records()
-    done_keys = {point_key(r, KEY_FIELDS) for r in done}
     session = SweepSession(spec, device)
-    session.remember(done)
+    # only this device's records count as done (and as baselines): a store re-used on
+    # another GPU measures every point again there
+    done = session.remember(records.records())
+    done_keys = {point_key(r, KEY_FIELDS) for r in done}
     points = expand(spec, session.device.type)
     todo = [p for p in points if p.key not in done_keys]
     log.info("sweep %s on %s: %d points, %d already in %s", spec.name, session.device_name,

@@ -34,6 +34,12 @@ def failure_reason(err: BaseException) -> str:
     return f"failed: {type(err).__name__}: {lines[0][:200]}"
 
 
+def measured_on(records, device_name: str) -> list[dict]:
+    """The ``records`` measured on ``device_name``: a store shared between devices resumes,
+    and takes baselines, only from its own device's records."""
+    return [r for r in records if r.get("device") == device_name]
+
+
 class SweepSession:
     """Measures points on one device; peaks are measured once, at construction."""
 
@@ -53,10 +59,14 @@ class SweepSession:
     def machine_info(self) -> dict:
         return environment.machine_info(self.device, self.peaks)
 
-    def remember(self, records) -> None:
-        """Reuse records measured earlier (a resumed store) as baselines."""
+    def remember(self, records) -> list[dict]:
+        """Reuse records measured earlier on this device (a resumed store) as baselines.
+
+        Records of other devices are ignored; returns the ones kept."""
+        records = measured_on(records, self.device_name)
         for record in records:
             self._records[point_key(record, KEY_FIELDS)] = record
+        return records
 
     def measure(self, point: Point) -> dict:
         """The point's record (cached: a point is measured once per session)."""

@@ -61,7 +61,8 @@ class CudaTimer:
             fn()
         run = fn
         if self.graph_below_s is not None and self._time(fn, 1)[0] < self.graph_below_s:
-            run = capture_graph(fn) or fn
+            with torch.cuda.device(self.device):  # capture (and its sync) on our GPU, not the current one
+                run = capture_graph(fn) or fn
         self.used_graph = run is not fn
         return self._time(run, self.repeats)
 
