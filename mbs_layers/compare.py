@@ -14,6 +14,7 @@ side cannot be tested and are reported as ``untested``.
 """
 from __future__ import annotations
 
+import math
 import statistics
 
 import pandas as pd
@@ -31,7 +32,9 @@ def classify(base: list[float], new: list[float], *, threshold: float = 0.05, al
     from scipy.stats import mannwhitneyu
 
     ratio = statistics.median(new) / statistics.median(base)
-    if min(len(base), len(new)) < min_samples:
+    # with n and m samples the one-sided Mann-Whitney p-value cannot go below 1/C(n+m, n):
+    # if that floor is above alpha no slowdown could ever be flagged, so say "untested"
+    if min(len(base), len(new)) < min_samples or 1 / math.comb(len(base) + len(new), len(base)) >= alpha:
         return ratio, None, "untested"
     slower = ratio >= 1.0
     p = float(mannwhitneyu(new, base, alternative="greater" if slower else "less").pvalue)

@@ -74,3 +74,12 @@ def test_large_noise_hides_a_small_slowdown_and_few_samples_are_untested():
     assert (ratio, p, verdict) == (2.0, None, "untested")
     # a significant but tiny shift is below the minimum effect size
     assert classify(samples(1.0, 0.001, rnd=rnd), samples(1.02, 0.001, rnd=rnd))[2] == "unchanged"
+
+
+def test_too_few_repeats_for_the_test_to_reach_alpha_is_untested_not_unchanged():
+    """3 + 3 samples: the one-sided p-value is at least 1/20 > 0.01, so it can prove nothing."""
+    from mbs_layers.compare import classify
+
+    ratio, p, verdict = classify([1.0, 1.01, 1.02], [2.0, 2.01, 2.02])
+    assert verdict == "untested" and ratio > 1.9
+    assert classify([1.0, 1.01, 1.02, 1.0, 1.01, 1.0], [2.0, 2.01, 2.02, 2.0, 2.01, 2.0])[2] == "regression"

@@ -146,3 +146,19 @@ def test_report_and_sweep_read_the_one_datasheet_table():
         sheet = sweep_sheet(name)
         for dtype, rate in sheet["flops"].items():
             assert an.datasheet_peaks(name, dtype) == pytest.approx((rate / 1e12, sheet["bandwidth"] / 1e12))
+
+
+def test_whole_model_records_are_budgeted_by_their_param_fraction():
+    """A ViT record names one layer's in/out but counts every replaced layer's params."""
+    import pandas as pd
+
+    from mbs_layers.report.analysis import recommend
+
+    df = pd.DataFrame([
+        {"experiment": "pretrain", "source": "digits", "metric": "test_accuracy", "in_features": 64,
+         "out_features": 64, "format": f, "hparams_key": "{}", "param_count": n, "param_fraction": frac,
+         "value_mean": acc}
+        for f, n, frac, acc in [("lowrank", 13824, 0.24, 0.93), ("monarch", 12288, 0.21, 0.96),
+                                ("dense", 57344, 1.0, 0.97)]])
+    rec = recommend(df, ["experiment", "source", "metric", "in_features", "out_features"], budgets=(0.25,))
+    assert rec["format"].tolist() == ["monarch"]

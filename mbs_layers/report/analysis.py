@@ -59,8 +59,13 @@ def ok_kernels(kernel: pd.DataFrame) -> pd.DataFrame:
 
 
 def param_fraction(df: pd.DataFrame) -> pd.Series:
-    """Parameters as a fraction of the dense layer of the same shape."""
-    return df["param_count"] / (df["in_features"] * df["out_features"])
+    """Parameters as a fraction of dense: the records' own ``param_fraction`` where they carry
+    one (whole-model experiments count every replaced layer against its dense model, while
+    in/out name one layer), else against the dense layer of the same shape."""
+    per_layer = df["param_count"] / (df["in_features"] * df["out_features"])
+    if "param_fraction" in df:
+        return pd.to_numeric(df["param_fraction"], errors="coerce").fillna(per_layer)
+    return per_layer
 
 
 def budget_tier(fraction: float) -> float:
@@ -104,6 +109,8 @@ def accuracy_summary(accuracy: pd.DataFrame) -> pd.DataFrame:
     out = grouped["value"].agg(value_mean="mean", value_std="std", seeds="count").reset_index()
     out["value_std"] = out["value_std"].fillna(0.0)
     out["hparams"] = grouped["hparams"].first().values
+    if "param_fraction" in accuracy:
+        out["param_fraction"] = grouped["param_fraction"].first().values
     return out
 
 
@@ -147,9 +154,9 @@ def recommend(df: pd.DataFrame, group: list[str], budgets=DEFAULT_BUDGETS) -> pd
     rows = []
     for key, g in df.groupby(group, dropna=False, sort=True):
         maximize = accuracy and higher_is_better(g["metric"].iloc[0])
-        dense_params = int(g["in_features"].iloc[0] * g["out_features"].iloc[0])
+        fraction = param_fraction(g)
         for budget in budgets:
-            within = g[g["param_count"] <= budget * dense_params]
+            within = g[fraction <= budget * (1 + 1e-9)]
             row = dict(zip(group, key), budget=budget, format=None, rule="no format fits the budget")
             if not within.empty:
                 best, rule = _choose(within, accuracy=accuracy, speed=speed, maximize=maximize)

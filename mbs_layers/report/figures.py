@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .analysis import SHAPE, higher_is_better, pareto_front  # noqa: E402
+from .analysis import SHAPE, higher_is_better, param_fraction, pareto_front  # noqa: E402
 
 DPI = 100
 
@@ -93,9 +93,10 @@ def error_vs_params(summary: pd.DataFrame, colors: dict) -> str:
             ax.plot(front["param_count"], front["value_mean"], "-o", ms=4, color=colors[fmt], label=fmt)
         _front_line(ax, pareto_front(g, "param_count", "value_mean", maximize_y=maximize),
                     "param_count", "value_mean")
-        ax.axvline(n_in * n_out, color="grey", lw=0.8, ls=":")
+        dense_params = float((g["param_count"] / param_fraction(g)).median())
+        ax.axvline(dense_params, color="grey", lw=0.8, ls=":")
         ax.set_xscale("log")
-        _log_axis(ax.xaxis, [*g["param_count"], n_in * n_out])
+        _log_axis(ax.xaxis, [*g["param_count"], dense_params])
         # long source names (model/layer paths) break after their first "/"
         ax.set_title(f"{source} {n_in}×{n_out}".replace("/", "/\n", 1 if len(source) > 32 else 0), fontsize=9)
         ax.set(xlabel="parameters (dotted: dense)",
