@@ -98,6 +98,14 @@ def lookup(layer, x2d: torch.Tensor) -> str | None:
     table = load_table()
     if not table:
         return None
-    key = table_key(device_name(x2d.device), layer.name, layer.hparams, layer.in_features,
-                    layer.out_features, str(x2d.dtype).removeprefix("torch."), x2d.shape[0])
-    return table.get(key)
+    # remembered per layer, so a forward does not rebuild the JSON key; an entry holds the table
+    # it came from and is redone once the table is reloaded
+    memo = layer.__dict__.setdefault("_tuning_choices", {})
+    point = (str(x2d.device), x2d.dtype, tokens_bucket(x2d.shape[0]))
+    source, choice = memo.get(point, (None, None))
+    if source is not table:
+        key = table_key(device_name(x2d.device), layer.name, layer.hparams, layer.in_features,
+                        layer.out_features, str(x2d.dtype).removeprefix("torch."), x2d.shape[0])
+        choice = table.get(key)
+        memo[point] = (table, choice)
+    return choice

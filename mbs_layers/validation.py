@@ -42,8 +42,8 @@ def check_float(name: str, value, *, low: float, high: float, low_open=False) ->
 def check_divides(name: str, value: int, dim_name: str, dim: int) -> None:
     """``value`` must divide ``dim`` exactly."""
     if dim % value:
-        divisors = [d for d in range(1, dim + 1) if dim % d == 0]
-        shown = divisors if len(divisors) <= 24 else divisors[:12] + ["..."] + divisors[-4:]
+        allowed = divisors(dim)
+        shown = allowed if len(allowed) <= 24 else allowed[:12] + ["..."] + allowed[-4:]
         raise ValueError(
             f"{name}={value} must divide {dim_name}={dim}: allowed {name} in {shown}"
         )
