@@ -2,21 +2,28 @@
 
 Every format has the ``torch`` reference backend (its ``_forward_torch`` method). Fast
 backends (Triton kernels, cuSPARSELt, cuSPARSE) register themselves here from
-``mbs_layers.kernels`` with :func:`register_backend`; formats never branch on backend names.
-``auto`` first asks the tuning table (``mbs_layers.tuning``: the fastest backend measured at
-this point, or the pre-merged dense weight, resolved as ``merged``, where dense was faster and
-no gradient is needed); without an entry it runs ``torch`` on CPU and the available fast
-backend with the highest priority on CUDA.
+``mbs_layers.kernels`` with :func:`register_backend`, keyed by the layer class they serve (a
+class, not a string: a typo fails at import, and registering the same (class, backend) twice
+is an error naming both functions); formats never branch on backend names. ``auto`` first
+asks the tuning table (``mbs_layers.tuning``: the fastest backend measured at this point, or
+``MERGED`` — the pre-merged dense weight — where dense was faster and no gradient is needed);
+without an entry it runs ``torch`` on CPU and the available fast backend with the highest
+priority on CUDA.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from . import tuning
+from . import registry, tuning
+
+if TYPE_CHECKING:
+    from .base import StructuredLinear
+
+MERGED = tuning.MERGED  # the resolved name of "the pre-merged dense weight"
 
 BACKEND_NAMES = ("auto", "torch", "triton", "cusparselt", "cusparse")
 
@@ -36,7 +43,7 @@ class BackendImpl:
     priority: int
 
 
-_REGISTRY: dict[str, dict[str, BackendImpl]] = {}
+_REGISTRY: dict[type, dict[str, BackendImpl]] = {}
 
 
 def triton_runs_on(device: torch.device) -> bool:
@@ -64,29 +71,54 @@ def _no_reason(layer, x2d):
     return None
 
 
-def register_backend(format_name: str, backend: str, *, priority: int = 0, unsupported=None):
-    """Decorator: register ``fn(layer, x2d) -> y2d`` as ``backend`` for ``format_name``."""
+def format_key(fmt) -> type:
+    """The layer class a backend table entry is keyed by, from a class, a layer or a format name."""
+    if isinstance(fmt, type):
+        return fmt
+    if isinstance(fmt, str):
+        return registry.format_class(fmt)
+    return type(fmt)
+
+
+def register_backend(fmt, backend: str, *, priority: int = 0, unsupported=None):
+    """Decorator: register ``fn(layer, x2d) -> y2d`` as ``backend`` for the layer class ``fmt``.
+
+    ``fmt`` is the format's layer class (a registered name is accepted and looked up). The
+    table is keyed by the exact class: a subclass gets only the backends registered for it.
+    """
     if backend not in BACKEND_NAMES or backend in ("auto", "torch"):
         raise ValueError(f"backend={backend!r} cannot be registered: allowed {list(BACKEND_NAMES[2:])}")
+    cls = format_key(fmt)
 
     def wrap(fn):
-        _REGISTRY.setdefault(format_name, {})[backend] = BackendImpl(
-            fn, unsupported or _no_reason, priority
-        )
+        table = _REGISTRY.setdefault(cls, {})
+        if backend in table:
+            taken = table[backend].forward
+            raise ValueError(
+                f"backend {backend!r} for {cls.__qualname__} registered twice: by "
+                f"{taken.__module__}.{taken.__qualname__} and by {fn.__module__}.{fn.__qualname__}"
+            )
+        table[backend] = BackendImpl(fn, unsupported or _no_reason, priority)
         return fn
 
     return wrap
 
 
-def fast_backends(format_name: str) -> dict[str, BackendImpl]:
-    """The fast backends registered for a format, by name."""
-    _load_kernels()
-    return dict(_REGISTRY.get(format_name, {}))
+def fast_backends(fmt) -> dict[str, BackendImpl]:
+    """The fast backends registered for a format (its class, a layer, or its name), by name."""
+    registry.ensure_loaded()
+    return dict(_REGISTRY.get(format_key(fmt), {}))
 
 
-def allowed_backends(format_name: str) -> list[str]:
+def allowed_backends(fmt) -> list[str]:
     """Backend names a user may request for a format."""
-    return ["auto", "torch", *sorted(fast_backends(format_name))]
+    return ["auto", "torch", *sorted(fast_backends(fmt))]
+
+
+def registered_pairs() -> list[tuple[type, str]]:
+    """Every (layer class, fast backend name) in the table, in registration order."""
+    registry.ensure_loaded()
+    return [(cls, name) for cls, impls in _REGISTRY.items() for name in impls]
 
 
 def resolve(layer, x2d: torch.Tensor) -> str:
@@ -94,7 +126,7 @@ def resolve(layer, x2d: torch.Tensor) -> str:
     requested = layer.backend
     if requested == "torch":
         return "torch"
-    impls = fast_backends(layer.name)
+    impls = fast_backends(type(layer))
     if requested != "auto":
         reason = impls[requested].unsupported(layer, x2d)
         if reason is not None:
@@ -104,8 +136,8 @@ def resolve(layer, x2d: torch.Tensor) -> str:
             )
         return requested
     choice = tuning.lookup(layer, x2d)
-    if choice == tuning.MERGED and not torch.is_grad_enabled():
-        return "merged"
+    if choice == MERGED and not torch.is_grad_enabled():
+        return MERGED
     if choice == "torch" or (choice in impls and impls[choice].unsupported(layer, x2d) is None):
         return choice
     if x2d.device.type == "cpu":
@@ -118,7 +150,7 @@ def resolve(layer, x2d: torch.Tensor) -> str:
 
 def runnable(layer, x2d) -> list[str]:
     """Backends (besides ``auto``) able to run ``layer`` on ``x2d``."""
-    impls = fast_backends(layer.name)
+    impls = fast_backends(type(layer))
     return ["torch", *sorted(n for n, i in impls.items() if i.unsupported(layer, x2d) is None)]
 
 
@@ -126,22 +158,11 @@ def forward_impl(layer, backend: str) -> Callable:
     """The callable computing ``x2d @ W.T`` (no bias) for a resolved backend name."""
     if backend == "torch":
         return type(layer)._forward_torch
-    if backend == "merged":
+    if backend == MERGED:
         return _forward_merged
-    return fast_backends(layer.name)[backend].forward
+    return fast_backends(type(layer))[backend].forward
 
 
 def _forward_merged(layer, x2d):
     """``x2d`` times the layer's cached dense weight (auto's choice where dense was faster)."""
     return x2d @ layer.merged_dense_weight().T
-
-
-_kernels_loaded = False
-
-
-def _load_kernels() -> None:
-    """Import ``mbs_layers.kernels`` once so its modules register their backends."""
-    global _kernels_loaded
-    if not _kernels_loaded:
-        _kernels_loaded = True
-        from . import kernels  # noqa: F401

@@ -17,17 +17,8 @@ import torch
 from torch import nn
 
 from . import backends
+from .registry import FORMATS, register_format  # noqa: F401  (format modules import them from here too)
 from .validation import check_choice, check_int
-
-FORMATS: dict[str, type["StructuredLinear"]] = {}
-
-
-def register_format(cls):
-    """Class decorator: add a format to ``mbs.FORMATS`` under ``cls.name``."""
-    if cls.name in FORMATS:
-        raise ValueError(f"format name {cls.name!r} registered twice")
-    FORMATS[cls.name] = cls
-    return cls
 
 
 class StructuredLinear(nn.Module):
@@ -47,7 +38,7 @@ class StructuredLinear(nn.Module):
         super().__init__()
         self.in_features = check_int("in_features", in_features, low=1)
         self.out_features = check_int("out_features", out_features, low=1)
-        check_choice("backend", backend, backends.allowed_backends(self.name))
+        check_choice("backend", backend, backends.allowed_backends(type(self)))
         self.backend = backend
         self.hp = self.check_hparams(self.in_features, self.out_features, **hp)
         factory = {"dtype": dtype, "device": device}
@@ -193,7 +184,7 @@ class StructuredLinear(nn.Module):
         hp = ", ".join(f"{k}={v}" for k, v in self.hp.items())
         ran = getattr(self, "last_backend", None)
         shown = self.backend if self.backend != "auto" or ran is None else f"auto (last ran: {ran})"
-        if ran == "merged":
+        if ran == backends.MERGED:
             shown = "auto (last ran: merged, the pre-merged dense weight was faster here)"
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}, backend={shown}" + (f", {hp}" if hp else ""))

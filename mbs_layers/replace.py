@@ -5,6 +5,7 @@ from typing import Callable
 
 from torch import nn
 
+from .registry import approximate, format_class
 from .validation import check_float
 
 
@@ -27,8 +28,6 @@ def replace_linears(model: nn.Module, name: str, *, budget: float | None = None,
     ``hparams_for_budget`` per layer instead. ``include(qualified_name, module)`` selects the
     layers (default: all). Returns ``model``.
     """
-    from . import approximate, format_class
-
     cls = format_class(name)
     if budget is not None:
         budget = check_float("budget", budget, low=0.0, high=1.0, low_open=True)

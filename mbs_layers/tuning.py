@@ -1,9 +1,10 @@
 """The tuning table behind ``backend="auto"``: the fastest measured backend per point.
 
-``mbs tune STORE...`` turns sweep records into a table keyed by (device name, format,
-hyper-parameters, in, out, dtype, power-of-two token bucket) whose value is the backend with
-the lowest forward median there, or ``"dense"`` where the pre-merged dense weight (dense
-format, same shape, same run) beat every backend of the format. ``auto`` consults it before
+``mbs tune STORE...`` (``mbs_layers/commands/tune.py``, which builds the table from sweep
+records) writes a table keyed by (device name, format, hyper-parameters, in, out, dtype,
+power-of-two token bucket) whose value is the backend with the lowest forward median there,
+or ``MERGED`` where the pre-merged dense weight (dense format, same shape, same run) beat
+every backend of the format. ``auto`` consults it before
 its priority rule; a merged dense weight is only used without autograd (inference), since
 it is a cached copy of ``dense_weight()``.
 
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-MERGED = "dense"  # table value: run the pre-merged dense weight
+MERGED = "merged"  # table value and resolved backend: run the pre-merged dense weight
+_LEGACY_MERGED = "dense"  # what tables written before the rename hold for MERGED
 
 
 def table_path() -> Path:
@@ -44,40 +46,6 @@ def table_key(device: str, fmt: str, hparams: dict, in_features: int, out_featur
                       sort_keys=True)
 
 
-def _formats():
-    from .base import FORMATS
-
-    return FORMATS
-
-
-def full_hparams(record: dict) -> dict:
-    """The record's hyper-parameters with the format's defaults filled in, as ``layer.hparams``
-    has them (a sweep records the budget search's dict, which may omit defaults)."""
-    return _formats()[record["format"]].check_hparams(record["in_features"], record["out_features"],
-                                                   **record["hparams"])
-
-
-def build_table(records) -> dict[str, str]:
-    """{key: fastest backend or MERGED} from kernel records (forward passes that ran ``ok``)."""
-    best: dict[str, tuple[float, str, tuple]] = {}
-    dense: dict[tuple, float] = {}
-    for r in records:
-        if r.get("status") != "ok" or r.get("pass") != "fwd" or not r.get("median_s"):
-            continue
-        if r["format"] not in _formats():  # results of a format this install does not have
-            continue
-        point = (r["device"], r["in_features"], r["out_features"], r["dtype"], tokens_bucket(r["tokens"]))
-        if r["format"] == "dense":
-            dense[point] = min(dense.get(point, float("inf")), r["median_s"])
-            continue
-        key = table_key(r["device"], r["format"], full_hparams(r), r["in_features"], r["out_features"],
-                        r["dtype"], r["tokens"])
-        if key not in best or r["median_s"] < best[key][0]:
-            best[key] = (r["median_s"], r["backend"], point)
-    return {key: MERGED if dense.get(point, float("inf")) < seconds else backend
-            for key, (seconds, backend, point) in best.items()}
-
-
 def save_table(table: dict[str, str], path: Path | None = None) -> Path:
     path = Path(path or table_path())
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +58,8 @@ def save_table(table: dict[str, str], path: Path | None = None) -> Path:
 def load_table() -> dict[str, str]:
     """The table at :func:`table_path` (empty when there is none)."""
     path = table_path()
-    return json.loads(path.read_text()) if path.is_file() else {}
+    table = json.loads(path.read_text()) if path.is_file() else {}
+    return {key: MERGED if value == _LEGACY_MERGED else value for key, value in table.items()}
 
 
 def lookup(layer, x2d: torch.Tensor) -> str | None:

@@ -7,6 +7,7 @@ import torch
 import mbs_layers as mbs
 from mbs_layers import tuning
 from mbs_layers.cli import main
+from mbs_layers.commands.tune import build_table
 
 
 def record(fmt, hparams, backend, seconds, tokens=16, device=None, pass_="fwd"):
@@ -26,7 +27,7 @@ def table_file(tmp_path, monkeypatch):
 
 def test_table_picks_fastest_backend_and_merged_dense():
     lr = {"rank": 4}
-    table = tuning.build_table([
+    table = build_table([
         record("lowrank", lr, "torch", 3.0), record("lowrank", lr, "triton", 2.0),
         record("lowrank", lr, "triton", 9.0, pass_="fwd_bwd"),       # backward timings do not count
         record("dense", {}, "torch", 2.5),
@@ -45,7 +46,7 @@ def test_auto_follows_the_table(table_file):
     expected = x @ layer.dense_weight().T + layer.bias
     layer(x)
     assert layer.last_backend == "torch"  # no table: the reference on CPU
-    tuning.save_table(tuning.build_table([record("lowrank", {"rank": 4}, "triton", 1.0)]), table_file)
+    tuning.save_table(build_table([record("lowrank", {"rank": 4}, "triton", 1.0)]), table_file)
     torch.testing.assert_close(layer(x), expected, rtol=1e-4, atol=1e-4)
     assert layer.last_backend == "triton"
     assert layer(torch.randn(100, 32)).shape == (100, 32) and layer.last_backend == "torch"  # other bucket
@@ -53,7 +54,7 @@ def test_auto_follows_the_table(table_file):
 
 def test_merged_dense_weight_only_without_autograd(table_file):
     layer = mbs.build("monarch", 32, 32, nblocks=4, dtype=torch.float64)
-    tuning.save_table(tuning.build_table([record("monarch", {"nblocks": 4}, "torch", 2.0),
+    tuning.save_table(build_table([record("monarch", {"nblocks": 4}, "torch", 2.0),
                                           record("dense", {}, "torch", 1.0)]), table_file)
     tuning.save_table({k.replace("float32", "float64"): v for k, v in tuning.load_table().items()}, table_file)
     x = torch.randn(16, 32, dtype=torch.float64)
@@ -80,6 +81,6 @@ def test_table_keys_match_layers_whose_defaults_the_sweep_omitted(table_file):
     """A sweep records btt's budget dict without its default factors; the layer has them filled in."""
     layer = mbs.build("btt", 32, 32, rank=2)
     assert set(layer.hparams) > {"rank"}
-    tuning.save_table(tuning.build_table([record("btt", {"rank": 2}, "triton", 1.0)]), table_file)
+    tuning.save_table(build_table([record("btt", {"rank": 2}, "triton", 1.0)]), table_file)
     layer(torch.randn(16, 32))
     assert layer.last_backend == "triton"

@@ -1,5 +1,12 @@
-"""``mbs tune RESULTS... [--out PATH]``: the tuning table ``backend="auto"`` consults."""
+"""``mbs tune RESULTS... [--out PATH]``: the tuning table ``backend="auto"`` consults.
+
+The table is built here from sweep records (the fastest forward backend per point, or the
+merged dense weight where dense beat them all); ``mbs_layers.tuning`` only stores and looks
+it up, so the layers never depend on the sweep's records.
+"""
 from __future__ import annotations
+
+from ..registry import FORMATS
 
 HELP = "build auto's tuning table (fastest backend per point, or the merged dense weight) from sweep results"
 
@@ -10,11 +17,41 @@ def add_arguments(parser) -> None:
                         help="table file (default $MBS_TUNING_TABLE or ~/.cache/mbs/tuning.json)")
 
 
+def full_hparams(record: dict) -> dict:
+    """The record's hyper-parameters with the format's defaults filled in, as ``layer.hparams``
+    has them (a sweep records the budget search's dict, which may omit defaults)."""
+    return FORMATS[record["format"]].check_hparams(record["in_features"], record["out_features"],
+                                                   **record["hparams"])
+
+
+def build_table(records) -> dict[str, str]:
+    """{key: fastest backend or MERGED} from kernel records (forward passes that ran ``ok``)."""
+    from ..tuning import MERGED, table_key, tokens_bucket
+
+    best: dict[str, tuple[float, str, tuple]] = {}
+    dense: dict[tuple, float] = {}
+    for r in records:
+        if r.get("status") != "ok" or r.get("pass") != "fwd" or not r.get("median_s"):
+            continue
+        if r["format"] not in FORMATS:  # results of a format this install does not have
+            continue
+        point = (r["device"], r["in_features"], r["out_features"], r["dtype"], tokens_bucket(r["tokens"]))
+        if r["format"] == "dense":
+            dense[point] = min(dense.get(point, float("inf")), r["median_s"])
+            continue
+        key = table_key(r["device"], r["format"], full_hparams(r), r["in_features"], r["out_features"],
+                        r["dtype"], r["tokens"])
+        if key not in best or r["median_s"] < best[key][0]:
+            best[key] = (r["median_s"], r["backend"], point)
+    return {key: MERGED if dense.get(point, float("inf")) < seconds else backend
+            for key, (seconds, backend, point) in best.items()}
+
+
 def main(args) -> int:
     from collections import Counter
 
     from ..results import load_results
-    from ..tuning import build_table, save_table
+    from ..tuning import save_table
 
     frame = load_results(args.paths)
     kernel = frame[frame["kind"] == "kernel"] if "kind" in frame else frame.iloc[0:0]

@@ -1,7 +1,8 @@
 """Fast kernels, one module per kernel family; importing a module registers its backends.
 
-Every module here is imported when a backend is first resolved. A module whose optional
-dependency (triton) is missing is skipped, leaving the ``torch`` reference in charge.
+The package's loader (``mbs_layers.__init__``) imports this package after the formats, on the
+first look-up of a format or backend. A module whose optional dependency (triton) is missing
+is skipped, leaving the ``torch`` reference in charge.
 """
 import importlib
 import pkgutil

@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
-from ..formats.blast import blast_mix
+from ..formats.blast import BlastLinear, blast_mix
 from ._tuning import autotune_configs, dot_precision
 
 _PROJECT_CONFIGS = autotune_configs([
@@ -140,7 +140,7 @@ class BlastMatmul(torch.autograd.Function):
         return dx, dU, dV, ds
 
 
-@register_backend("blast", "triton", priority=10, unsupported=triton_unsupported)
+@register_backend(BlastLinear, "triton", priority=10, unsupported=triton_unsupported)
 def blast_triton(layer, x2d):
     """BLAST forward through :class:`BlastMatmul`."""
     b = layer.hp["nblocks"]

@@ -21,6 +21,7 @@ import triton
 import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
+from ..formats.blockdiag import BlockDiagLinear
 from ._tuning import autotune_configs, dot_precision
 
 
@@ -237,7 +238,7 @@ def run_plan(plan: Plan, x2d: torch.Tensor, *weights: torch.Tensor) -> torch.Ten
 
 
 
-@register_backend("blockdiag", "triton", priority=1, unsupported=triton_unsupported)
+@register_backend(BlockDiagLinear, "triton", priority=1, unsupported=triton_unsupported)
 def blockdiag_triton(layer, x2d):
     """One batched GEMM over the diagonal blocks, read and written in place."""
     k, s, p = layer.blocks.shape

@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
+from ..formats.blocksparse import BlockSparseLinear
 from ..sparse_support import cached_per_version, segment_pointers
 from ._tuning import autotune_configs, dot_precision
 
@@ -161,7 +162,7 @@ class BSRLinearFunction(torch.autograd.Function):
         return grad_x, grad_values, None, None
 
 
-@register_backend("blocksparse", "triton", priority=10, unsupported=triton_unsupported)
+@register_backend(BlockSparseLinear, "triton", priority=10, unsupported=triton_unsupported)
 def blocksparse_triton(layer, x2d):
     """``x2d @ W.T`` through the Triton BSR kernels."""
     return BSRLinearFunction.apply(x2d, layer.values, bsr_layout(layer), layer.grid_shape)

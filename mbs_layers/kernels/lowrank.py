@@ -25,6 +25,8 @@ import triton
 import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
+from ..formats.lowrank import LowRankLinear
+from ..formats.lowrank_light import LowRankLightLinear
 from ._tuning import dot_precision
 
 MAX_FUSED_RANK = 256
@@ -213,11 +215,11 @@ class _LowRankFn(torch.autograd.Function):
 
 
 
-@register_backend("lowrank", "triton", priority=10, unsupported=triton_unsupported)
+@register_backend(LowRankLinear, "triton", priority=10, unsupported=triton_unsupported)
 def lowrank_triton(layer, x2d):
     return _LowRankFn.apply(x2d, layer.U, layer.V, False, torch.is_grad_enabled())
 
 
-@register_backend("lowrank_light", "triton", priority=10, unsupported=triton_unsupported)
+@register_backend(LowRankLightLinear, "triton", priority=10, unsupported=triton_unsupported)
 def lowrank_light_triton(layer, x2d):
     return _LowRankFn.apply(x2d, layer.U, layer.V, True, torch.is_grad_enabled())

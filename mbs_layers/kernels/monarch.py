@@ -17,6 +17,8 @@ import triton
 import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
+from ..formats.btt import BTTLinear
+from ..formats.monarch import MonarchLinear
 from ._tuning import autotune_configs, dot_precision
 from .block_gemm import (Axis, FeatureMap, Plan, Stage, contiguous_map, run_plan,
                          strided_map)
@@ -119,11 +121,11 @@ def btt_plan(layer) -> Plan:
     return Plan(stages, btt_fused if use_fused(n1 * n2, rank, m1, m2, n1 * m2 * rank) else None)
 
 
-@register_backend("monarch", "triton", priority=1, unsupported=triton_unsupported)
+@register_backend(MonarchLinear, "triton", priority=1, unsupported=triton_unsupported)
 def monarch_triton(layer, x2d):
     return run_plan(monarch_plan(layer), x2d, layer.w1, layer.w2)
 
 
-@register_backend("btt", "triton", priority=1, unsupported=triton_unsupported)
+@register_backend(BTTLinear, "triton", priority=1, unsupported=triton_unsupported)
 def btt_triton(layer, x2d):
     return run_plan(btt_plan(layer), x2d, layer.R, layer.L)

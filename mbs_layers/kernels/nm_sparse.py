@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
+from ..formats.semi24 import Semi24Linear
 from ..sparse_support import cached_per_version, kept_values_linear
 from ._tuning import autotune_configs, dot_precision
 
@@ -83,7 +84,7 @@ def _nm_apply(a, values, meta, shape, transpose):
     return y
 
 
-@register_backend("semi24", "triton", priority=5, unsupported=triton_unsupported)
+@register_backend(Semi24Linear, "triton", priority=5, unsupported=triton_unsupported)
 def semi24_triton(layer, x2d):
     """``x2d @ W.T`` through the Triton 2:4 kernel; grad_x by the same kernel transposed."""
     meta, shape = nm_metadata(layer), (layer.out_features, layer.in_features)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..backends import register_backend
+from ..formats.semi24 import Semi24Linear
 from ..sparse_support import cached_per_version, kept_values_linear
 
 CUSPARSELT_DTYPES = (torch.float16, torch.bfloat16)
@@ -63,7 +64,7 @@ def _cslt_linear(compressed: torch.Tensor, x2d: torch.Tensor, out_features: int)
     return y[:tokens] if pad else y
 
 
-@register_backend("semi24", "cusparselt", priority=10, unsupported=cusparselt_unsupported)
+@register_backend(Semi24Linear, "cusparselt", priority=10, unsupported=cusparselt_unsupported)
 def semi24_cusparselt(layer, x2d):
     """``x2d @ W.T`` through cuSPARSELt's 2:4 sparse GEMM; grad_x by a dense GEMM with W."""
     return kept_values_linear(

@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
-from ..formats.sltrain import support_rows
+from ..formats.sltrain import SLTrainLinear, support_rows
 from ..sparse_support import cached_per_version
 from .lowrank import chain
 
@@ -108,7 +108,7 @@ class _SLTrainFn(torch.autograd.Function):
         return gx, gu, gv, gs, None, None, None, None
 
 
-@register_backend("sltrain", "triton", priority=10, unsupported=triton_unsupported)
+@register_backend(SLTrainLinear, "triton", priority=10, unsupported=triton_unsupported)
 def sltrain_triton(layer, x2d):
     tables = ell_tables(layer)
     return _SLTrainFn.apply(x2d, layer.U, layer.V, layer.values, tables, tables["rows"], layer.col,

@@ -14,7 +14,8 @@ import triton
 import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
-from ..formats.tt import tt_apply
+from ..formats.kronecker import KroneckerLinear
+from ..formats.tt import TTLinear, tt_apply
 from ._tuning import autotune_configs, dot_precision
 
 _FWD_CONFIGS = autotune_configs([
@@ -133,5 +134,5 @@ def tt_triton(layer, x2d):
     return tt_apply(list(layer.cores), x2d, contract=ModeProduct.apply)
 
 
-register_backend("tt", "triton", priority=10, unsupported=triton_unsupported)(tt_triton)
-register_backend("kronecker", "triton", priority=10, unsupported=triton_unsupported)(tt_triton)
+register_backend(TTLinear, "triton", priority=10, unsupported=triton_unsupported)(tt_triton)
+register_backend(KroneckerLinear, "triton", priority=10, unsupported=triton_unsupported)(tt_triton)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..backends import register_backend
+from ..formats.unstructured import UnstructuredLinear
 from ..sparse_support import cached_per_version, kept_values_linear, segment_pointers
 
 CUSPARSE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -57,7 +58,7 @@ def _csr_times_t(crow, col, values, shape, dense):
     return (matrix @ dense.T).T
 
 
-@register_backend("unstructured", "cusparse", priority=5, unsupported=cusparse_unsupported)
+@register_backend(UnstructuredLinear, "cusparse", priority=5, unsupported=cusparse_unsupported)
 def unstructured_cusparse(layer, x2d):
     """``x2d @ W.T`` through cuSPARSE CSR SpMM; grad_x through Wᵀ's CSR."""
     csr, shape = csr_layout(layer), (layer.out_features, layer.in_features)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 
 from .. import backends
-from ..base import FORMATS
+from ..registry import FORMATS
 from ..records import point_key
 
 KEY_FIELDS = ("format", "hparams", "in_features", "out_features", "tokens", "dtype", "backend", "pass")

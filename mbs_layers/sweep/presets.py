@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from .. import backends
-from ..base import FORMATS
+from ..registry import FORMATS
 from ..validation import check_choice, check_float, check_int
 from .point import DTYPES, PASSES, Point, auto_backend, dense_baseline, hparams_for_budget, unstructured_baseline
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..base import FORMATS
+from ..registry import FORMATS
 from ..validation import check_choice, check_int
 from .point import DTYPES, PASSES, Point
 from .presets import budget_hparams

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from .. import backends, build
+from .. import backends
+from ..registry import build
 from .point import Point
 
 # Normwise relative error allowed between a fast backend and the torch reference.
