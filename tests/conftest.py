@@ -1,4 +1,4 @@
-"""Shared test set-up: float64 helpers, fresh seeds, GPU tests skipped without CUDA."""
+"""Shared test set-up: fresh seeds that print themselves, GPU tests skipped without CUDA."""
 import os
 
 import torch
@@ -12,6 +12,11 @@ import pytest  # noqa: E402
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def pytest_addoption(parser):
+    parser.addoption("--seed", type=int, default=None,
+                     help="seed for the rng fixture (default: a fresh one per test, printed so a failure replays)")
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return
@@ -22,6 +27,11 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
-def rng():
-    """A fresh, test-local generator so inputs differ between tests but runs are reproducible."""
-    return torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))
+def rng(request):
+    """A test-local generator seeded by ``--seed`` or freshly drawn; the seed is printed (pytest
+    shows it with a failure), so ``pytest --seed N <test>`` replays the failing inputs."""
+    seed = request.config.getoption("--seed")
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "little")
+    print(f"rng seed: {seed} (replay with --seed {seed})")
+    return torch.Generator().manual_seed(seed)
