@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
 
 import torch
 
 from . import registry, tuning
-
-if TYPE_CHECKING:
-    from .base import StructuredLinear
 
 MERGED = tuning.MERGED  # the resolved name of "the pre-merged dense weight"
 

@@ -1,17 +1,22 @@
-"""``StructuredLinear``: the contract every weight format implements (see DESIGN.md).
+"""``StructuredLinear``: the contract every weight format implements (docs/library.md).
 
 A format subclass supplies
-  * ``name`` and ``hparam_names`` (class attributes) and ``check_hparams`` (validation +
-    defaults, raising ``ValueError`` naming the parameter),
+  * ``name`` and ``hparam_names`` (class attributes) and ``_check_hparams`` (validation +
+    defaults, raising ``ValueError`` naming the parameter; the public ``check_hparams``
+    refuses unknown names first and then calls it),
   * ``count_params`` (a formula), ``hparam_grid`` (candidate hyper-parameters for budget
-    search), ``_init_weights``/``_forward_torch``/``dense_weight``/``forward_flops``,
-  * ``_project`` (best approximation of a dense weight, filling the layer's parameters).
+    search), ``_init_weights``/``_forward_torch``/``dense_weight``/``forward_flops``
+    (and ``flops_unseen_by_torch`` where the reference multiplies through torch.sparse),
+  * ``_project`` (best approximation of a dense weight, filling the layer's parameters),
+  * optionally ``exact_projection = False`` where ``_project`` is an iterative solver.
 The base class handles bias, leading batch dims, backend dispatch and the budget search.
+docs/architecture.md has the checklist for adding a format.
 """
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Iterable
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -26,32 +31,31 @@ class StructuredLinear(nn.Module):
 
     name: ClassVar[str] = ""
     hparam_names: ClassVar[tuple[str, ...]] = ()
-    # False where the reference multiplies through sparse ops torch's FlopCounterMode
-    # cannot see, so forward_flops is checked against its formula only.
-    flops_visible_to_torch: ClassVar[bool] = True
-    # True where ``approximate`` is the closed-form optimum (it then recovers any matrix
-    # already in the format); False for iterative solvers (BLAST).
+    # True where ``approximate`` is the closed-form optimum, so projecting a matrix already in
+    # the format gives it back (to float64 round-off; the contract test checks this). False
+    # for iterative solvers (BLAST), which only have to come close.
     exact_projection: ClassVar[bool] = True
 
-    def __init__(self, in_features, out_features, *, bias=True, dtype=None, device=None,
-                 backend="auto", **hp):
+    def __init__(self, in_features: int, out_features: int, *, bias: bool = True,
+                 dtype: torch.dtype | None = None, device: torch.device | str | None = None,
+                 backend: str = "auto", **hp: Any) -> None:
         super().__init__()
         self.in_features = check_int("in_features", in_features, low=1)
         self.out_features = check_int("out_features", out_features, low=1)
         check_choice("backend", backend, backends.allowed_backends(type(self)))
         self.backend = backend
         self.hp = self.check_hparams(self.in_features, self.out_features, **hp)
-        factory = {"dtype": dtype, "device": device}
-        self._init_weights(**factory)
+        self._init_weights(dtype=dtype, device=device)
         if bias:
             bound = 1.0 / math.sqrt(self.in_features)
-            self.bias = nn.Parameter(torch.empty(self.out_features, **factory).uniform_(-bound, bound))
+            self.bias = nn.Parameter(
+                torch.empty(self.out_features, dtype=dtype, device=device).uniform_(-bound, bound))
         else:
             self.register_parameter("bias", None)
 
     # ----- what a format implements -------------------------------------------------
     @classmethod
-    def check_hparams(cls, in_features: int, out_features: int, **hp) -> dict:
+    def check_hparams(cls, in_features: int, out_features: int, **hp: Any) -> dict[str, Any]:
         """Validated hyper-parameters with defaults filled in; ``ValueError`` otherwise."""
         unknown = sorted(set(hp) - set(cls.hparam_names))
         if unknown:
@@ -61,20 +65,22 @@ class StructuredLinear(nn.Module):
         return cls._check_hparams(in_features, out_features, **hp)
 
     @classmethod
-    def _check_hparams(cls, in_features: int, out_features: int, **hp) -> dict:
+    def _check_hparams(cls, in_features: int, out_features: int, **hp: Any) -> dict[str, Any]:
+        """The format's own validation (called by ``check_hparams`` once unknown names are
+        refused): every hyper-parameter checked with ``mbs_layers.validation``, defaults filled."""
         raise NotImplementedError
 
     @classmethod
-    def count_params(cls, in_features: int, out_features: int, **hp) -> int:
+    def count_params(cls, in_features: int, out_features: int, **hp: Any) -> int:
         """Stored weight values for these hyper-parameters (bias excluded)."""
         raise NotImplementedError
 
     @classmethod
-    def hparam_grid(cls, in_features: int, out_features: int) -> Iterable[dict]:
+    def hparam_grid(cls, in_features: int, out_features: int) -> Iterable[dict[str, Any]]:
         """Valid hyper-parameter settings spanning the format's parameter range."""
         raise NotImplementedError
 
-    def _init_weights(self, dtype=None, device=None) -> None:
+    def _init_weights(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> None:
         """Create the weight parameters, scaled so ``dense_weight`` has ~1/in variance."""
         raise NotImplementedError
 
@@ -90,6 +96,12 @@ class StructuredLinear(nn.Module):
         """FLOPs (2 per multiply-add) of one forward over ``tokens`` rows, as executed."""
         raise NotImplementedError
 
+    def flops_unseen_by_torch(self, tokens: int) -> int:
+        """The part of ``forward_flops`` that torch's ``FlopCounterMode`` cannot count in the
+        reference (products through ``torch.sparse`` ops); 0 where it sees every product.
+        The contract test checks ``counted + unseen == forward_flops``."""
+        return 0
+
     @torch.no_grad()
     def _project(self, weight: torch.Tensor) -> None:
         """Fill the parameters with the best approximation of ``weight`` (out, in)."""
@@ -97,7 +109,7 @@ class StructuredLinear(nn.Module):
 
     # ----- the contract -------------------------------------------------------------
     @property
-    def hparams(self) -> dict:
+    def hparams(self) -> dict[str, Any]:
         """The layer's hyper-parameters (as ``build``/``approximate`` take them)."""
         return dict(self.hp)
 
@@ -113,7 +125,7 @@ class StructuredLinear(nn.Module):
         return next(p.dtype for n, p in self.named_parameters() if n != "bias")
 
     @classmethod
-    def hparams_for_budget(cls, in_features: int, out_features: int, params: int) -> dict:
+    def hparams_for_budget(cls, in_features: int, out_features: int, params: int) -> dict[str, Any]:
         """Hyper-parameters whose ``count_params`` is the largest not above ``params``."""
         check_int("params", params, low=1)
         best, best_count = None, -1
@@ -134,7 +146,8 @@ class StructuredLinear(nn.Module):
         return best
 
     @classmethod
-    def from_dense(cls, weight: torch.Tensor, *, bias=None, backend="auto", **hp):
+    def from_dense(cls, weight: torch.Tensor, *, bias: torch.Tensor | None = None, backend: str = "auto",
+                   **hp: Any) -> StructuredLinear:
         """The best approximation of a dense (out, in) ``weight`` in this format."""
         if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
             raise ValueError(f"weight must be a 2-D (out, in) tensor, got {getattr(weight, 'shape', weight)!r}")
@@ -164,7 +177,7 @@ class StructuredLinear(nn.Module):
         lead = x.shape[:-1]
         x2d = x.reshape(-1, self.in_features)
         self.last_backend = backends.resolve(self, x2d)
-        y = backends.forward_impl(self, self.last_backend)(self, x2d)
+        y: torch.Tensor = backends.forward_impl(self, self.last_backend)(self, x2d)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*lead, self.out_features)

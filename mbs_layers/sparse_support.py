@@ -36,7 +36,6 @@ def sparse_matmul(x2d: torch.Tensor, rows, cols, values, shape) -> torch.Tensor:
 class SparseSupportLinear(StructuredLinear):
     """W = M ⊙ V with the support M held as index buffers and V's kept values as a parameter."""
 
-    flops_visible_to_torch = False  # the reference multiplies through torch.sparse.mm
 
     def nnz(self) -> int:
         """Number of stored values (the parameter count)."""
@@ -69,6 +68,9 @@ class SparseSupportLinear(StructuredLinear):
 
     def forward_flops(self, tokens):
         return 2 * self.nnz() * tokens
+
+    def flops_unseen_by_torch(self, tokens):
+        return self.forward_flops(tokens)  # the reference multiplies through torch.sparse.mm
 
     @torch.no_grad()
     def _project(self, weight):

@@ -1,7 +1,7 @@
 """``mbs sweep``: time a preset's points into a resumable JSONL store."""
 from __future__ import annotations
 
-from ..sweep.presets import PACKAGED
+from ..sweep.preset_names import PACKAGED
 
 HELP = f"time every format/backend of a preset ({'|'.join(PACKAGED)} or a YAML file) into a JSONL store"
 

@@ -53,7 +53,6 @@ class SLTrainLinear(StructuredLinear):
     name = "sltrain"
     hparam_names = ("rank", "density", "seed")
     # The sparse part runs through gather/index_add, which FlopCounterMode does not count.
-    flops_visible_to_torch = False
     # Elements of the (tokens × nonzeros) gather the reference materialises at once (bounds its memory).
     REFERENCE_CHUNK_ELEMENTS = 1 << 24
     MAX_ALTERNATIONS = 500
@@ -125,6 +124,9 @@ class SLTrainLinear(StructuredLinear):
 
     def forward_flops(self, tokens):
         return 2 * tokens * (self.hp["rank"] * (self.in_features + self.out_features) + self.nnz)
+
+    def flops_unseen_by_torch(self, tokens):
+        return 2 * tokens * self.nnz  # S's product runs through torch.sparse
 
     def storage_bytes(self):
         return self.param_count() * self.weight_dtype.itemsize + INDEX_BYTES * (self.crow.numel() + self.nnz)

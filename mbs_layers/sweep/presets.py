@@ -17,8 +17,7 @@ from .. import backends
 from ..registry import FORMATS
 from ..validation import check_choice, check_float, check_int
 from .point import DTYPES, PASSES, Point, auto_backend, dense_baseline, hparams_for_budget, unstructured_baseline
-
-PACKAGED = ("smoke", "default", "full", "models", "kernels", "sparse24")
+from .preset_names import PACKAGED
 KEYS = ("description", "shapes", "widths", "tokens", "dtypes", "passes", "budgets", "formats",
         "backends", "timer", "peaks")
 
