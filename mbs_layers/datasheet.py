@@ -1,4 +1,4 @@
-"""Datasheet dense peaks (DESIGN.md "Measurement"), the one table the sweep and the report share.
+"""Datasheet dense peaks (vendor datasheets), the one table the sweep and the report share.
 
 For labelling and as the fallback roofline only: dense rates (2:4 records carry actual FLOPs,
 which sparse tensor cores run at these same rates). Pure data, no torch.

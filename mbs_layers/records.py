@@ -1,4 +1,5 @@
-"""Result records (DESIGN.md, "Result records") and the append-only JSONL store.
+"""Result records (keys below; meanings in docs/benchmarking.md and docs/accuracy.md) and the
+append-only JSONL store.
 
 Kernel and accuracy records are flat dicts sharing the identifying keys
 ``format, hparams, in_features, out_features, param_count``. A store appends each record

@@ -1,6 +1,6 @@
 """Load result files into one tidy pandas DataFrame, and check records against the schema.
 
-Two input kinds (DESIGN.md, "Result records"):
+Two input kinds (keys: ``mbs_layers.records``):
 
 * pytest-benchmark JSON (``pytest bench/ --benchmark-json out.json``): one record per
   benchmark in its ``extra_info``; the file's ``machine_info`` (GPU, versions, measured
@@ -40,7 +40,7 @@ def record_kind(record: dict) -> str:
 
 
 def schema_problems(record: dict) -> list[str]:
-    """What is wrong with ``record`` under the DESIGN.md schema (empty list: valid).
+    """What is wrong with ``record`` under the record schema (empty list: valid).
 
     Kernel records must have exactly ``KERNEL_KEYS``; accuracy records at least
     ``ACCURACY_KEYS`` (extras such as ``source``, ``rel_error`` or ``status`` are allowed).

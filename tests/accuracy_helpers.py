@@ -1,4 +1,4 @@
-"""Shared fixture of the accuracy tests (imported by ``tests/test_accuracy_*.py``)."""
+"""Shared fixture of the accuracy tests (imported by ``tests/accuracy/test_accuracy_*.py``)."""
 import pytest
 import torch
 

@@ -1,4 +1,4 @@
-"""Shared by the tests/test_sweep_*.py files: repository root, subprocess environment, presets."""
+"""Shared by the tests/sweep/test_sweep_*.py files: repository root, subprocess environment, presets."""
 import os
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""Accuracy per parameter (DESIGN.md, "Accuracy per parameter"): three experiments.
+"""Accuracy per parameter (docs/accuracy.md): three experiments.
 
 * ``projection`` — Frobenius and data-aware output error of each format's best approximation
   of Gaussian and pretrained weight matrices, against its parameter count;

@@ -97,7 +97,7 @@ def finetune(task, student: nn.Module, train: list, cfg: FinetunePreset, seed: i
 def run_finetune(store: str | Path, *, preset="smoke", model: str | None = None, data: str | None = None,
                  progress: bool = True, device: str | None = None) -> Path:
     """Project + fine-tune for every format × budget × seed of the preset; append the records."""
-    from ..replace import replace_linears
+    from .. import replace_linears
 
     cfg = get_preset("finetune", preset, model=model, data=data)
     dev = pick_device(device)

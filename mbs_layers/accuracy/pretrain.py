@@ -69,7 +69,7 @@ class ViT(nn.Module):
 
 def structured_factory(name: str, budget: float):
     """``make_linear(in, out)`` building format ``name`` at ``budget``; the hyper-parameters it used."""
-    from ..registry import build
+    from .. import build
 
     used: dict[str, dict] = {}
 

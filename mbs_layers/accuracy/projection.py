@@ -73,7 +73,7 @@ def encoder_sources(cfg: ProjectionPreset, device) -> list[Source]:
 def project_errors(name: str, hparams: dict, weight: torch.Tensor, inputs: torch.Tensor | None,
                    seed: int) -> tuple[int, dict[str, tuple[float, float]]]:
     """(param count, {metric: (absolute, relative) error}) of ``approximate(name, weight)``."""
-    from ..registry import approximate
+    from .. import approximate
 
     torch.manual_seed(seed)  # randomised supports / iterative solvers are reproducible
     with torch.no_grad():

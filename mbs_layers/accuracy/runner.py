@@ -32,7 +32,7 @@ def pick_device(device: str | None = None) -> torch.device:
 
 def format_names(selected: Iterable[str] | None = None) -> list[str]:
     """The registered formats (``mbs.FORMATS``), or ``selected`` validated against them."""
-    from ..registry import FORMATS, format_class
+    from .. import FORMATS, format_class
 
     if selected is None:
         return sorted(FORMATS)

@@ -1,4 +1,13 @@
-"""Fast kernels, one module per kernel family; importing a module registers its backends.
+"""Fast kernels; importing a module registers its backends (keyed by the layer class).
+
+A module is named after the format it serves (``blast``, ``blocksparse``, ``sltrain``,
+``unstructured`` (cuSPARSE), ``semi24_triton`` and ``semi24_cusparselt``), or after its
+family where one kernel serves several formats:
+  * ``lowrank``: the fused low-rank chain, for lowrank and lowrank_light (sltrain reuses it);
+  * ``monarch``: the fused two-factor kernel, for monarch and btt;
+  * ``tt``: the tensor-train core chain, for tt and kronecker (a two-core TT);
+  * ``block_gemm``: the strided batched block GEMM, blockdiag's forward and the engine under
+    monarch/btt's two-kernel path and every block backward.
 
 The package's loader (``mbs_layers.__init__``) imports this package after the formats, on the
 first look-up of a format or backend. A module whose optional dependency (triton) is missing

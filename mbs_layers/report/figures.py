@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import zlib
 
 import matplotlib
 import matplotlib.ticker
@@ -29,11 +30,27 @@ def to_data_uri(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+# A fixed slot of matplotlib's tab20 palette per format name, so a format keeps its colour in
+# every report whatever other formats are present. Names not listed (a newly added format)
+# hash into the slots left over, which is stable too; list a new format here to choose its slot.
+COLOR_SLOTS = {
+    "dense": 14, "unstructured": 15, "semi24": 6, "blocksparse": 7, "blockdiag": 2, "lowrank": 0,
+    "lowrank_light": 1, "monarch": 4, "btt": 5, "blast": 8, "kronecker": 10, "tt": 11, "sltrain": 9,
+}
+_SPARE_SLOTS = sorted(set(range(20)) - set(COLOR_SLOTS.values()))
+
+
+def format_color(name: str) -> tuple:
+    """The colour of format ``name``: its listed slot, or a stable hash of the name into the spare ones."""
+    slot = COLOR_SLOTS.get(name)
+    if slot is None:
+        slot = _SPARE_SLOTS[zlib.crc32(name.encode()) % len(_SPARE_SLOTS)]
+    return plt.get_cmap("tab20")(slot)
+
+
 def format_colors(formats) -> dict:
-    """A fixed colour per format name, the same in every figure."""
-    names = sorted(set(formats))
-    cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
-    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+    """A fixed colour per format name, the same in every figure and every report."""
+    return {name: format_color(name) for name in set(formats)}
 
 
 def _panels(count: int, width: float = 5.0, height: float = 3.8):

@@ -2,7 +2,7 @@
 
 The compute roof per dtype is the median rate of a large square GEMM (``torch.matmul``, so
 fp32 runs as plain fp32 unless the user enabled TF32); the memory roof is a large device
-copy, counting the bytes read and written. Datasheet values (DESIGN.md) are kept beside the
+copy, counting the bytes read and written. Datasheet values (``mbs_layers.datasheet``) are kept beside the
 measured ones and used only where a measurement failed.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Point -> kernel record (DESIGN.md "Result records"): counts, latency and roofline fields.
+"""Point -> kernel record (docs/benchmarking.md, "Records"): counts, latency and roofline fields.
 
 Every record has exactly ``mbs_layers.records.KERNEL_KEYS``. ``flops`` is what the layer
 executes (``forward_flops``; x3 for forward+backward: each product in the forward has two of

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import backends
-from ..registry import build
+from .. import backends, build
 from .point import Point
 
 # Normwise relative error allowed between a fast backend and the torch reference.

@@ -32,7 +32,7 @@ def test_every_format_module_registers_and_every_format_is_documented():
     and each registered format has a row in docs/formats.md's table."""
     modules = {p.stem for p in Path(mbs_formats.__file__).parent.glob("*.py") if p.stem != "__init__"}
     assert modules <= {cls.__module__.rpartition(".")[2] for cls in mbs.FORMATS.values()}
-    table = (Path(__file__).resolve().parents[1] / "docs" / "formats.md").read_text()
+    table = (Path(__file__).resolve().parents[2] / "docs" / "formats.md").read_text()
     undocumented = [name for name in mbs.FORMATS if f"\n| {name} |" not in table]
     assert not undocumented, f"formats without a row in docs/formats.md: {undocumented}"
 

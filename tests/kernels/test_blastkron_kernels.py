@@ -71,7 +71,7 @@ def test_triton_matches_reference_gpu(name, in_f, out_f, hp, dtype):
 
 @pytest.mark.parametrize("splits", [1, 3])
 def test_mode_product_weight_gradient_over_split_rows(splits):
-    from mbs_layers.kernels.tensor_train import launch_wgrad
+    from mbs_layers.kernels.tt import launch_wgrad
 
     dout, s = torch.randn(13, 20, 5), torch.randn(13, 17, 5)  # rows = 65: uneven splits, partial tiles
     torch.testing.assert_close(launch_wgrad(dout, s, splits), torch.einsum("xnm,xkm->nk", dout, s),

@@ -91,7 +91,7 @@ def test_cusparselt_matches_reference_on_gpu(dtype, in_f, out_f, tokens):
 
 @pytest.mark.gpu
 def test_cusparselt_follows_optimizer_steps():
-    from mbs_layers.kernels.semi24 import _ALG_IDS
+    from mbs_layers.kernels.semi24_cusparselt import _ALG_IDS
 
     layer = mbs.build("semi24", 64, 32, dtype=torch.float16, device="cuda", bias=False)
     x = torch.randn(16, 64, dtype=torch.float16, device="cuda")
