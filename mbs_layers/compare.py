@@ -19,7 +19,7 @@ import statistics
 
 import pandas as pd
 
-from .results import load_results
+from .records.files import load_results
 
 POINT = ["device", "dtype", "format", "hparams_key", "in_features", "out_features", "tokens",
          "backend", "pass"]

@@ -50,7 +50,7 @@ def build_table(records) -> dict[str, str]:
 def main(args) -> int:
     from collections import Counter
 
-    from ..results import load_results
+    from ..records.files import load_results
     from ..tuning import save_table
 
     frame = load_results(args.paths)

@@ -5,6 +5,10 @@ Kernel and accuracy records are flat dicts sharing the identifying keys
 ``format, hparams, in_features, out_features, param_count``. A store appends each record
 as one JSON line, flushed and fsynced as soon as it exists, so a killed run loses at most
 the point in flight; re-running with the same store skips points already recorded.
+
+The one home of "records": this package fixes the schema and the store;
+``records.files`` reads result files (stores, pytest-benchmark JSON, folders) back into one
+table; the sweep fills kernel records in ``sweep/kernel_record.py``.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from .records import ACCURACY_KEYS, KERNEL_KEYS, RecordStore, valid_status
+from . import ACCURACY_KEYS, KERNEL_KEYS, RecordStore, valid_status
 
 PASSES = ("fwd", "fwd_bwd")
 # Added by load_results, never part of a record.

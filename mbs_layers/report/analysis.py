@@ -1,6 +1,6 @@
 """The numbers behind the report: Pareto fronts, the accuracy/kernel join, rooflines, picks.
 
-All functions take the tidy DataFrame of :func:`mbs_layers.results.load_results` (or a
+All functions take the tidy DataFrame of :func:`mbs_layers.records.files.load_results` (or a
 part of it) and return DataFrames or plain dicts; plotting and HTML live elsewhere.
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from ..results import expand_paths, load_results
+from ..records.files import expand_paths, load_results
 from ..validation import check_float
 from . import analysis as an
 from . import figures

@@ -17,7 +17,7 @@ from . import environment, nvml
 from .peaks import measure_peaks
 from .point import KEY_FIELDS, Point, dense_baseline, unstructured_baseline
 from .presets import Preset
-from .record import add_latency, counts, empty_record, speedup
+from .kernel_record import add_latency, counts, empty_record, speedup
 from .timer import make_timer
 from .workload import Workload
 

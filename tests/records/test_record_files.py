@@ -6,7 +6,7 @@ import pytest
 from synthetic_records import accuracy_record, kernel_record, synthetic_projection, synthetic_sweep
 
 from mbs_layers.records import KERNEL_KEYS, RecordStore
-from mbs_layers.results import check_records, load_results, schema_problems
+from mbs_layers.records.files import check_records, load_results, schema_problems
 
 
 def write_store(path, records):
@@ -114,7 +114,7 @@ def test_a_folder_skips_json_that_is_not_results_but_a_named_file_raises(tmp_pat
     write_store(tmp_path / "k.jsonl", synthetic_sweep(widths=(64,), tokens=(8,)))
     (tmp_path / "bsr_vs_torch.json").write_text(json.dumps({"device": "x", "rows": []}))
     (tmp_path / "other.jsonl").write_text(json.dumps({"name": "not a record"}) + "\n")
-    with caplog.at_level("WARNING", logger="mbs_layers.results"):
+    with caplog.at_level("WARNING", logger="mbs_layers.records.files"):
         df = load_results(tmp_path)
     assert set(df["source_file"]) == {str(tmp_path / "k.jsonl")}
     assert "bsr_vs_torch.json" in caplog.text and "other.jsonl" in caplog.text
