@@ -22,7 +22,9 @@ import torch
 from torch import nn
 
 from . import backends
-from .registry import FORMATS, register_format  # noqa: F401  (format modules import them from here too)
+from .registry import FORMATS, register_format
+
+__all__ = ["FORMATS", "StructuredLinear", "register_format"]  # format modules import these from here
 from .validation import check_choice, check_int
 
 

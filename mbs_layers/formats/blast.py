@@ -41,7 +41,7 @@ def _preconditioned_step(gram, rhs, prev, damping):
     return torch.cholesky_solve((rhs + delta * prev).transpose(-1, -2), chol).transpose(-1, -2)
 
 
-def _block_bases(blocks: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _block_bases(blocks: torch.Tensor, rank: int) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
     """Orthonormal top-r singular bases (with singular values) of each block row and block column.
 
     Every block row of a BLAST matrix is U_i times something and every block column something

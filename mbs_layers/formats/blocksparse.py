@@ -27,6 +27,8 @@ class BlockSparseLinear(StructuredLinear):
     """hparams ``block`` (divides in and out) and ``density`` in (0, 1]; params nnz_blocks·block²."""
 
     name = "blocksparse"
+    block_rows: torch.Tensor  # buffers (the kept blocks' grid coordinates), typed for the checker
+    block_cols: torch.Tensor
     hparam_names = ("block", "density")
 
     @classmethod

@@ -22,7 +22,7 @@ def ridge_strength(dtype: torch.dtype) -> float:
     identity part to cancellation in ``x[:, :r] + x[:, r:] Vᵀ``), but at least √eps(float64)
     so the float64 solves below stay accurate.
     """
-    return max(torch.finfo(dtype).eps, torch.finfo(torch.float64).eps ** 0.5)
+    return float(max(torch.finfo(dtype).eps, torch.finfo(torch.float64).eps ** 0.5))
 
 
 def light_factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:

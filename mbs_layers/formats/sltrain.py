@@ -51,6 +51,8 @@ class SLTrainLinear(StructuredLinear):
     support; 1 <= r <= min(in, out), 0 < density <= 1 (nnz >= 1); params r(in + out) + nnz."""
 
     name = "sltrain"
+    crow: torch.Tensor  # buffers (CSR of the fixed support), typed for the checker
+    col: torch.Tensor
     hparam_names = ("rank", "density", "seed")
     # The sparse part runs through gather/index_add, which FlopCounterMode does not count.
     # Elements of the (tokens × nonzeros) gather the reference materialises at once (bounds its memory).

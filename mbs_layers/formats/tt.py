@@ -8,6 +8,7 @@ The forward contracts x with one core at a time (last core first); every step is
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -122,7 +123,7 @@ class TTLinear(StructuredLinear):
     """
 
     name = "tt"
-    hparam_names = ("cores", "rank", "out_factors", "in_factors")
+    hparam_names: ClassVar[tuple[str, ...]] = ("cores", "rank", "out_factors", "in_factors")
 
     @classmethod
     def _check_hparams(cls, in_features, out_features, cores=3, rank=None, out_factors=None,
