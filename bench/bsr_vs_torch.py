@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 
 import torch
 
@@ -32,8 +33,8 @@ def compare(size: int, tokens_list: list[int], dtype: torch.dtype) -> list[dict]
             x = torch.randn(tokens, size, dtype=dtype, device=device)
             with torch.no_grad():
                 torch.testing.assert_close(layer(x), bsr_dense_mm(bsr, x.T).T, rtol=2e-2, atol=2e-2)
-                ours = summarize(timer.measure(lambda: layer(x)))["median_s"]
-                theirs = summarize(timer.measure(lambda: bsr_dense_mm(bsr, x.T)))["median_s"]
+                ours = summarize(timer.measure(partial(layer, x)))["median_s"]
+                theirs = summarize(timer.measure(partial(bsr_dense_mm, bsr, x.T)))["median_s"]
             rows.append({"block": block, "density": density, "tokens": tokens, "ours_s": ours,
                          "torch_bsr_dense_mm_s": theirs, "ours_speedup": theirs / ours})
             print(f"block {block:3} density {density:4} T={tokens:<6} ours {ours * 1e3:8.3f} ms  "

@@ -30,7 +30,8 @@ def pytest_addoption(parser):
                     help=f"sweep preset: {', '.join(PACKAGED)} or a YAML file (default: smoke)")
     group.addoption("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     group.addoption("--store", default=None,
-                    help="also append each record to this JSONL store (points it already holds for this device are not appended again)")
+                    help="also append each record to this JSONL store "
+                         "(points it already holds for this device are not appended again)")
 
 
 if importlib.util.find_spec("xdist"):  # an xdist hook: defining it without xdist is an error

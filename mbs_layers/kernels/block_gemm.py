@@ -186,7 +186,8 @@ class Stage:
             splits = weight_grad_splits(groups * triton.cdiv(outs, 64) * triton.cdiv(ins, 64), tokens, x.device)
         splits = k_chunks(tokens, splits)[1]
         # partial sums stay fp32 until they are added up
-        dw = weight.new_empty(self.shape) if splits == 1 else weight.new_empty((splits, *self.shape), dtype=torch.float32)
+        dw = (weight.new_empty(self.shape) if splits == 1
+              else weight.new_empty((splits, *self.shape), dtype=torch.float32))
         dw_op = Operand(dw, dw.stride(-3), Axis(dw.stride(-2)), Axis(dw.stride(-1)))
         block_matmul(self.out_map.transposed(dy), self.in_map.of(x), dw_op, groups, outs, ins, tokens,
                      splits=splits, split_stride=dw.stride(0) if splits > 1 else 0)

@@ -24,7 +24,8 @@ def test_store_gets_each_point_once_per_device(tmp_path):
     here = environment.device_name(torch.device("cpu"))
     point = {"format": "dense", "hparams": {}, "in_features": 32, "out_features": 32, "tokens": 4,
              "dtype": "float32", "backend": "torch", "status": "ok"}
-    old, elsewhere, new = ({**point, "pass": "fwd", "device": here}, {**point, "pass": "fwd_bwd", "device": "Other GPU"},
+    old, elsewhere, new = ({**point, "pass": "fwd", "device": here},
+                           {**point, "pass": "fwd_bwd", "device": "Other GPU"},
                            {**point, "pass": "fwd_bwd", "device": here})
     store = RecordStore(options["store"])
     store.append(old)
