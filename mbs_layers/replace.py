@@ -1,7 +1,7 @@
 """Swap a model's linear layers for a structured format, projecting the pretrained weights."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 

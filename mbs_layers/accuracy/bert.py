@@ -135,11 +135,11 @@ class _Residual(nn.Module):
 class _Attention(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        setattr(self, "self", _SelfAttention(cfg))  # the checkpoint's name for it
+        self.self = _SelfAttention(cfg)  # the checkpoint's name for it
         self.output = _Residual(cfg, cfg["hidden_size"])
 
     def forward(self, x, mask):
-        return self.output(getattr(self, "self")(x, mask), x)
+        return self.output(self.self(x, mask), x)
 
 
 class _Intermediate(nn.Module):

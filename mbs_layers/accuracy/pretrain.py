@@ -19,8 +19,7 @@ from torch.nn import functional as F
 from ..base import StructuredLinear
 from .images import ImageData, load_images
 from .presets import PretrainPreset, get_preset, preset_config
-from .runner import (accuracy_record, budget_hparams, environment, format_names, pick_device, point_budgets,
-                     run_points)
+from .runner import accuracy_record, budget_hparams, environment, format_names, pick_device, point_budgets, run_points
 from .tables import metric_table
 
 KEY_FIELDS = ("experiment", "data", "format", "budget", "seed")

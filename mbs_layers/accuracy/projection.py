@@ -13,17 +13,25 @@ skipped). Seeds draw the Gaussian matrix and seed the randomised / iterative pro
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from . import bert, corpus
 from .presets import ProjectionPreset, get_preset, preset_config
-from .runner import (accuracy_record, block_pattern, budget_hparams, environment, format_names, pick_device,
-                     point_budgets, run_points)
+from .runner import (
+    accuracy_record,
+    block_pattern,
+    budget_hparams,
+    environment,
+    format_names,
+    pick_device,
+    point_budgets,
+    run_points,
+)
 from .tables import render, summary
 
 KEY_FIELDS = ("experiment", "source", "format", "budget", "seed")

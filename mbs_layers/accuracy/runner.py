@@ -4,14 +4,15 @@ from __future__ import annotations
 import math
 import re
 import traceback
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable
 
 import torch
 
 from ..records import ACCURACY_KEYS, RecordStore, point_key
 from ..sweep import environment as sweep_env
+
 # The kernel sweep's budget -> hyper-parameters rule: accuracy and kernel records join on the
 # hparams it gives, so both sides must use this one function. Raises ValueError (the format's
 # reason) when no setting fits; callers record the point as skipped.

@@ -13,8 +13,8 @@ operands for dX (= dY through Wᵀ) and dW (= dYᵀ X per group).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import triton

@@ -20,8 +20,7 @@ from ..backends import register_backend, triton_unsupported
 from ..formats.btt import BTTLinear
 from ..formats.monarch import MonarchLinear
 from ._tuning import autotune_configs, dot_precision
-from .block_gemm import (Axis, FeatureMap, Plan, Stage, contiguous_map, run_plan,
-                         strided_map)
+from .block_gemm import Axis, FeatureMap, Plan, Stage, contiguous_map, run_plan, strided_map
 
 MAX_FUSED_RANK = 64
 MAX_FUSED_OUT_BLOCK = 128

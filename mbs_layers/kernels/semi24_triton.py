@@ -20,7 +20,6 @@ from ..formats.semi24 import Semi24Linear
 from ..sparse_support import cached_per_version, kept_values_linear
 from ._tuning import autotune_configs, dot_precision
 
-
 _CONFIGS = [  # ≤ 48 KB of fp32 operand tiles per stage
     {"BLOCK_T": 64, "BLOCK_C": 64, "BLOCK_R": 32},
     {"BLOCK_T": 128, "BLOCK_C": 64, "BLOCK_R": 32},

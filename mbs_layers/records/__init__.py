@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 KERNEL_KEYS = (
     "format", "hparams", "in_features", "out_features", "tokens", "dtype", "backend", "pass",

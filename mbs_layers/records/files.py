@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from . import ACCURACY_KEYS, KERNEL_KEYS, RecordStore, valid_status
 
@@ -162,7 +162,7 @@ def expand_paths(paths) -> list[Path]:
     return files
 
 
-def load_results(paths) -> "pandas.DataFrame":  # noqa: F821  (pandas imported lazily)
+def load_results(paths) -> pandas.DataFrame:  # noqa: F821  (pandas imported lazily)
     """One tidy row per record from pytest-benchmark JSON files and JSONL stores.
 
     ``paths``: one path or an iterable of paths; a folder stands for its ``*.json`` and

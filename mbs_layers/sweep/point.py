@@ -9,11 +9,11 @@ shape, and unstructured sparse at the same parameter count, each on the backend
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from functools import cached_property, lru_cache
+from functools import cache, cached_property
 
 from .. import backends
-from ..registry import FORMATS
 from ..records import point_key
+from ..registry import FORMATS
 
 KEY_FIELDS = ("format", "hparams", "in_features", "out_features", "tokens", "dtype", "backend", "pass")
 PASSES = ("fwd", "fwd_bwd")
@@ -58,7 +58,7 @@ class Point:
             return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _search(format_name: str, in_features: int, out_features: int, params: int) -> tuple[dict | None, str]:
     try:
         return FORMATS[format_name].hparams_for_budget(in_features, out_features, params), ""

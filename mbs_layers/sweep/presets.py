@@ -18,6 +18,7 @@ from ..registry import FORMATS
 from ..validation import check_choice, check_float, check_int
 from .point import DTYPES, PASSES, Point, auto_backend, dense_baseline, hparams_for_budget, unstructured_baseline
 from .preset_names import PACKAGED
+
 KEYS = ("description", "shapes", "widths", "tokens", "dtypes", "passes", "budgets", "formats",
         "backends", "timer", "peaks")
 

@@ -14,10 +14,10 @@ import torch
 
 from ..records import point_key
 from . import environment, nvml
+from .kernel_record import add_latency, counts, empty_record, speedup
 from .peaks import measure_peaks
 from .point import KEY_FIELDS, Point, dense_baseline, unstructured_baseline
 from .presets import Preset
-from .kernel_record import add_latency, counts, empty_record, speedup
 from .timer import make_timer
 from .workload import Workload
 

@@ -1,9 +1,9 @@
 """unstructured, semi24 and blocksparse: optimal projections, counts, storage formulas, named errors."""
 import pytest
 import torch
+from sparse_helpers import assert_close_to_reference
 
 import mbs_layers as mbs
-from sparse_helpers import assert_close_to_reference
 
 
 def dropped_norm(scores_sq: torch.Tensor, kept: int) -> torch.Tensor:

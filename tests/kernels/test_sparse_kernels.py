@@ -2,9 +2,9 @@
 cuSPARSELt 2:4 and cuSPARSE CSR (GPU only)."""
 import pytest
 import torch
+from sparse_helpers import check_backend_matches_reference
 
 import mbs_layers as mbs
-from sparse_helpers import check_backend_matches_reference
 
 CPU_DTYPES = [torch.float32, torch.float16]  # the interpreter loads bfloat16 wrongly
 GPU_DTYPES = [torch.float32, torch.float16, torch.bfloat16]

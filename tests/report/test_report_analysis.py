@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from synthetic_records import PEAK_BYTES, PEAK_FLOPS, accuracy_record, kernel_record, synthetic_sweep
 
-from mbs_layers.report import analysis as an
 from mbs_layers.records.files import hparams_key
+from mbs_layers.report import analysis as an
 
 
 def test_pareto_front_is_exactly_the_non_dominated_points():

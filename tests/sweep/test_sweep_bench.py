@@ -5,13 +5,13 @@ import sys
 
 import pytest
 import torch
+from sweep_helpers import ROOT, clean_env
 
 import mbs_layers as mbs
 from mbs_layers.records import KERNEL_KEYS, RecordStore, point_key, valid_status
 from mbs_layers.sweep.nvml import FIELDS as NVML_FIELDS
 from mbs_layers.sweep.point import KEY_FIELDS, PASSES
 from mbs_layers.sweep.presets import expand, load_preset
-from sweep_helpers import ROOT, clean_env
 
 
 @pytest.fixture(scope="module")

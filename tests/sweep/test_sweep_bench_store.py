@@ -3,10 +3,10 @@ import importlib.util
 from types import SimpleNamespace
 
 import torch
+from sweep_helpers import ROOT, write_preset
 
 from mbs_layers.records import RecordStore
 from mbs_layers.sweep import environment
-from sweep_helpers import ROOT, write_preset
 
 
 def load_bench_conftest():

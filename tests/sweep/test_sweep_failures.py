@@ -3,6 +3,7 @@ import ast
 
 import pytest
 import torch
+from sweep_helpers import FIXED_PEAKS, write_preset
 from triton.compiler.errors import CompilationError
 
 from mbs_layers import backends
@@ -10,7 +11,6 @@ from mbs_layers.records import RecordStore
 from mbs_layers.sweep import run_sweep
 from mbs_layers.sweep.session import failure_reason
 from mbs_layers.sweep.workload import Workload
-from sweep_helpers import FIXED_PEAKS, write_preset
 
 
 @pytest.fixture(autouse=True)

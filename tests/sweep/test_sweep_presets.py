@@ -1,11 +1,10 @@
 """Presets: packaged and user YAML files load, expand baselines-first without duplicates, reject bad keys."""
 import pytest
+from sweep_helpers import write_preset
 
 import mbs_layers as mbs
-
 from mbs_layers.sweep.point import Point, dense_baseline, unstructured_baseline
 from mbs_layers.sweep.presets import PACKAGED, expand, load_preset
-from sweep_helpers import write_preset
 
 
 def test_every_packaged_preset_loads():

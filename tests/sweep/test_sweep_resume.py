@@ -3,10 +3,11 @@ import subprocess
 import sys
 import time
 
+from sweep_helpers import ROOT, clean_env
+
 from mbs_layers.records import RecordStore, point_key
 from mbs_layers.sweep.point import KEY_FIELDS
 from mbs_layers.sweep.presets import expand, load_preset
-from sweep_helpers import ROOT, clean_env
 
 # Slow enough (~0.05 s a point) to be killed part-way through.
 PRESET = """
