@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from ..records import ENERGY_KEYS
+from ..results import POWER_TRACE_SUFFIX
 from . import nvml as nvml_state
 
 REASONS = {
@@ -338,4 +339,4 @@ class PowerTrace:
 def power_trace_path(store: str | Path) -> Path:
     """Where a sweep store's power trace goes: ``<store>.power.jsonl`` beside it."""
     store = Path(store)
-    return store.with_name(store.name.removesuffix(".jsonl") + ".power.jsonl")
+    return store.with_name(store.name.removesuffix(".jsonl") + POWER_TRACE_SUFFIX)
