@@ -51,6 +51,28 @@ def energy_table(kernel: pd.DataFrame) -> pd.DataFrame:
     return best.sort_values([*POINT, "tier", "format"], kind="mergesort")[cols].reset_index(drop=True)
 
 
+def energy_matrices(table: pd.DataFrame, limit: int) -> tuple[list[dict], int]:
+    """``energy_table`` as matrices, one per point (setting, shape, tokens): rows formats,
+    columns budget tiers (largest first), cells J/token and energy vs dense; at most ``limit``
+    matrices, and how many were left out."""
+    matrices = []
+    groups = list(table.groupby(POINT, sort=True))
+    for key, g in groups[:limit]:
+        where = dict(zip(POINT, key))
+        tiers = sorted(g["tier"].unique(), reverse=True)
+        rows = []
+        for fmt, gf in g.groupby("format", sort=True):
+            by_tier = gf.set_index("tier")
+            rows.append({"format": fmt, "cells": [
+                {"j": f"{by_tier.at[t, 'energy_j_per_token']:.3g} J",
+                 "vs": "" if pd.isna(by_tier.at[t, "energy_vs_dense"]) else f"{by_tier.at[t, 'energy_vs_dense']:.3g}× dense"}
+                if t in by_tier.index else None for t in tiers]})
+        matrices.append({"title": f"{where['device']} · {where['dtype']} · {where['pass']} · "
+                                  f"{where['in_features']}×{where['out_features']} · {where['tokens']} tokens",
+                         "tiers": [f"≤ {t:.0%}" for t in tiers], "rows": rows})
+    return matrices, max(0, len(groups) - limit)
+
+
 def read_power_traces(paths) -> pd.DataFrame:
     """Samples ``t, power_w, device`` (plus ``trace``, the store it belongs to) of every store in
     ``paths`` that has a power trace beside it; torn lines of a killed sweep are skipped."""
@@ -69,14 +91,16 @@ def read_power_traces(paths) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["t", "power_w", "device", "trace"])
 
 
-def energy_section(kernel: pd.DataFrame, joined: pd.DataFrame, paths, colors: dict, html_table) -> dict:
+def energy_section(kernel: pd.DataFrame, joined: pd.DataFrame, paths, colors: dict, html_table,
+                   limit: int = 8) -> dict:
     """Context of the energy section (see template ``energy.html.j2``)."""
     table = energy_table(kernel)
     traces = read_power_traces(paths)
     section = {"measured": not table.empty, "reasons": not_measured_reasons(kernel), "table": "",
-               "figures": [], "trace": ""}
+               "matrices": [], "left_out": 0, "figures": [], "trace": ""}
     if not table.empty:
         section["table"] = html_table(table)
+        section["matrices"], section["left_out"] = energy_matrices(table, limit)
     with_energy = joined[joined.get("energy_j_per_token", pd.Series(dtype=float)).notna()] \
         if not joined.empty and "energy_j_per_token" in joined else pd.DataFrame()
     for key, g in (with_energy.groupby([*an.ACCURACY_GROUP, *an.SETTING], sort=True) if not with_energy.empty else []):
