@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from mbs_layers.records import ACCURACY_KEYS, KERNEL_KEYS
+from mbs_layers.records import ACCURACY_KEYS, ENERGY_KEYS, KERNEL_KEYS
 
 H100 = "NVIDIA H100 80GB HBM3"
 PEAK_FLOPS, PEAK_BYTES = 800e12, 3.0e12  # an H100 as measured: ≈ 800 TFLOP/s bf16 GEMM, ≈ 3.0 TB/s copy
@@ -44,6 +44,7 @@ def kernel_record(fmt="dense", hparams=None, *, n=1024, tokens=256, dtype="float
         "nvml": {"sm_clock_mhz": 1980, "mem_clock_mhz": 2619, "temperature_c": 55,
                  "power_w": 450.0, "throttled": False} if device == H100 else None,
         "status": status, "versions": {"torch": "2.13.0"}, "commit": "abc1234",
+        **synthetic_energy(median_s, tokens, measured=device == H100 and status == "ok"),
     }
     if status != "ok":  # a point that was not timed has no timing fields
         record.update(dict.fromkeys(("median_s", "q10_s", "q90_s", "samples_s", "tflops", "gbps",
@@ -51,6 +52,17 @@ def kernel_record(fmt="dense", hparams=None, *, n=1024, tokens=256, dtype="float
     record.update(overrides)
     assert set(record) == set(KERNEL_KEYS)
     return record
+
+
+def synthetic_energy(median_s: float, tokens: int, *, measured: bool, power_w: float = 450.0) -> dict:
+    """Energy fields as a GPU counter would give them (constant power), or null with a reason."""
+    if not measured:
+        return {**dict.fromkeys(ENERGY_KEYS), "energy_reason": "no_nvml"}
+    joules = power_w * median_s
+    return {"energy_j_per_call": joules, "energy_j_per_token": joules / tokens, "energy_avg_power_w": power_w,
+            "energy_window_s": 1.0, "energy_repeats": 3, "energy_calls_per_window": max(1, round(1 / median_s)),
+            "energy_spread": 0.01, "energy_resolution": 0.02, "energy_source": "nvml", "energy_reason": None,
+            "idle_power_w": 70.0}
 
 
 def accuracy_record(fmt="lowrank", hparams=None, *, n=1024, value=0.5, seed=0, metric="rel_error",

@@ -24,6 +24,13 @@ KERNEL_KEYS = (
     "tflops", "gbps", "roofline_fraction", "speedup_vs_dense", "speedup_vs_unstructured",
     "device", "nvml", "status", "versions", "commit",
 )
+# energy fields (sweep/energy.py): null with ``energy_reason`` where no counter was read
+ENERGY_KEYS = (
+    "energy_j_per_call", "energy_j_per_token", "energy_avg_power_w", "energy_window_s",
+    "energy_repeats", "energy_calls_per_window", "energy_spread", "energy_resolution",
+    "energy_source", "energy_reason", "idle_power_w",
+)
+KERNEL_KEYS += ENERGY_KEYS
 ACCURACY_KEYS = (
     "format", "hparams", "in_features", "out_features", "param_count",
     "experiment", "metric", "value", "seed",

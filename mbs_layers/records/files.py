@@ -139,6 +139,9 @@ def not_results_reason(path: Path) -> str | None:
     return None
 
 
+POWER_TRACE_SUFFIX = ".power.jsonl"  # a sweep's GPU power samples beside its store (sweep/energy.py)
+
+
 def expand_paths(paths) -> list[Path]:
     """``paths`` (one or many) as a list of files, each folder replaced by its result files.
 
@@ -153,7 +156,9 @@ def expand_paths(paths) -> list[Path]:
         if not path.is_dir():
             files.append(path)
             continue
-        for member in sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl")):
+        members = (p for p in path.iterdir()
+                   if p.suffix in (".json", ".jsonl") and not p.name.endswith(POWER_TRACE_SUFFIX))
+        for member in sorted(members):
             reason = not_results_reason(member)
             if reason is None:
                 files.append(member)

@@ -117,14 +117,16 @@ def accuracy_summary(accuracy: pd.DataFrame) -> pd.DataFrame:
 def join_accuracy_kernel(acc_summary: pd.DataFrame, kernel: pd.DataFrame) -> pd.DataFrame:
     """Accuracy points joined with their measured kernels on format + hparams + in/out.
 
-    Each kernel point (setting, tokens) keeps its fastest backend: formats at their best.
+    Each kernel point (setting, tokens) keeps its fastest backend: formats at their best (and
+    that backend's energy, where measured).
     """
     measured = ok_kernels(kernel)
     if acc_summary.empty or measured.empty:
         return pd.DataFrame()
     point = ["format", "hparams_key", *SHAPE, *SETTING, "tokens"]
     fastest = measured.sort_values("median_s", kind="mergesort").drop_duplicates(point)
-    cols = [*point, "backend", "median_s", "speedup_vs_dense"]
+    cols = [*point, "backend", "median_s", "speedup_vs_dense",
+            *[c for c in ("energy_j_per_call", "energy_j_per_token") if c in fastest]]
     return acc_summary.merge(fastest[cols], on=["format", "hparams_key", *SHAPE], how="inner")
 
 

@@ -12,6 +12,7 @@ from ..records.files import expand_paths, load_results
 from ..validation import check_float
 from . import analysis as an
 from . import figures
+from .energy import energy_section
 
 # Figures per section beyond which the rest are listed, not drawn (keeps the page usable).
 MAX_FIGURES = 8
@@ -212,6 +213,7 @@ def build_report(paths, out_html, *, budgets=an.DEFAULT_BUDGETS, title: str = "m
         "latency": _latency_section(joined, kernel, colors),
         "roofline": _roofline_section(kernel, colors),
         "speedup": _speedup_section(kernel),
+        "energy": energy_section(kernel, joined, paths, colors, _html_table),
         "gpu_state": _html_table(devices) if not devices.empty else "",
         "kernel_tables": _kernel_tables(kernel),
     }

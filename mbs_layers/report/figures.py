@@ -123,28 +123,43 @@ def error_vs_params(summary: pd.DataFrame, colors: dict) -> str:
     return to_data_uri(fig)
 
 
-def accuracy_vs_latency(joined: pd.DataFrame, colors: dict, dense_latency: dict) -> str:
-    """Metric vs latency, one panel per tokens, with the accuracy–latency Pareto front.
+def accuracy_vs_latency(joined: pd.DataFrame, colors: dict, dense_latency: dict, *, cost: str = "median_s",
+                        scale: float = 1e3, label: str = "latency (ms, log)") -> str:
+    """Metric vs a per-call cost (latency, or energy with ``cost="energy_j_per_token"``), one
+    panel per tokens, with the accuracy–cost Pareto front.
 
-    ``dense_latency`` maps tokens to dense's median seconds (drawn as a dotted line).
+    ``dense_latency`` maps tokens to dense's cost (drawn as a dotted line), in ``cost`` units.
     """
     metric = joined["metric"].iloc[0]
     maximize = higher_is_better(metric)
-    ms = joined.assign(latency_ms=joined["median_s"] * 1e3)
+    ms = joined.assign(cost_scaled=pd.to_numeric(joined[cost]) * scale)
     groups = list(ms.groupby("tokens", sort=True))
     fig, axes = _panels(len(groups), width=4.6, height=3.4)
     for ax, (tokens, g) in zip(axes, groups):
         for fmt, gf in g.groupby("format"):
-            ax.scatter(gf["latency_ms"], gf["value_mean"], s=22, color=colors[fmt], label=fmt, zorder=2)
-        _front_line(ax, pareto_front(g, "latency_ms", "value_mean", maximize_y=maximize),
-                    "latency_ms", "value_mean", label="Pareto front")
+            ax.scatter(gf["cost_scaled"], gf["value_mean"], s=22, color=colors[fmt], label=fmt, zorder=2)
+        _front_line(ax, pareto_front(g, "cost_scaled", "value_mean", maximize_y=maximize),
+                    "cost_scaled", "value_mean", label="Pareto front")
         if dense_latency.get(tokens):
-            ax.axvline(dense_latency[tokens] * 1e3, color="grey", ls=":", lw=1, label="dense latency")
+            ax.axvline(dense_latency[tokens] * scale, color="grey", ls=":", lw=1, label="dense")
         ax.set_xscale("log")
-        _log_axis(ax.xaxis, g["latency_ms"])
-        ax.set(title=f"{tokens} tokens", xlabel="latency (ms, log)", ylabel=metric)
+        _log_axis(ax.xaxis, g["cost_scaled"])
+        ax.set(title=f"{tokens} tokens", xlabel=label, ylabel=metric)
         ax.grid(alpha=0.3)
     _figure_legend(fig, axes)
+    return to_data_uri(fig)
+
+
+def power_trace(traces: pd.DataFrame) -> str:
+    """GPU power draw over the sweep, one line per store and device (seconds since its start)."""
+    fig, axes = _panels(1, width=9.0, height=3.2)
+    ax = axes[0]
+    for (trace, device), g in traces.groupby(["trace", "device"], sort=True, dropna=False):
+        g = g.sort_values("t")
+        ax.plot(g["t"] - g["t"].iloc[0], g["power_w"], lw=0.8, label=f"{trace} · {device}")
+    ax.set(xlabel="seconds since the sweep started", ylabel="power (W)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return to_data_uri(fig)
 
 

@@ -2,8 +2,9 @@
 
 A preset names shapes (``shapes: [[in, out], ...]`` and/or square ``widths``), ``tokens``,
 ``dtypes``, ``passes``, parameter ``budgets`` (fractions of dense), ``formats`` and
-``backends`` (``all`` or lists), the timer's ``warmup``/``repeats`` and optionally the sizes
-of the ``peaks`` measurement. See ``presets/*.yaml`` and docs/benchmarking.md.
+``backends`` (``all`` or lists), the timer's ``warmup``/``repeats``, optionally the sizes
+of the ``peaks`` measurement and the ``energy`` measurement (``mode``: auto | on | off,
+``min_window_s``, ``repeats``; see ``sweep/energy.py``). See ``presets/*.yaml`` and docs/benchmarking.md.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from .point import DTYPES, PASSES, Point, auto_backend, dense_baseline, hparams_
 from .preset_names import PACKAGED
 
 KEYS = ("description", "shapes", "widths", "tokens", "dtypes", "passes", "budgets", "formats",
-        "backends", "timer", "peaks")
+        "backends", "timer", "peaks", "energy")
+ENERGY_MODES = ("auto", "on", "off")
 
 
 @dataclass
@@ -38,6 +40,9 @@ class Preset:
     repeats: int
     gemm_size: int | None = None  # peak-measurement sizes; None: the device's default
     copy_mib: int | None = None
+    energy_mode: str = "auto"  # auto: GPU counter on CUDA, nothing on CPU; on: RAPL on CPU too
+    energy_min_window_s: float = 1.0
+    energy_repeats: int = 3
 
 
 def load_preset(preset: str | Path) -> Preset:
@@ -80,9 +85,9 @@ def parse_preset(name: str, spec) -> Preset:
         shapes += [(w, w) for w in _list(spec, "widths", lambda v: check_int("widths", v, low=1))]
     if not shapes:
         raise ValueError(f"preset {name!r} needs 'shapes' ([[in, out], ...]) or 'widths'")
-    timer, peaks = spec.get("timer", {}), spec.get("peaks", {})
-    if not isinstance(timer, dict) or not isinstance(peaks, dict):
-        raise ValueError("preset keys 'timer' and 'peaks' must be mappings")
+    timer, peaks, energy = spec.get("timer", {}), spec.get("peaks", {}), spec.get("energy", {})
+    if not all(isinstance(v, dict) for v in (timer, peaks, energy)):
+        raise ValueError("preset keys 'timer', 'peaks' and 'energy' must be mappings")
 
     return Preset(
         name=name,
@@ -98,6 +103,10 @@ def parse_preset(name: str, spec) -> Preset:
         repeats=check_int("timer.repeats", timer.get("repeats", 20), low=1),
         gemm_size=peaks.get("gemm_size") and check_int("peaks.gemm_size", peaks["gemm_size"], low=16),
         copy_mib=peaks.get("copy_mib") and check_int("peaks.copy_mib", peaks["copy_mib"], low=1),
+        energy_mode=_choice("energy.mode", ENERGY_MODES)(energy.get("mode", "auto")),
+        energy_min_window_s=check_float("energy.min_window_s", energy.get("min_window_s", 1.0), low=0.0,
+                                        high=60.0, low_open=True),
+        energy_repeats=check_int("energy.repeats", energy.get("repeats", 3), low=1),
     )
 
 

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 
 from ..records import RecordStore, point_key
+from .energy import NvmlCounter, PowerTrace, power_trace_path
 from .point import KEY_FIELDS
 from .presets import expand, load_preset
 from .session import SweepSession
@@ -18,7 +20,8 @@ def run_sweep(preset: str | Path, store: str | Path, *, device: str | None = Non
 
     ``preset`` is a packaged name (one of ``PACKAGED``) or a YAML path. Points
     already in ``store`` for this device (any status) are skipped, so a killed run re-run with the same store
-    resumes without duplicates; each record is fsynced as soon as it exists. ``device=None``
+    resumes without duplicates; each record is fsynced as soon as it exists. Where the GPU's
+    energy counter is readable, its power draw is sampled into ``<store>.power.jsonl``. ``device=None``
     means CUDA if available, else CPU. Returns the store's path.
     """
     from tqdm.auto import tqdm
@@ -34,8 +37,10 @@ def run_sweep(preset: str | Path, store: str | Path, *, device: str | None = Non
     todo = [p for p in points if p.key not in done_keys]
     log.info("sweep %s on %s: %d points, %d already in %s", spec.name, session.device_name,
              len(points), len(points) - len(todo), records.path)
-    with tqdm(total=len(points), initial=len(points) - len(todo), disable=not progress,
-              desc=f"sweep {spec.name}", unit="pt") as bar:
+    trace = (PowerTrace(session.energy.counter, power_trace_path(records.path), session.device_name)
+             if isinstance(session.energy.counter, NvmlCounter) else nullcontext())
+    with trace, tqdm(total=len(points), initial=len(points) - len(todo), disable=not progress,
+                     desc=f"sweep {spec.name}", unit="pt") as bar:
         for point in todo:
             bar.set_postfix_str(str(point), refresh=False)
             records.append(session.measure(point))

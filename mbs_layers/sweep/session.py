@@ -14,6 +14,7 @@ import torch
 
 from ..records import point_key
 from . import environment, nvml
+from .energy import EnergyMeter
 from .kernel_record import add_latency, counts, empty_record, speedup
 from .peaks import measure_peaks
 from .point import KEY_FIELDS, Point, dense_baseline, unstructured_baseline
@@ -54,6 +55,8 @@ class SweepSession:
         self.timer = make_timer(self.device, warmup=preset.warmup, repeats=preset.repeats)
         self.peaks = peaks if peaks is not None else measure_peaks(
             self.device, self.device_name, preset.dtypes, gemm_size=preset.gemm_size, copy_mib=preset.copy_mib)
+        self.energy = EnergyMeter.open(self.device, mode=preset.energy_mode,
+                                       min_window_s=preset.energy_min_window_s, repeats=preset.energy_repeats)
         self._records: dict[str, dict] = {}
 
     def machine_info(self) -> dict:
@@ -81,6 +84,7 @@ class SweepSession:
 
     def _measure(self, point: Point) -> dict:
         record = empty_record(point, self.device_name, environment.versions(), environment.git_commit())
+        record.update(self.energy.not_measured("point_not_ok"))
         if point.skip_reason:
             return {**record, "status": f"skipped: {point.skip_reason}"}
         status, samples = None, None
@@ -99,6 +103,9 @@ class SweepSession:
                     samples = self.timer.measure(work.run)
                     record["nvml"] = nvml.gpu_state(self.device)
                     record["peak_memory_bytes"] = work.peak_memory_bytes()
+                    # after the gate and the timing, never instead of them
+                    record.update(self.energy.measure(work.run, per_call_s=min(samples),
+                                                      tokens=point.tokens))
             except Exception as err:  # noqa: BLE001  (OOM, Triton compile errors, kernel bugs)
                 status = failure_reason(err)
             del work  # before releasing memory: the next point may need all of it
