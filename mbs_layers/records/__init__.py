@@ -22,7 +22,7 @@ KERNEL_KEYS = (
     "param_count", "storage_bytes", "flops", "min_bytes",
     "median_s", "q10_s", "q90_s", "samples_s", "peak_memory_bytes",
     "tflops", "gbps", "roofline_fraction", "speedup_vs_dense", "speedup_vs_unstructured",
-    "device", "nvml", "status", "versions", "commit",
+    "device", "nvml", "status", "versions", "commit", "hostname",
 )
 # energy fields (sweep/energy.py): null with ``energy_reason`` where no counter was read
 ENERGY_KEYS = (

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform
+import socket
 import subprocess
 from functools import lru_cache
 from pathlib import Path
@@ -41,6 +42,12 @@ def versions() -> dict:
         "driver": nvml.driver_version(),
         "mbs": _package_version("mbs"),
     }
+
+
+@lru_cache(maxsize=1)
+def hostname() -> str:
+    """The node a record was measured on (a cluster sweep mixes nodes in one store)."""
+    return socket.gethostname()
 
 
 @lru_cache(maxsize=1)

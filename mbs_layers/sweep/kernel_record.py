@@ -18,10 +18,11 @@ from .timer import summarize
 BACKWARD_FACTOR = {"fwd": 1, "fwd_bwd": 3}
 
 
-def empty_record(point: Point, device: str, versions: dict, commit: str | None) -> dict:
+def empty_record(point: Point, device: str, versions: dict, commit: str | None,
+                 hostname: str | None = None) -> dict:
     """All keys present, measured ones None, identity and environment filled in."""
     record = dict.fromkeys(KERNEL_KEYS)
-    record.update(point.identity(), device=device, versions=versions, commit=commit,
+    record.update(point.identity(), device=device, versions=versions, commit=commit, hostname=hostname,
                   nvml=dict.fromkeys(NVML_FIELDS), param_count=point.param_count)
     return record
 

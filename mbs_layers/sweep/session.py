@@ -83,7 +83,8 @@ class SweepSession:
         return own if baseline.key == point.key else self.measure(baseline)["median_s"]
 
     def _measure(self, point: Point) -> dict:
-        record = empty_record(point, self.device_name, environment.versions(), environment.git_commit())
+        record = empty_record(point, self.device_name, environment.versions(), environment.git_commit(),
+                              environment.hostname())
         record.update(self.energy.not_measured("point_not_ok"))
         if point.skip_reason:
             return {**record, "status": f"skipped: {point.skip_reason}"}
