@@ -55,6 +55,9 @@ class StructuredLinear(nn.Module):
     # True where ``approximate`` is the closed-form optimum (it then recovers any matrix
     # already in the format); False for iterative solvers (BLAST).
     exact_projection: ClassVar[bool] = True
+    # False where the fit searches for a sparse factor (DSFormer, CoSpaDi): a combinatorial
+    # problem, so even a matrix already in the format is only approximated (a local optimum).
+    recovers_own_format: ClassVar[bool] = True
     # True where ``_project(weight, X)`` uses calibration activations X (tokens, in) to minimise
     # the output error ‖X (W − Ŵ)ᵀ‖ (or the paper's proxy of it); False: ``_project(weight)``.
     data_aware: ClassVar[bool] = False

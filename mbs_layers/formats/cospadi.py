@@ -47,6 +47,7 @@ class CoSpaDiLinear(StructuredLinear):
     name = "cospadi"
     hparam_names = ("atoms", "sparsity")
     data_aware = True
+    recovers_own_format = False
     exact_projection = False
     flops_visible_to_torch = False  # the gather-multiply-sum is not a product FlopCounterMode sees
 

@@ -38,6 +38,7 @@ class DSFormerLinear(ChainLinear):
     name = "dsformer"
     hparam_names = ("rank",)
     data_aware = True
+    recovers_own_format = False
 
     @classmethod
     def _check_hparams(cls, in_features, out_features, rank=None):
