@@ -113,8 +113,9 @@ class ArmorFit:
 
 
 def fit_armor(weight: torch.Tensor, block: int, h: torch.Tensor | None = None,
-              sweeps: int = SWEEPS) -> ArmorFit:
-    """The block-coordinate descent of the module docstring, in float64."""
+              sweeps: int | None = None) -> ArmorFit:
+    """The block-coordinate descent of the module docstring (``SWEEPS`` sweeps by default), in float64."""
+    sweeps = SWEEPS if sweeps is None else sweeps
     W = weight.double()
     m, n = W.shape
     hv = h.double() if h is not None else torch.ones(n, dtype=W.dtype, device=W.device)
