@@ -3,7 +3,8 @@
 y = ((x Bᵀ) Cᵀ) Aᵀ with C = W′ ⊙ M: a chain of a ``blockdiag`` stage (B), a ``semi24`` stage
 (C) and a ``blockdiag`` stage (A), so it runs on the block-diagonal Triton GEMM around
 cuSPARSELt or the Triton 2:4 kernel. ``block`` is the size of A's and B's diagonal blocks
-(the paper's 32 by default); it must divide in and out, and 4 must divide in.
+(the paper's 32 by default, and the largest the budget search picks); it must divide in and out,
+and 4 must divide in. The layer always stores a little more than half of dense.
 
 Fit (``approximate``), block-coordinate descent on the paper's layer-wise proxy loss
     ℓ(Ŵ) = Σ_ij h_j (W − Ŵ)_ij²,  h = diag(XᵀX)/tokens (the input Hessian's diagonal; 1 without X),
@@ -16,6 +17,7 @@ step that cannot raise ℓ, and keeps a step only if ℓ does not increase:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -56,7 +58,9 @@ class ArmorLinear(ChainLinear):
     @classmethod
     def hparam_grid(cls, in_features, out_features):
         Semi24Linear.check_hparams(in_features, out_features)
-        return [{"block": b} for b in divisors(torch.tensor(in_features).gcd(torch.tensor(out_features)).item())]
+        # Budgets choose blocks up to the paper's 32: larger wrappers stop being "low-overhead"
+        # error correctors (an explicit ``block`` may still be larger).
+        return [{"block": b} for b in divisors(math.gcd(in_features, out_features)) if b <= DEFAULT_BLOCK]
 
     def _build_stages(self, dtype=None, device=None):
         b, fk = self.hp["block"], {"bias": False, "dtype": dtype, "device": device, "backend": "torch"}
