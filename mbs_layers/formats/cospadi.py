@@ -5,8 +5,8 @@ atoms and S (k, out) keeping ``sparsity`` s non-zeros per column: every output n
 vector is a combination of s atoms, so the columns of W lie in a union of s-dimensional
 subspaces instead of one shared k-dimensional one (low-rank). Stored here as the (k, in)
 ``dictionary`` (rows are atoms), the (out, s) ``codes`` and their (out, s) int32 ``code_index``;
-the applied (out, in) matrix is Sᵀ Dᵀ. y = z gathered: z = x Dᵀ... i.e. z = x @ dictionaryᵀ
-(dense GEMM to k features), then y[:, o] = Σ_j z[:, code_index[o, j]] · codes[o, j] (a gather,
+the applied (out, in) matrix is Sᵀ Dᵀ. Forward: z = x @ dictionaryᵀ (a dense GEMM to k
+features), then y[:, o] = Σ_j z[:, code_index[o, j]] · codes[o, j] (a gather; the Triton kernel of
 ``kernels/cospadi.py`` on GPU).
 
 Fit (``approximate``): K-SVD (Aharon, Elad, Bruckstein 2006) on the columns of W, guided by

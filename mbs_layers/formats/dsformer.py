@@ -1,4 +1,4 @@
-"""DSFormer (Chand, Prabhu, Kumar 2023): W ≈ D S, D dense (out, k) and S 2:4 sparse (k, in).
+"""DSFormer (arXiv, Dec 2023): W ≈ D S, D dense (out, k) and S 2:4 sparse (k, in).
 
 y = (x Sᵀ) Dᵀ: a 2:4 sparse product down to k features, then a small dense one, so the
 layer is a chain of a ``semi24`` stage (in → k) and a ``dense`` stage (k → out) and runs on
