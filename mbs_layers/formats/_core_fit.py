@@ -13,8 +13,8 @@ Two steps, neither of which increases f:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

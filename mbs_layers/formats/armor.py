@@ -157,7 +157,7 @@ def fit_armor(weight: torch.Tensor, block: int, h: torch.Tensor | None = None,
         # C: the quadratic in C with P = AᵀA and Q = B diag(h) Bᵀ (both block-diagonal).
         At = fit.A.transpose(1, 2)
         P, Qb = At @ fit.A, (fit.B * hv.reshape(-1, 1, block)) @ fit.B.transpose(1, 2)
-        problem = CoreProblem(left=lambda M: block_left(P, M), right=lambda M: block_right(M, Qb),
+        problem = CoreProblem(left=lambda M, P=P: block_left(P, M), right=lambda M, Qb=Qb: block_right(M, Qb),
                               R=block_left(At, block_right(W * hv, fit.B.transpose(1, 2))),
                               const=float((W.pow(2) * hv).sum()))
         accept(C=problem.refine(fit.C, fit.mask, CG_STEPS))

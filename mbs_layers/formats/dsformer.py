@@ -103,7 +103,7 @@ def fit_dsformer(weight: torch.Tensor, rank: int, X: torch.Tensor | None = None,
             D = D_new
             losses.append(loss(D, S))
         P = D.T @ D
-        problem = CoreProblem(left=lambda C: P @ C, right=right, R=D.T @ WG, const=const)
+        problem = CoreProblem(left=lambda C, P=P: P @ C, right=right, R=D.T @ WG, const=const)
         S, mask = problem.hard_threshold(S, mask)
         S = problem.refine(S, mask, CG_STEPS)
         losses.append(problem.loss(S))

@@ -39,7 +39,7 @@ def _gather_kernel(z_ptr, index_ptr, codes_ptr, y_ptr, tokens, tokens_bucket, n_
     in_t, in_o = offs_t < tokens, offs_o < n_out
     rows = z_ptr + offs_t[:, None].to(tl.int64) * stride_z
     acc = tl.zeros((BLOCK_T, BLOCK_O), dtype=tl.float32)
-    for j in range(0, sparsity):
+    for j in range(sparsity):
         code = offs_o.to(tl.int64) * sparsity + j
         atom = tl.load(index_ptr + code, mask=in_o, other=0)
         value = tl.load(codes_ptr + code, mask=in_o, other=0.0).to(tl.float32)
@@ -54,7 +54,7 @@ def gather_codes(z: torch.Tensor, codes: torch.Tensor, index: torch.Tensor) -> t
     z, codes, index = z.contiguous(), codes.contiguous(), index.contiguous()
     tokens, (n_out, sparsity) = z.shape[0], codes.shape
     y = z.new_empty(tokens, n_out)
-    grid = lambda meta: (triton.cdiv(tokens, meta["BLOCK_T"]), triton.cdiv(n_out, meta["BLOCK_O"]))  # noqa: E731
+    grid = lambda meta: (triton.cdiv(tokens, meta["BLOCK_T"]), triton.cdiv(n_out, meta["BLOCK_O"]))
     _gather_kernel[grid](z, index, codes, y, tokens, triton.next_power_of_2(tokens), n_out, sparsity,
                          z.stride(0), y.stride(0))
     return y

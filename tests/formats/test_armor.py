@@ -1,11 +1,13 @@
 """ARMOR: the block-coordinate descent never raises the proxy loss and ends ≤ 2:4 pruning's."""
+from itertools import pairwise
+
 import pytest
 import torch
 
 import mbs_layers as mbs
+from mbs_layers.formats import armor
 from mbs_layers.formats._calibration import hessian_diag
 from mbs_layers.formats._chain import keep_2_of_4
-from mbs_layers.formats import armor
 from mbs_layers.formats.armor import fit_armor, proxy_loss
 
 
@@ -22,7 +24,7 @@ def test_loss_never_increases_and_beats_magnitude_pruning(rng, with_x, out_f, in
     w = torch.randn(out_f, in_f, dtype=torch.float64, generator=rng)
     h = hessian_diag(calibration(rng, 200, in_f)) if with_x else None
     fit = fit_armor(w, block, h, sweeps=6)
-    assert all(b <= a for a, b in zip(fit.losses, fit.losses[1:]))
+    assert all(b <= a for a, b in pairwise(fit.losses))
     magnitude = proxy_loss(w, w * keep_2_of_4(w.abs()), h)
     assert fit.losses[0] <= magnitude * (1 + 1e-12)   # the start: 2:4 pruning optimal for the proxy
     assert fit.losses[-1] < 0.95 * magnitude          # the wrappers and core updates help

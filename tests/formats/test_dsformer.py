@@ -1,4 +1,6 @@
 """DSFormer: W ≈ D S (S 2:4); the alternating fit never raises its objective and uses X."""
+from itertools import pairwise
+
 import pytest
 import torch
 
@@ -9,7 +11,7 @@ from mbs_layers.formats.dsformer import fit_dsformer
 def test_fit_is_monotone_and_improves_on_its_start(rng):
     w = torch.randn(48, 64, dtype=torch.float64, generator=rng)
     D, S, mask, losses = fit_dsformer(w, 20, iterations=10)
-    assert all(b <= a * (1 + 1e-12) for a, b in zip(losses, losses[1:]))
+    assert all(b <= a * (1 + 1e-12) for a, b in pairwise(losses))
     assert losses[-1] < 0.9 * losses[0]
     assert mask.reshape(20, 16, 4).sum(-1).eq(2).all() and (S[~mask] == 0).all()
     assert ((w - D @ S).pow(2).sum().item()) == pytest.approx(losses[-1], rel=1e-9)

@@ -1,9 +1,9 @@
 """DSFormer and ARMOR fast paths (each stage on its format's kernel) against the float64 reference."""
 import pytest
 import torch
+from sparse_helpers import check_backend_matches_reference
 
 import mbs_layers as mbs
-from sparse_helpers import check_backend_matches_reference
 
 CPU_DTYPES = [torch.float32, torch.float16]  # the interpreter loads bfloat16 wrongly
 CASES = [  # (format, in, out, hparams, tokens): odd token counts, rectangular, non power-of-2 widths

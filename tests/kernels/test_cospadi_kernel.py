@@ -1,9 +1,9 @@
 """CoSpaDi's Triton gather kernel (after the dense GEMM to the atoms) against the float64 reference."""
 import pytest
 import torch
+from sparse_helpers import check_backend_matches_reference
 
 import mbs_layers as mbs
-from sparse_helpers import check_backend_matches_reference
 
 CPU_DTYPES = [torch.float32, torch.float16]  # the interpreter loads bfloat16 wrongly
 CASES = [  # (in, out, atoms, sparsity, tokens): odd sizes, tiles with masked rows and columns
