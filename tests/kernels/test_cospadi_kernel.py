@@ -35,3 +35,11 @@ def test_gather_kernel_matches_reference_on_gpu(dtype):
     layer = mbs.build("cospadi", 1024, 512, atoms=256, sparsity=64, dtype=dtype, device="cuda")
     assert layer.resolved_backend() == "triton"
     check_backend_matches_reference(layer, 1000)
+
+
+def test_autotune_configs_keep_accumulators_in_registers():
+    """No shared memory is staged, so A100's limit is the registers: ≤ 32 fp32 accumulators a thread."""
+    from mbs_layers.kernels.cospadi import _CONFIGS
+
+    for config in _CONFIGS:
+        assert config["BLOCK_T"] * config["BLOCK_O"] <= 32 * 32 * config.get("num_warps", 4)
