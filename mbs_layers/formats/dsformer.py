@@ -99,9 +99,10 @@ def fit_dsformer(weight: torch.Tensor, rank: int, X: torch.Tensor | None = None,
         gram = S @ SG.T
         ridge = 1e-12 * float(gram.diagonal().sum()) + 1e-300
         D_new = torch.linalg.solve(gram + ridge * torch.eye(rank, dtype=W.dtype, device=W.device), SG @ W.T).T
-        if loss(D_new, S) <= losses[-1]:
+        new_loss = loss(D_new, S)
+        if new_loss <= losses[-1]:
             D = D_new
-            losses.append(loss(D, S))
+            losses.append(new_loss)
         P = D.T @ D
         problem = CoreProblem(left=lambda C, P=P: P @ C, right=right, R=D.T @ WG, const=const)
         S, mask = problem.hard_threshold(S, mask)
