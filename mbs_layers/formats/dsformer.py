@@ -28,6 +28,7 @@ from .lowrank import rank_grid
 from .semi24 import GROUP, KEPT, Semi24Linear
 
 ITERATIONS = 30
+SPARSE_MULTIPLE = 16  # cuSPARSELt's row multiple for the 2:4 operand (kernels/semi24.py)
 CG_STEPS = 5
 
 
@@ -53,8 +54,11 @@ class DSFormerLinear(ChainLinear):
 
     @classmethod
     def hparam_grid(cls, in_features, out_features):
+        # Budgets choose ranks that cuSPARSELt can run (the 2:4 stage's k rows in multiples of
+        # 16), every rank below 16; an explicit ``rank`` may be anything.
         cls._check_hparams(in_features, out_features, rank=1)
-        return [{"rank": r} for r in rank_grid(min(in_features, out_features))]
+        return [{"rank": r} for r in rank_grid(min(in_features, out_features))
+                if r < SPARSE_MULTIPLE or r % SPARSE_MULTIPLE == 0]
 
     def _build_stages(self, dtype=None, device=None):
         k, fk = self.hp["rank"], {"bias": False, "dtype": dtype, "device": device, "backend": "torch"}
