@@ -101,6 +101,10 @@ def build(name: str, in_features: int, out_features: int, *, bias: bool = True,
 
 
 def approximate(name: str, weight: torch.Tensor, *, bias: torch.Tensor | None = None,
-                backend: str = "auto", **hp: Any) -> StructuredLinear:
-    """The best approximation of a dense (out, in) ``weight`` in format ``name``."""
-    return format_class(name).from_dense(weight, bias=bias, backend=backend, **hp)
+                backend: str = "auto", X: torch.Tensor | None = None, **hp: Any) -> StructuredLinear:
+    """The best approximation of a dense (out, in) ``weight`` in format ``name``.
+
+    ``X`` (tokens, in): calibration activations; data-aware formats then minimise ‖X (W − Ŵ)ᵀ‖,
+    the others warn that they ignore it.
+    """
+    return format_class(name).from_dense(weight, bias=bias, backend=backend, X=X, **hp)
