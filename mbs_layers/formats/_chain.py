@@ -19,7 +19,6 @@ from .semi24 import GROUP, KEPT
 class ChainLinear(StructuredLinear):
     """x ↦ stage_n(… stage_1(x)); subclasses say which stages (``_build_stages``) and fit them."""
 
-    flops_visible_to_torch = False  # the 2:4 stage multiplies through torch.sparse.mm
     exact_projection = False        # alternating / block-coordinate fits, no closed form
 
     def _build_stages(self, dtype=None, device=None) -> list[StructuredLinear]:
@@ -42,6 +41,9 @@ class ChainLinear(StructuredLinear):
 
     def forward_flops(self, tokens):
         return sum(stage.forward_flops(tokens) for stage in self.stages)
+
+    def flops_unseen_by_torch(self, tokens):
+        return sum(stage.flops_unseen_by_torch(tokens) for stage in self.stages)  # the 2:4 stage's
 
     def storage_bytes(self):
         return sum(stage.storage_bytes() for stage in self.stages)

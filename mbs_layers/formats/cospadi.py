@@ -49,7 +49,6 @@ class CoSpaDiLinear(StructuredLinear):
     data_aware = True
     recovers_own_format = False
     exact_projection = False
-    flops_visible_to_torch = False  # the gather-multiply-sum is not a product FlopCounterMode sees
 
     @classmethod
     def _check_hparams(cls, in_features, out_features, atoms=None, sparsity=None):
@@ -90,6 +89,9 @@ class CoSpaDiLinear(StructuredLinear):
 
     def forward_flops(self, tokens):
         return 2 * tokens * (self.hp["atoms"] * self.in_features + self.hp["sparsity"] * self.out_features)
+
+    def flops_unseen_by_torch(self, tokens):
+        return 2 * tokens * self.hp["sparsity"] * self.out_features  # the gather-multiply-sum
 
     def storage_bytes(self):
         return self.param_count() * self.weight_dtype.itemsize + self.codes.numel() * INDEX_BYTES
