@@ -84,14 +84,16 @@ def main(argv=None) -> int:
     parser.add_argument("--step", type=float, default=0.05)
     parser.add_argument("--threshold", type=float, default=0.05, help="check's --threshold for the gated share")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-grid", action="store_true", help="only the noise sweep with the defaults")
     parser.add_argument("--out", help="also write every row as JSON here")
     args = parser.parse_args(argv)
-    common = dict(trials=args.trials, commits=args.commits, step=args.step, threshold=args.threshold, seed=args.seed)
+    common = {"trials": args.trials, "commits": args.commits, "step": args.step, "threshold": args.threshold,
+              "seed": args.seed}
     rows = []
     started = time.perf_counter()
     print(f"tuning grid: {args.commits} commits, {args.step:.0%} step, {args.trials} step + {args.trials} flat "
           "trials per setting", flush=True)
-    for pvalue, segment in itertools.product(GRID_PVALUES, GRID_SEGMENTS):
+    for pvalue, segment in [] if args.no_grid else itertools.product(GRID_PVALUES, GRID_SEGMENTS):
         rows.append(measure(Detector(pvalue, segment), cv=args.cv, **common))
         print(show(rows[-1]), flush=True)
     print(f"noise sweep with the defaults (max_pvalue {MAX_PVALUE:g}, min_segment {MIN_SEGMENT}):", flush=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MAX_PVALUE = 1e-4
+MAX_PVALUE = 3e-4
 MIN_SEGMENT = 2
 
 

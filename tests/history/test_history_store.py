@@ -2,7 +2,14 @@
 import sqlite3
 
 import pytest
-from history_helpers import A100, build_history, commit, run_records, write_benchmark_json, write_store
+from history_helpers import (
+    A100,
+    build_history,
+    commit,
+    run_records,
+    write_benchmark_json,
+    write_store,
+)
 
 from mbs_layers.cli import main as cli_main
 from mbs_layers.history.store import HistoryStore
