@@ -4,7 +4,7 @@ from __future__ import annotations
 HELP = "history of kernel timings across commits: add runs, check for regressions (change points)"
 
 SHOWN = ["verdict", "metric", "kernel", "dtype", "backend", "gpu", "found_by", "first_bad_commit", "step",
-         "confidence"]
+         "confidence", "p_value"]
 
 
 def add_arguments(parser) -> None:
@@ -57,7 +57,8 @@ def _check(args) -> int:
     if not shown.empty:
         shown = shown.assign(first_bad_commit=shown["first_bad_commit"].str[:12],
                              step=shown["step"].map("{:+.1%}".format),
-                             confidence=shown["confidence"].map("{:.4f}".format))
+                             confidence=shown["confidence"].map("{:.4f}".format),
+                             p_value=shown["p_value"].map("{:.1e}".format))
         with pd.option_context("display.max_rows", None, "display.width", 250, "display.max_colwidth", 60):
             print(shown.sort_values(["verdict", "metric", "kernel"])[SHOWN].to_string(index=False))
     counts = table["verdict"].value_counts()

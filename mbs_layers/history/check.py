@@ -19,7 +19,7 @@ from .detect import Detector
 from .series import commit_order, label, resolve_commit, series
 
 COLUMNS = ["verdict", "metric", "gpu", "dtype", "backend", "kernel", "found_by", "first_bad_commit",
-           "step", "confidence", "point"]
+           "step", "confidence", "p_value", "point"]
 
 
 def verdict(step: float, threshold: float) -> str:
@@ -49,18 +49,19 @@ def check(frame: pd.DataFrame, *, since: str | None = None, last: int | None = N
     recent = recent_commits(commit_order(frame), since=since, last=last)
     rows = []
 
-    def found(key, metric, by, sha, step, confidence):
+    def found(key, metric, by, sha, step, p_value):
         rows.append({**key, "verdict": verdict(step, threshold), "metric": metric, "kernel": label(key["point"]),
-                     "found_by": by, "first_bad_commit": sha, "step": step, "confidence": confidence})
+                     "found_by": by, "first_bad_commit": sha, "step": step, "confidence": 1 - p_value,
+                     "p_value": p_value})
 
     for key, metric, per_commit in series(frame, any_gpu=any_gpu):
         for cp in detector.change_points(per_commit["value"]):
             if per_commit["commit_sha"][cp.index] in recent:
-                found(key, metric, "change point", per_commit["commit_sha"][cp.index], cp.step, cp.confidence)
+                found(key, metric, "change point", per_commit["commit_sha"][cp.index], cp.step, cp.p_value)
         newest = per_commit["commit_sha"].iloc[-1]
         if len(per_commit) >= 2 and newest in recent:
             ratio, p, pairwise = classify(per_commit["samples"].iloc[-2], per_commit["samples"].iloc[-1],
                                           threshold=threshold, alpha=alpha)
             if pairwise in ("regression", "improvement"):
-                found(key, metric, "newest run", newest, ratio - 1, 1 - p)
+                found(key, metric, "newest run", newest, ratio - 1, p)
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -23,11 +23,7 @@ class ChangePoint:
 
     index: int
     step: float      # relative change of the segment mean across the step (0.05 = 5% higher)
-    p_value: float   # two-sided t-test between the segments either side
-
-    @property
-    def confidence(self) -> float:
-        return 1.0 - self.p_value
+    p_value: float   # two-sided t-test between the segments either side (confidence = 1 - p_value)
 
 
 def _otava():

@@ -20,7 +20,7 @@ from .figures import to_data_uri
 
 MARKERS = {"regression": ("^", "tab:red"), "improvement": ("v", "tab:green"), "below threshold": ("o", "grey")}
 FINDINGS_SHOWN = ["verdict", "metric", "kernel", "dtype", "backend", "gpu", "found_by", "first_bad_commit", "step",
-                  "confidence"]
+                  "confidence", "p_value"]
 
 
 def trend_figure(lines: list[tuple[str, pd.DataFrame]], steps: pd.DataFrame, commits: list[str], metric: str) -> str:
@@ -68,6 +68,7 @@ def history_section(db_path, *, max_figures: int = 8, threshold: float = 0.05) -
     note = f"{len(drawn) - max_figures} more trend plots not drawn." if len(drawn) > max_figures else ""
     table = findings.assign(first_bad_commit=findings["first_bad_commit"].str[:12],
                             step=findings["step"].map("{:+.1%}".format),
-                            confidence=findings["confidence"].map("{:.4f}".format))[FINDINGS_SHOWN]
+                            confidence=findings["confidence"].map("{:.4f}".format),
+                            p_value=findings["p_value"].map("{:.1e}".format))[FINDINGS_SHOWN]
     return {"db": str(db_path), "commits": len(commits), "gpus": sorted(set(frame["gpu"])), "figures": figs,
             "note": note, "findings": table.to_html(index=False, classes="data", border=0) if len(table) else ""}
