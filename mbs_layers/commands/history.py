@@ -3,9 +3,6 @@ from __future__ import annotations
 
 HELP = "history of kernel timings across commits: add runs, check for regressions (change points)"
 
-SHOWN = ["verdict", "metric", "kernel", "dtype", "backend", "gpu", "found_by", "first_bad_commit", "step",
-         "confidence", "p_value"]
-
 
 def add_arguments(parser) -> None:
     import argparse
@@ -46,7 +43,7 @@ def _add(args) -> int:
 def _check(args) -> int:
     import pandas as pd
 
-    from ..history.check import check
+    from ..history.check import check, readable
     from ..history.detect import Detector
     from ..history.store import HistoryStore
 
@@ -55,15 +52,11 @@ def _check(args) -> int:
                   alpha=args.alpha, any_gpu=args.any_gpu, detector=detector)
     shown = table if args.all else table[table["verdict"] == "regression"]
     if not shown.empty:
-        shown = shown.assign(first_bad_commit=shown["first_bad_commit"].str[:12],
-                             step=shown["step"].map("{:+.1%}".format),
-                             confidence=shown["confidence"].map("{:.4f}".format),
-                             p_value=shown["p_value"].map("{:.1e}".format))
         with pd.option_context("display.max_rows", None, "display.width", 250, "display.max_colwidth", 60):
-            print(shown.sort_values(["verdict", "metric", "kernel"])[SHOWN].to_string(index=False))
+            print(readable(shown.sort_values(["verdict", "metric", "kernel"])).to_string(index=False))
     counts = table["verdict"].value_counts()
     print(", ".join(f"{counts.get(v, 0)} {v}" for v in ("regression", "improvement", "below threshold"))
-          + f" (threshold {args.threshold:.0%})")
+          + f" (threshold {args.threshold:.1%})")
     return 1 if counts.get("regression", 0) else 0
 
 

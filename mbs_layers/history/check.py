@@ -20,6 +20,8 @@ from .series import commit_order, label, resolve_commit, series
 
 COLUMNS = ["verdict", "metric", "gpu", "dtype", "backend", "kernel", "found_by", "first_bad_commit",
            "step", "confidence", "p_value", "point"]
+SHOWN = ["verdict", "metric", "kernel", "dtype", "backend", "gpu", "found_by", "first_bad_commit", "step",
+         "confidence", "p_value"]
 
 
 def verdict(step: float, threshold: float) -> str:
@@ -65,3 +67,10 @@ def check(frame: pd.DataFrame, *, since: str | None = None, last: int | None = N
             if pairwise in ("regression", "improvement"):
                 found(key, metric, "newest run", newest, ratio - 1, p)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """The ``SHOWN`` columns of a :func:`check` table as text: short SHAs, steps in %, p in e-notation."""
+    return table.assign(first_bad_commit=table["first_bad_commit"].str[:12], step=table["step"].map("{:+.1%}".format),
+                        confidence=table["confidence"].map("{:.4f}".format),
+                        p_value=table["p_value"].map("{:.1e}".format))[SHOWN]

@@ -13,14 +13,12 @@ import json
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from ..history.check import check
+from ..history.check import check, readable
 from ..history.series import commit_order, label, series
 from ..history.store import HistoryStore
 from .figures import to_data_uri
 
 MARKERS = {"regression": ("^", "tab:red"), "improvement": ("v", "tab:green"), "below threshold": ("o", "grey")}
-FINDINGS_SHOWN = ["verdict", "metric", "kernel", "dtype", "backend", "gpu", "found_by", "first_bad_commit", "step",
-                  "confidence", "p_value"]
 
 
 def trend_figure(lines: list[tuple[str, pd.DataFrame]], steps: pd.DataFrame, commits: list[str], metric: str) -> str:
@@ -54,21 +52,17 @@ def history_section(db_path, *, max_figures: int = 8, threshold: float = 0.05) -
     for key, metric, per_commit in series(frame):
         fmt = json.loads(key["point"])["format"]
         groups.setdefault((key["gpu"], key["dtype"], key["backend"], fmt, metric), []).append(
-            (label(key["point"]), per_commit, key))
+            (label(key["point"]), per_commit))
     drawn = []
     for (gpu, dtype, backend, fmt, metric), members in groups.items():
-        names = [name for name, _, _ in members]
+        names = [name for name, _ in members]
         mine = findings[(findings["gpu"] == gpu) & (findings["dtype"] == dtype) & (findings["backend"] == backend)
                         & (findings["metric"] == metric) & findings["kernel"].isin(names)]
         drawn.append(((-(mine["verdict"] == "regression").sum(), -len(mine)),  # regressions first
                       f"{gpu} · {dtype} · {backend} · {fmt} · {metric}", members, mine, metric))
     drawn.sort(key=lambda d: (d[0], d[1]))
-    figs = [{"title": title, "uri": trend_figure([(name, pc) for name, pc, _ in members], mine, commits, metric)}
+    figs = [{"title": title, "uri": trend_figure(members, mine, commits, metric)}
             for _, title, members, mine, metric in drawn[:max_figures]]
     note = f"{len(drawn) - max_figures} more trend plots not drawn." if len(drawn) > max_figures else ""
-    table = findings.assign(first_bad_commit=findings["first_bad_commit"].str[:12],
-                            step=findings["step"].map("{:+.1%}".format),
-                            confidence=findings["confidence"].map("{:.4f}".format),
-                            p_value=findings["p_value"].map("{:.1e}".format))[FINDINGS_SHOWN]
     return {"db": str(db_path), "commits": len(commits), "gpus": sorted(set(frame["gpu"])), "figures": figs,
-            "note": note, "findings": table.to_html(index=False, classes="data", border=0) if len(table) else ""}
+            "note": note, "findings": readable(findings).to_html(index=False, classes="data", border=0) if len(findings) else ""}
