@@ -1,4 +1,6 @@
 """mbs history check: an injected step is found at its commit, flat noise is quiet, exit codes."""
+import sys
+
 import pytest
 from history_helpers import A100, build_history, commit, run_records, write_store
 
@@ -81,3 +83,17 @@ def test_detector_parameters_are_checked():
         Detector(max_pvalue=0)
     with pytest.raises(ValueError, match="min_segment"):
         Detector(min_segment=0)
+
+
+def test_without_otava_the_check_is_one_error_line(tmp_path, monkeypatch, capsys):
+    store = build_history(tmp_path, n_commits=4)
+    monkeypatch.setitem(sys.modules, "otava.analysis", None)  # import now raises ImportError
+    assert cli_main(["history", "check", "--db", str(store.path)]) == 2
+    assert capsys.readouterr().err.startswith("mbs: error: change-point detection needs Apache Otava")
+
+
+@pytest.mark.parametrize("flag", [["--max-pvalue", "1.5"], ["--threshold", "-0.1"]])
+def test_bad_check_options_are_one_error_line(tmp_path, capsys, flag):
+    store = build_history(tmp_path, n_commits=4)
+    assert cli_main(["history", "check", "--db", str(store.path), *flag]) == 2
+    assert capsys.readouterr().err.startswith("mbs: error:")
