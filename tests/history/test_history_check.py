@@ -97,3 +97,18 @@ def test_bad_check_options_are_one_error_line(tmp_path, capsys, flag):
     store = build_history(tmp_path, n_commits=4)
     assert cli_main(["history", "check", "--db", str(store.path), *flag]) == 2
     assert capsys.readouterr().err.startswith("mbs: error:")
+
+
+def test_one_noisy_newest_run_within_the_run_to_run_spread_is_not_a_regression(tmp_path):
+    """Tight repeats make the pairwise test certain, but earlier commits already moved by ±6%."""
+    from mbs_layers.history.store import HistoryStore
+
+    levels = [1.00, 1.06, 0.95, 1.05, 0.96, 1.04, 0.97, 1.06, 0.98, 1.03, 0.96, 1.02]
+    store = HistoryStore(tmp_path / "h.db")
+    for i, level in enumerate(levels):
+        records = run_records(i, cv=0.0, step_at=0, step=level - 1)
+        store.add([write_store(tmp_path / f"r{i}.jsonl", records)], commit=commit(i), date=f"2026-11-{i + 1:02d}")
+    table = check(store.frame())
+    assert table.empty  # the newest run is 6% above the one before, but not outside the spread
+    steady = build_history(tmp_path / "steady", n_commits=12, cv=0.0, step_at=11, step=0.06)
+    assert set(regressions(check(steady.frame()))["found_by"]) == {"newest run"}
