@@ -10,12 +10,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--title", default="mbs report", help="page title")
     parser.add_argument("--budgets", type=float, nargs="+", default=None, metavar="FRACTION",
                         help="budgets of the recommendation, as fractions of dense params (default 0.5 0.25 0.1 0.05)")
+    parser.add_argument("--history", metavar="DB", default=None,
+                        help="add trend plots with change points from this history database (mbs history add)")
 
 
 def main(args) -> int:
     from ..report import build_report
 
     budgets = {"budgets": tuple(args.budgets)} if args.budgets else {}
-    html = build_report(args.paths, args.out, title=args.title, **budgets)
+    html = build_report(args.paths, args.out, title=args.title, history=args.history, **budgets)
     print(f"report written to {html.resolve()}")
     return 0

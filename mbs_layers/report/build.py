@@ -13,6 +13,7 @@ from ..validation import check_float
 from . import analysis as an
 from . import figures
 from .energy import energy_section
+from .history import history_section
 
 # Figures per section beyond which the rest are listed, not drawn (keeps the page usable).
 MAX_FIGURES = 8
@@ -184,10 +185,12 @@ def _inputs(df, paths) -> list[dict]:
              "accuracy": int(counts.get((str(p), "accuracy"), 0))} for p in paths]
 
 
-def build_report(paths, out_html, *, budgets=an.DEFAULT_BUDGETS, title: str = "mbs report") -> Path:
+def build_report(paths, out_html, *, budgets=an.DEFAULT_BUDGETS, title: str = "mbs report",
+                 history=None) -> Path:
     """Write one self-contained HTML report of the result files ``paths``; returns its path.
 
     Works with kernel-only, accuracy-only or both kinds of input; sections without data say so.
+    ``history``: a history database (``mbs history add``) whose trend plots join the page.
     """
     budgets = tuple(check_float("budgets", b, low=0.0, high=1.0, low_open=True) for b in budgets)
     paths = expand_paths(paths)
@@ -216,6 +219,7 @@ def build_report(paths, out_html, *, budgets=an.DEFAULT_BUDGETS, title: str = "m
         "energy": energy_section(kernel, joined, paths, colors, _html_table),
         "gpu_state": _html_table(devices) if not devices.empty else "",
         "kernel_tables": _kernel_tables(kernel),
+        "history": history_section(history) if history else None,
     }
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent),
                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
