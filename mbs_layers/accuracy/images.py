@@ -5,7 +5,8 @@
 * CIFAR-10 in its official python-pickle layout (``data_batch_1..5``, ``test_batch``).
 * An image folder, ImageNet-style: ``PATH/train/<class>/*`` and ``PATH/val|test/<class>/*``.
 Images come back as float tensors (N, C, H, W) normalised with the training set's channel
-mean and std.
+mean and std. A validation split (``VAL_FRACTION`` of each class of the training images, drawn
+with a fixed seed) is held out for model selection, so the test split is used once.
 """
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ from torch.nn import functional as F
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".webp"}
 
 
+VAL_FRACTION = 0.2
+
+
 @dataclass
 class ImageData:
     name: str
@@ -28,6 +32,26 @@ class ImageData:
     test_x: torch.Tensor
     test_y: torch.Tensor
     classes: list[str]
+    val_x: torch.Tensor | None = None
+    val_y: torch.Tensor | None = None
+
+
+def stratified_mask(y: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
+    """A boolean mask choosing ``floor(fraction · count)`` members of every class, drawn with ``seed``."""
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    chosen = torch.zeros(len(y), dtype=torch.bool)
+    for c in y.unique():
+        members = order[y[order] == c]
+        chosen[members[: int(len(members) * fraction)]] = True
+    return chosen
+
+
+def hold_out_validation(ds: ImageData, fraction: float = VAL_FRACTION) -> ImageData:
+    """``ds`` with ``fraction`` of each training class moved to the validation split."""
+    val = stratified_mask(ds.train_y, fraction)
+    ds.val_x, ds.val_y = ds.train_x[val], ds.train_y[val]
+    ds.train_x, ds.train_y = ds.train_x[~val], ds.train_y[~val]
+    return ds
 
 
 def digits() -> ImageData:
@@ -37,11 +61,7 @@ def digits() -> ImageData:
     bunch = load_digits()
     x = torch.tensor(bunch.images, dtype=torch.float32)[:, None] / 16.0
     y = torch.tensor(bunch.target, dtype=torch.long)
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    test = torch.zeros(len(y), dtype=torch.bool)
-    for c in range(10):
-        members = order[y[order] == c]
-        test[members[: len(members) // 4]] = True
+    test = stratified_mask(y, 0.25)
     return ImageData("digits", x[~test], y[~test], x[test], y[test], [str(c) for c in range(10)])
 
 
@@ -105,7 +125,8 @@ def load_images(data: str, image_size: int | None = None) -> ImageData:
     if image_size and ds.train_x.shape[-1] != image_size:
         ds.train_x, ds.test_x = (F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
                                  for x in (ds.train_x, ds.test_x))
+    ds = hold_out_validation(ds)
     mean = ds.train_x.mean(dim=(0, 2, 3), keepdim=True)
     std = ds.train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-    ds.train_x, ds.test_x = (ds.train_x - mean) / std, (ds.test_x - mean) / std
+    ds.train_x, ds.val_x, ds.test_x = ((x - mean) / std for x in (ds.train_x, ds.val_x, ds.test_x))
     return ds
