@@ -9,13 +9,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default="report.html", help="HTML file to write (default report.html)")
     parser.add_argument("--title", default="mbs report", help="page title")
     parser.add_argument("--budgets", type=float, nargs="+", default=None, metavar="FRACTION",
-                        help="budgets of the recommendation, as fractions of dense params (default 0.5 0.25 0.1 0.05)")
+                        help="budgets of the recommendation, as fractions of dense (default 0.5 0.25 0.1 0.05)")
+    parser.add_argument("--axis", default="bytes",
+                        help="budget and accuracy-figure axis: bytes (storage incl. indices and metadata; "
+                             "default) or params")
 
 
 def main(args) -> int:
     from ..report import build_report
 
     budgets = {"budgets": tuple(args.budgets)} if args.budgets else {}
-    html = build_report(args.paths, args.out, title=args.title, **budgets)
+    html = build_report(args.paths, args.out, title=args.title, axis=args.axis, **budgets)
     print(f"report written to {html.resolve()}")
     return 0
