@@ -72,24 +72,30 @@ def digits() -> ImageData:
 # -> classes, GELU) on the raw pixels; the margin (in units of the logits' std) removes the
 # near-ties, so every label is a deterministic function of the image (Bayes accuracy 1) and the
 # difficulty is how much of that function a model can represent and learn from the samples.
-TEACHER = {"size": 8, "classes": 10, "width": 256, "margin": 0.25, "train": 4000, "test": 1000}
+TEACHER = {"size": 8, "classes": 4, "width": 16, "margin": 0.5, "train": 4000, "test": 1000}
 
 
 @torch.no_grad()
-def teacher(size: int = 8, classes: int = 10, width: int = 256, margin: float = 0.25, train: int = 4000,
+def teacher(size: int = 8, classes: int = 10, width: int | None = None, margin: float = 0.25, train: int = 4000,
             test: int = 1000, seed: int = 0) -> ImageData:
     """``train`` + ``test`` Gaussian (1, size, size) images labelled by a fixed random teacher
-    network, each label's logit ahead of the runner-up by at least ``margin`` logit stds."""
+    (linear, or with a GELU hidden layer of ``width``), each label's calibrated logit ahead of
+    the runner-up by at least ``margin`` logit stds."""
     gen = torch.Generator().manual_seed(seed)
     pixels = size * size
-    w1 = torch.randn(pixels, width, generator=gen) / pixels ** 0.5
-    w2 = torch.randn(width, classes, generator=gen) / width ** 0.5
-    calibration = F.gelu(torch.randn(8192, pixels, generator=gen) @ w1) @ w2
+    if width:
+        w1 = torch.randn(pixels, width, generator=gen) / pixels ** 0.5
+        w2 = torch.randn(width, classes, generator=gen) / width ** 0.5
+        net = lambda x: F.gelu(x @ w1) @ w2  # noqa: E731
+    else:  # linear teacher: classes are cones of the pixel space
+        w = torch.randn(pixels, classes, generator=gen) / pixels ** 0.5
+        net = lambda x: x @ w  # noqa: E731
+    calibration = net(torch.randn(8192, pixels, generator=gen))
     mean, std = calibration.mean(0), calibration.std(0)  # per class: roughly balanced classes
     kept_x, kept_y, have = [], [], 0
     while have < train + test:
         x = torch.randn(4096, pixels, generator=gen)
-        logits = (F.gelu(x @ w1) @ w2 - mean) / std
+        logits = (net(x) - mean) / std
         top = logits.topk(2, dim=-1).values
         keep = top[:, 0] - top[:, 1] >= margin
         kept_x.append(x[keep])

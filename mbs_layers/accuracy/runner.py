@@ -92,9 +92,6 @@ def accuracy_record(*, experiment: str, format: str, hparams: dict | None, in_fe
     return record
 
 
-WRITE_FIELDS = ("write", "write_size")  # which write a record came in, and how many records it had
-
-
 def current_records(records: Iterable[dict], key_fields: tuple[str, ...]) -> list[dict]:
     """The records that stand: those of complete writes, and per point only its last write.
 

@@ -19,3 +19,13 @@ def test_teacher_task_is_reproducible_balanced_and_labelled_with_a_margin():
     logits = (F.gelu(ds.test_x.flatten(1) @ w1) @ w2 - calibration.mean(0)) / calibration.std(0)
     top = logits.topk(2, dim=-1).values
     assert torch.equal(logits.argmax(-1), ds.test_y) and bool((top[:, 0] - top[:, 1] >= 0.5).all())
+
+
+def test_linear_teacher_labels_are_its_calibrated_argmax():
+    ds = teacher(size=4, classes=3, width=None, margin=0.3, train=200, test=100, seed=2)
+    gen = torch.Generator().manual_seed(2)
+    w = torch.randn(16, 3, generator=gen) / 4
+    calibration = torch.randn(8192, 16, generator=gen) @ w
+    logits = (ds.test_x.flatten(1) @ w - calibration.mean(0)) / calibration.std(0)
+    assert torch.equal(logits.argmax(-1), ds.test_y)
+    assert torch.bincount(ds.train_y, minlength=3).min() > 30
