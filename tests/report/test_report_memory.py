@@ -87,3 +87,17 @@ def test_memory_fields_count_indices():
     assert fields["param_fraction"] == pytest.approx(0.25, abs=0.01)
     assert fields["storage_bytes"] == layer.storage_bytes() > 4 * layer.param_count()
     assert fields["storage_fraction"] == pytest.approx(layer.storage_bytes() / (4 * 64 * 64))
+
+
+@pytest.mark.parametrize("axis", ["bytes", "params"])
+def test_report_page_shows_intervals_and_not_separable(tmp_path, axis):
+    from mbs_layers.records import RecordStore
+    from mbs_layers.report import build_report
+
+    store = RecordStore(tmp_path / "acc.jsonl")
+    store.append_many([rec(f, 4000, v, s) for f, values in (("a", (0.90, 0.92, 0.94)), ("b", (0.89, 0.91, 0.93)))
+                       for s, v in enumerate(values)])
+    html = build_report([store.path], tmp_path / "r.html", axis=axis).read_text()
+    assert "not separable from b" in html and "± 0.05" in html
+    with pytest.raises(ValueError, match="axis"):
+        build_report([store.path], tmp_path / "r.html", axis="flops")
