@@ -75,7 +75,7 @@ PRESETS = {
     },
     "pretrain": {
         "smoke": PretrainPreset(),
-        "default": PretrainPreset(patch=2, epochs=30, budgets=(0.1, 0.25, 0.5), seeds=(0, 1, 2, 3, 4)),
+        "default": PretrainPreset(patch=2, epochs=30, budgets=(0.1, 0.25, 0.5), seeds=tuple(range(12))),
         "thesis": PretrainPreset(patch=2, dim=256, depth=6, heads=8, epochs=100, batch_size=128, lr=1e-3,
                                  budgets=(0.05, 0.1, 0.25, 0.5), seeds=(0, 1, 2)),
     },
