@@ -65,7 +65,7 @@ def model_signature(name: str, layers: Iterable[tuple[int, int, dict]]) -> str |
         if part is None:
             return None
         parts.append(f"{n_out}x{n_in}: {part}")
-    return "; ".join(sorted(parts))
+    return "; ".join(sorted(set(parts)))  # one entry per distinct layer shape and setting
 
 
 def memory_fields(name: str, layers: list[tuple[int, int, dict]], params: int, storage: int,
