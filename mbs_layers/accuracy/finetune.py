@@ -22,11 +22,24 @@ from torch import nn
 
 from ..base import StructuredLinear
 from . import bert, corpus
+from .memory import module_memory_fields
 from .presets import FinetunePreset, get_preset, preset_config
-from .runner import accuracy_record, block_pattern, environment, format_names, pick_device, run_points
+from .runner import (
+    accuracy_record,
+    block_pattern,
+    current_records,
+    environment,
+    format_names,
+    pick_device,
+    representable_hparams,
+    run_points,
+)
 from .tables import metric_table
 
-KEY_FIELDS = ("experiment", "model", "data", "format", "budget", "seed")
+KEY_FIELDS = ("experiment", "config_id", "model", "data", "format", "budget", "seed")
+# The train / test split is drawn once with this seed: repeats over seeds vary the batches
+# (and randomised projections), never the data, so their spread is the training noise.
+DATA_SEED = 0
 
 
 class EncoderDistillation:
@@ -81,6 +94,20 @@ def make_task(cfg: FinetunePreset, device):
     return EncoderDistillation(cfg, device)
 
 
+def selected_shapes(model: nn.Module, inside) -> set[tuple[int, int]]:
+    """(in, out) of the linears ``replace_linears`` will replace (names matching ``inside``)."""
+    from ..replace import _conv1d_class
+
+    conv1d = _conv1d_class()
+    shapes = set()
+    for name, module in model.named_modules():
+        if inside.search(name) and isinstance(module, nn.Linear):
+            shapes.add((module.in_features, module.out_features))
+        elif inside.search(name) and conv1d is not None and isinstance(module, conv1d):
+            shapes.add(tuple(module.weight.shape))  # GPT-2 Conv1D stores (in, out)
+    return shapes
+
+
 def finetune(task, student: nn.Module, train: list, cfg: FinetunePreset, seed: int) -> None:
     """``cfg.steps`` AdamW steps of ``task.loss`` on random batches of ``train`` (trainable params only)."""
     gen = torch.Generator().manual_seed(seed)
@@ -95,24 +122,29 @@ def finetune(task, student: nn.Module, train: list, cfg: FinetunePreset, seed: i
 
 
 def run_finetune(store: str | Path, *, preset="smoke", model: str | None = None, data: str | None = None,
-                 progress: bool = True, device: str | None = None) -> Path:
-    """Project + fine-tune for every format × budget × seed of the preset; append the records."""
+                 progress: bool = True, device: str | None = None, **selection) -> Path:
+    """Project + fine-tune for every format × budget × seed of the preset; append the records.
+
+    ``selection``: ``seeds``, ``budgets``, ``formats`` overriding the preset's."""
     from .. import replace_linears
 
-    cfg = get_preset("finetune", preset, model=model, data=data)
+    cfg = get_preset("finetune", preset, model=model, data=data, **selection)
     dev = pick_device(device)
     task = make_task(cfg, dev)
     inside = block_pattern(cfg.layers)
     width = next(m for m in task.model.modules() if isinstance(m, nn.Embedding)).embedding_dim
-    config = {"preset": preset if isinstance(preset, str) else "custom", **preset_config(cfg)}
-    points = [{"experiment": "finetune", "model": cfg.model or "minilm", "data": cfg.data or "stdlib-docstrings",
+    config = preset_config(cfg, preset if isinstance(preset, str) else "custom")
+    points = [{"experiment": "finetune", "config_id": config["id"], "model": cfg.model or "minilm",
+               "data": cfg.data or "stdlib-docstrings",
                "format": f, "budget": b, "seed": seed, "in_features": width, "out_features": width,
                "metric": task.metrics[0], "config": config, "env": environment()}
               for f in format_names(cfg.formats) if f != "dense" for b in cfg.budgets for seed in cfg.seeds]
 
     def run_point(p: dict) -> list[dict]:
         torch.manual_seed(p["seed"])
-        train, test = task.split(cfg, p["seed"])
+        train, test = task.split(cfg, DATA_SEED)
+        for shape in selected_shapes(task.model, inside):
+            representable_hparams(p["format"], *shape, p["budget"])  # CannotRepresent: skipped
         student = replace_linears(copy.deepcopy(task.model), p["format"], budget=p["budget"],
                                   include=lambda name, _: bool(inside.search(name)))
         replaced = {name: m for name, m in student.named_modules() if isinstance(m, StructuredLinear)}
@@ -123,10 +155,8 @@ def run_finetune(store: str | Path, *, preset="smoke", model: str | None = None,
         before = task.evaluate(student, test)
         finetune(task, student, train, cfg, p["seed"])
         after = task.evaluate(student, test)
-        params = sum(m.param_count() for m in replaced.values())
-        common = {**p, "hparams": {name: m.hparams for name, m in replaced.items()}, "param_count": params,
-                  "param_fraction": params / sum(m.in_features * m.out_features for m in replaced.values()),
-                  "device": str(dev)}
+        common = {**p, "hparams": {name: m.hparams for name, m in replaced.items()}, "device": str(dev),
+                  **module_memory_fields(p["format"], list(replaced.values()))}
         del common["metric"]
         return [accuracy_record(**common, metric=f"{metric}_{stage}", value=values[metric])
                 for metric in task.metrics for stage, values in (("before", before), ("after", after))]
@@ -136,7 +166,8 @@ def run_finetune(store: str | Path, *, preset="smoke", model: str | None = None,
 
 def finetune_table(records: list[dict]) -> str:
     """Each metric before / after fine-tuning per model, data, format and budget."""
-    records = [r for r in records if r.get("experiment") == "finetune"]
+    records = current_records([r for r in records if r.get("experiment") == "finetune"], KEY_FIELDS)
     metrics = sorted({r["metric"] for r in records if r.get("status") == "ok"},
                      key=lambda m: (m.rsplit("_", 1)[0], m.endswith("after")))
-    return metric_table(records, ["model", "data", "format", "budget", "param_count", "param_fraction"], metrics)
+    return metric_table(records, ["config_id", "model", "data", "format", "budget", "param_count", "param_fraction",
+                                  "storage_fraction"], metrics)

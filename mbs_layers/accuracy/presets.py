@@ -5,9 +5,15 @@ training) and wants a GPU. An experiment's ``run_*`` takes a preset name or an i
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, replace
 
 from .runner import BUDGETS
+
+# Preset fields that choose which points run, not how a point runs: left out of the
+# configuration hash, so widening the seeds or budgets of a run reuses its finished points.
+SELECTION_FIELDS = ("seeds", "budgets", "formats")
 
 # The smoke sweep's shapes and budgets (64×64 at 50% / 20%) are among these, so a CPU
 # ``mbs run`` joins accuracy with latency in its report.
@@ -72,7 +78,7 @@ PRESETS = {
     },
     "pretrain": {
         "smoke": PretrainPreset(),
-        "default": PretrainPreset(patch=2, epochs=30, budgets=(0.1, 0.25, 0.5), seeds=(0, 1, 2)),
+        "default": PretrainPreset(patch=2, epochs=30, budgets=(0.1, 0.25, 0.5), seeds=tuple(range(12))),
         "thesis": PretrainPreset(patch=2, dim=256, depth=6, heads=8, epochs=100, batch_size=128, lr=1e-3,
                                  budgets=(0.05, 0.1, 0.25, 0.5), seeds=(0, 1, 2)),
     },
@@ -87,15 +93,49 @@ PRESETS = {
 
 
 def get_preset(experiment: str, preset, **overrides):
-    """The preset ``preset`` (a name or an instance) of ``experiment`` with ``overrides`` applied."""
+    """The preset ``preset`` (a name or an instance) of ``experiment`` with ``overrides`` applied.
+
+    ``seeds``, ``budgets`` and ``formats`` overrides are validated (``ValueError`` naming them).
+    """
     from ..validation import check_choice
 
     if isinstance(preset, str):
         check_choice("preset", preset, sorted(PRESETS[experiment]))
         preset = PRESETS[experiment][preset]
-    return replace(preset, **{k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    overrides.update(check_selection(**{k: overrides[k] for k in SELECTION_FIELDS if k in overrides}))
+    return replace(preset, **overrides)
 
 
-def preset_config(preset) -> dict:
-    """The preset as a plain dict, recorded with every result so the run can be reproduced."""
-    return asdict(preset)
+def check_selection(*, seeds=None, budgets=None, formats=None) -> dict:
+    """Validated point selection: seeds ints >= 0, budgets in (0, 1], registered format names."""
+    from .. import FORMATS
+    from ..validation import check_choice, check_float, check_int
+
+    out = {}
+    for name, values in (("seeds", seeds), ("budgets", budgets), ("formats", formats)):
+        if values is not None and not len(values):
+            raise ValueError(f"{name} is empty: give at least one value")
+    if seeds is not None:
+        out["seeds"] = tuple(check_int("seeds", s, low=0) for s in seeds)
+    if budgets is not None:
+        out["budgets"] = tuple(check_float("budgets", b, low=0.0, high=1.0, low_open=True) for b in budgets)
+    if formats is not None:
+        for name in formats:
+            check_choice("formats", name, sorted(FORMATS))
+        out["formats"] = tuple(formats)
+    return out
+
+
+def config_id(name: str, preset) -> str:
+    """``<preset name>-<hash>``: the hash covers every setting but the point selection, so stores
+    and points of different configurations never mix (the id is part of each point's key)."""
+    settings = {k: v for k, v in asdict(preset).items() if k not in SELECTION_FIELDS}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{name}-{digest[:10]}"
+
+
+def preset_config(preset, name: str = "custom") -> dict:
+    """The preset as a plain dict with its name and :func:`config_id`, recorded with every result
+    so the run can be reproduced."""
+    return {"preset": name, "id": config_id(name, preset), **asdict(preset)}

@@ -4,11 +4,14 @@ The thesis's set-up, scaled: patchify (a dense strided convolution), a class tok
 positions, pre-LN transformer blocks with MLP ratio 2, a dense head. In every block the Q, K,
 V projections and both MLP linears are built in the format under test (``mbs.build`` with
 ``hparams_for_budget`` at the budget); the attention output projection, the embedding and the
-head stay dense. AdamW with a per-step cosine schedule, fixed seeds; test accuracy per epoch,
-best and final.
+head stay dense. AdamW with a per-step cosine schedule, fixed seeds. Model selection is on the
+validation split: the epoch with the best validation accuracy (the first on ties) is kept and
+its test accuracy, measured once, is the result (``test_accuracy``); ``val_accuracy`` is
+recorded per epoch. The seed draws the initialisation and batch order; the data split is fixed.
 """
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -18,11 +21,21 @@ from torch.nn import functional as F
 
 from ..base import StructuredLinear
 from .images import ImageData, load_images
+from .memory import module_memory_fields
 from .presets import PretrainPreset, get_preset, preset_config
-from .runner import accuracy_record, budget_hparams, environment, format_names, pick_device, point_budgets, run_points
+from .runner import (
+    accuracy_record,
+    current_records,
+    environment,
+    format_names,
+    pick_device,
+    point_budgets,
+    representable_hparams,
+    run_points,
+)
 from .tables import metric_table
 
-KEY_FIELDS = ("experiment", "data", "format", "budget", "seed")
+KEY_FIELDS = ("experiment", "config_id", "data", "format", "budget", "seed")
 MLP_RATIO = 2
 
 
@@ -73,7 +86,7 @@ def structured_factory(name: str, budget: float):
     used: dict[str, dict] = {}
 
     def make_linear(in_features, out_features):
-        hp = budget_hparams(name, in_features, out_features, budget)
+        hp = representable_hparams(name, in_features, out_features, budget)
         used[f"{out_features}x{in_features}"] = hp
         return build(name, in_features, out_features, **hp)
 
@@ -87,15 +100,16 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 51
     return correct / len(y)
 
 
-def train(model: nn.Module, data: ImageData, cfg: PretrainPreset, seed: int, device) -> list[float]:
-    """AdamW + cosine schedule for ``cfg.epochs``; the test accuracy after each epoch."""
+def train(model: nn.Module, data: ImageData, cfg: PretrainPreset, seed: int, device) -> tuple[list[float], int, float]:
+    """AdamW + cosine schedule for ``cfg.epochs``: (validation accuracy per epoch, the selected
+    epoch (best validation, first on ties), test accuracy of the model at that epoch)."""
     gen = torch.Generator().manual_seed(seed)
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
-    test_x, test_y = data.test_x.to(device), data.test_y.to(device)
+    val_x, val_y = data.val_x.to(device), data.val_y.to(device)
     steps = cfg.epochs * math.ceil(len(train_y) / cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
-    curve = []
+    curve, best_state = [], None
     for _ in range(cfg.epochs):
         model.train()
         for idx in torch.randperm(len(train_y), generator=gen).to(device).split(cfg.batch_size):
@@ -104,19 +118,25 @@ def train(model: nn.Module, data: ImageData, cfg: PretrainPreset, seed: int, dev
             loss.backward()
             opt.step()
             sched.step()
-        curve.append(accuracy(model, test_x, test_y))
-    return curve
+        curve.append(accuracy(model, val_x, val_y))
+        if curve[-1] > max(curve[:-1], default=-1.0):
+            best_state = copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    selected = curve.index(max(curve)) + 1
+    return curve, selected, accuracy(model, data.test_x.to(device), data.test_y.to(device))
 
 
 def run_pretrain(store: str | Path, *, preset="smoke", data: str | None = None, progress: bool = True,
-                 device: str | None = None) -> Path:
-    """Train the ViT for every format × budget × seed of the preset and append the records."""
-    cfg = get_preset("pretrain", preset, data=data)
+                 device: str | None = None, **selection) -> Path:
+    """Train the ViT for every format × budget × seed of the preset and append the records.
+
+    ``selection``: ``seeds``, ``budgets``, ``formats`` overriding the preset's."""
+    cfg = get_preset("pretrain", preset, data=data, **selection)
     dev = pick_device(device)
     ds = load_images(cfg.data, cfg.image_size)
-    config = {"preset": preset if isinstance(preset, str) else "custom", **preset_config(cfg)}
-    points = [{"experiment": "pretrain", "data": cfg.data, "format": f, "budget": b, "seed": seed,
-               "in_features": cfg.dim, "out_features": cfg.dim, "metric": "test_accuracy",
+    config = preset_config(cfg, preset if isinstance(preset, str) else "custom")
+    points = [{"experiment": "pretrain", "config_id": config["id"], "data": cfg.data, "format": f, "budget": b,
+               "seed": seed, "in_features": cfg.dim, "out_features": cfg.dim, "metric": "test_accuracy",
                "config": config, "env": environment()}
               for f in format_names(cfg.formats) for b in point_budgets(f, cfg.budgets) for seed in cfg.seeds]
 
@@ -126,22 +146,21 @@ def run_pretrain(store: str | Path, *, preset="smoke", data: str | None = None, 
         model = ViT(image_size=ds.train_x.shape[-1], channels=ds.train_x.shape[1], classes=len(ds.classes),
                     patch=cfg.patch, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads, make_linear=make_linear).to(dev)
         structured = [m for m in model.modules() if isinstance(m, StructuredLinear)]
-        params = sum(m.param_count() for m in structured)
-        dense = sum(m.in_features * m.out_features for m in structured)
-        curve = train(model, ds, cfg, p["seed"], dev)
-        common = {**p, "hparams": used, "param_count": params, "param_fraction": params / dense,
-                  "model_params": sum(t.numel() for t in model.parameters()), "device": str(dev)}
+        curve, selected, test = train(model, ds, cfg, p["seed"], dev)
+        common = {**p, "hparams": used, "model_params": sum(t.numel() for t in model.parameters()),
+                  "device": str(dev), **module_memory_fields(p["format"], structured)}
         del common["metric"]
-        return ([accuracy_record(**common, metric="test_accuracy", value=acc, epoch=i + 1)
+        return ([accuracy_record(**common, metric="val_accuracy", value=acc, epoch=i + 1)
                  for i, acc in enumerate(curve)]
-                + [accuracy_record(**common, metric="best_test_accuracy", value=max(curve), epochs=len(curve)),
-                   accuracy_record(**common, metric="final_test_accuracy", value=curve[-1], epochs=len(curve))])
+                + [accuracy_record(**common, metric="test_accuracy", value=test, selected_epoch=selected,
+                                   val_accuracy=curve[selected - 1], epochs=len(curve))])
 
     return run_points(store, points, run_point, key_fields=KEY_FIELDS, desc="pretrain", progress=progress)
 
 
 def pretrain_table(records: list[dict]) -> str:
-    """Best and final test accuracy per data set, format and budget (mean ± std over seeds)."""
-    records = [r for r in records if r.get("experiment") == "pretrain"]
-    return metric_table(records, ["data", "format", "budget", "param_count", "param_fraction"],
-                        ["best_test_accuracy", "final_test_accuracy"])
+    """Test accuracy (at the validation-selected epoch) per configuration, data set, format and
+    budget: mean and 95% t-interval over seeds."""
+    records = current_records([r for r in records if r.get("experiment") == "pretrain"], KEY_FIELDS)
+    return metric_table(records, ["config_id", "data", "format", "budget", "param_count", "param_fraction",
+                                  "storage_fraction"], ["test_accuracy"])

@@ -2,13 +2,17 @@
 
 Sources (as in "Memory Better Spent"): Gaussian ``randn(n, n)`` matrices, and the linear
 weights of a pretrained encoder that ships in a package (all-MiniLM-L6-v2, see ``bert.py``).
-For the pretrained weights a data-aware error is recorded too: the output error
-‖(W − Ŵ)X‖_F / ‖WX‖_F on the real input activations X of that layer over corpus sentences.
-Unstructured sparsity (magnitude pruning) is the reference lower bound.
+For the pretrained weights two data-aware errors are recorded too, on the real input
+activations X of that layer over corpus sentences: the output error ‖(W − Ŵ)X‖_F / ‖WX‖_F,
+which a few outlier output rows can dominate, and its row-normalised form (every output row's
+relative error weighted equally, :func:`output_errors`). Unstructured sparsity (magnitude
+pruning) is the reference lower bound.
 
 Budgets are fractions of the dense parameter count; each format's hyper-parameters come from
 ``hparams_for_budget`` (a format that cannot represent a shape or budget is recorded as
-skipped). Seeds draw the Gaussian matrix and seed the randomised / iterative projections.
+skipped). Every record carries ``param_count`` and ``storage_bytes`` (indices and metadata
+included) with both as fractions of dense. Seeds draw the Gaussian matrix and seed the
+randomised / iterative projections.
 """
 from __future__ import annotations
 
@@ -21,20 +25,22 @@ from pathlib import Path
 import torch
 
 from . import bert, corpus
+from .memory import memory_fields
 from .presets import ProjectionPreset, get_preset, preset_config
 from .runner import (
     accuracy_record,
     block_pattern,
-    budget_hparams,
+    current_records,
     environment,
     format_names,
     pick_device,
     point_budgets,
+    representable_hparams,
     run_points,
 )
 from .tables import render, summary
 
-KEY_FIELDS = ("experiment", "source", "format", "budget", "seed")
+KEY_FIELDS = ("experiment", "config_id", "source", "format", "budget", "seed")
 
 
 @dataclass(frozen=True)
@@ -78,9 +84,28 @@ def encoder_sources(cfg: ProjectionPreset, device) -> list[Source]:
     return sources
 
 
+def output_errors(diff: torch.Tensor, weight: torch.Tensor, inputs: torch.Tensor) -> dict[str, tuple]:
+    """Data-aware errors of ``Ŵ = weight − diff`` on activations ``inputs`` (tokens, in).
+
+    * ``rel_output_error`` ‖(W−Ŵ)X‖_F / ‖WX‖_F: what the next layer receives, in total; one
+      output row with a large activation (MiniLM's ``output.dense`` row 99 holds ~98% of
+      ‖WX‖²) dominates it, so a format that keeps that row wins whatever it does elsewhere;
+    * ``rel_output_error_rownorm`` sqrt(mean_i ‖(W−Ŵ)_i X‖² / ‖W_i X‖²): each output row's
+      relative error weighted equally (rows with ‖W_i X‖ = 0 left out); robust to outlier rows.
+
+    Values are (absolute, relative); the row-normalised error has no absolute form (None).
+    """
+    out_diff, out_ref = inputs @ diff.T, inputs @ weight.T
+    row_ref = out_ref.pow(2).sum(0)
+    live = row_ref > 0
+    rownorm = (out_diff.pow(2).sum(0)[live] / row_ref[live]).mean().sqrt()
+    return {"rel_output_error": (out_diff.norm().item(), (out_diff.norm() / out_ref.norm()).item()),
+            "rel_output_error_rownorm": (None, rownorm.item())}
+
+
 def project_errors(name: str, hparams: dict, weight: torch.Tensor, inputs: torch.Tensor | None,
-                   seed: int) -> tuple[int, dict[str, tuple[float, float]]]:
-    """(param count, {metric: (absolute, relative) error}) of ``approximate(name, weight)``."""
+                   seed: int) -> tuple[int, int, dict[str, tuple]]:
+    """(param count, storage bytes, {metric: (absolute, relative) error}) of ``approximate(name, weight)``."""
     from .. import approximate
 
     torch.manual_seed(seed)  # randomised supports / iterative solvers are reproducible
@@ -89,24 +114,24 @@ def project_errors(name: str, hparams: dict, weight: torch.Tensor, inputs: torch
         diff = weight - layer.dense_weight().to(weight.dtype)
         errors = {"rel_frobenius_error": (diff.norm().item(), (diff.norm() / weight.norm()).item())}
         if inputs is not None:
-            out_diff, out_ref = inputs @ diff.T, inputs @ weight.T
-            errors["rel_output_error"] = (out_diff.norm().item(), (out_diff.norm() / out_ref.norm()).item())
-    return layer.param_count(), errors
+            errors.update(output_errors(diff, weight, inputs))
+    return layer.param_count(), layer.storage_bytes(), errors
 
 
 def run_projection(store: str | Path, *, preset="smoke", progress: bool = True,
-                   device: str | None = None, model: str | None = None) -> Path:
+                   device: str | None = None, model: str | None = None, **selection) -> Path:
     """Append projection records for every registered format, source, budget and seed; resumable.
 
     ``preset`` is a name (smoke, default, thesis) or a ``ProjectionPreset``; ``model`` overrides
-    its pretrained encoder directory.
+    its pretrained encoder directory; ``selection`` (``seeds``, ``budgets``, ``formats``) its points.
     """
-    cfg = get_preset("projection", preset, model=model)
+    cfg = get_preset("projection", preset, model=model, **selection)
     dev = pick_device(device)
     sources = gaussian_sources(cfg.sizes, dev) + encoder_sources(cfg, dev)
     by_name = {s.name: s for s in sources}
-    config = {"preset": preset if isinstance(preset, str) else "custom", **preset_config(cfg)}
-    points = [{"experiment": "projection", "source": s.name, "format": f, "budget": b, "seed": seed,
+    config = preset_config(cfg, preset if isinstance(preset, str) else "custom")
+    points = [{"experiment": "projection", "config_id": config["id"], "source": s.name, "format": f,
+               "budget": b, "seed": seed,
                "in_features": s.in_features, "out_features": s.out_features, "metric": "rel_frobenius_error",
                "config": config, "env": environment()}
               for s in sources for seed in cfg.seeds
@@ -115,15 +140,15 @@ def run_projection(store: str | Path, *, preset="smoke", progress: bool = True,
 
     def run_point(p: dict) -> list[dict]:
         src = by_name[p["source"]]
-        hp = budget_hparams(p["format"], src.in_features, src.out_features, p["budget"])
+        hp = representable_hparams(p["format"], src.in_features, src.out_features, p["budget"])
         key = repr((src.name, p["format"], sorted(hp.items()), p["seed"]))
         if key not in cache:  # several budgets can map to the same hyper-parameters
             cache[key] = project_errors(p["format"], hp, src.weight(p["seed"]), src.inputs, p["seed"])
-        params, errors = cache[key]
-        dense = src.in_features * src.out_features
+        params, storage, errors = cache[key]
+        sizes = memory_fields(p["format"], [(src.in_features, src.out_features, hp)], params, storage,
+                              src.weight(p["seed"]).element_size())
         return [accuracy_record(**{**p, "metric": metric}, hparams=hp, param_count=params, value=rel,
-                                abs_error=abs_err, rel_error=rel, param_fraction=params / dense,
-                                device=str(dev))
+                                abs_error=abs_err, rel_error=rel, device=str(dev), **sizes)
                 for metric, (abs_err, rel) in errors.items()]
 
     return run_points(store, points, run_point, key_fields=KEY_FIELDS, desc="projection", progress=progress)
@@ -131,7 +156,8 @@ def run_projection(store: str | Path, *, preset="smoke", progress: bool = True,
 
 def projection_table(records: list[dict]) -> str:
     """Error vs parameter count per source, metric and format (mean ± std over seeds), as text."""
-    records = [r for r in records if r.get("experiment") == "projection"]
-    table = summary(records, ["source", "metric", "format", "hparams", "param_count", "param_fraction"],
-                    ["abs_error", "rel_error"], order=["source", "metric", "format", "param_count"])
+    records = current_records([r for r in records if r.get("experiment") == "projection"], KEY_FIELDS)
+    by = ["config_id", "source", "metric", "format", "hparams", "param_count", "param_fraction", "storage_fraction"]
+    table = summary(records, by, ["abs_error", "rel_error"],
+                    order=["config_id", "source", "metric", "format", "param_count"])
     return render(table, records)

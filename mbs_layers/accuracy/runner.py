@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import re
 import traceback
+import uuid
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -14,9 +15,8 @@ from ..records import ACCURACY_KEYS, RecordStore, point_key
 from ..sweep import environment as sweep_env
 
 # The kernel sweep's budget -> hyper-parameters rule: accuracy and kernel records join on the
-# hparams it gives, so both sides must use this one function. Raises ValueError (the format's
-# reason) when no setting fits; callers record the point as skipped.
-from ..sweep.presets import budget_hparams  # noqa: F401  (re-exported for the experiments)
+# hparams it gives, so both sides must use this one function (through ``representable_hparams``).
+from ..sweep.presets import budget_hparams
 
 # Fractions of a layer's dense parameter count, ~1% .. 100% (the thesis's range).
 BUDGETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
@@ -24,6 +24,23 @@ BUDGETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 # 50%: at 100% every format but 2:4 has grown to dense size, and BLAST's iterative projection
 # alone would take ~2 min there (rank ~490); ``mbs accuracy`` presets cover 75% and 100%.
 QUICK_BUDGETS = (0.01, 0.03, 0.1, 0.25, 0.5)
+
+
+class CannotRepresent(ValueError):
+    """The format has no setting for this shape and budget (``hparams_for_budget`` found none).
+
+    The one error that records a point as ``skipped`` (never retried); every other exception,
+    another ``ValueError`` included, is a failure and the point is retried on the next run.
+    """
+
+
+def representable_hparams(name: str, in_features: int, out_features: int, budget: float) -> dict:
+    """``budget_hparams``, raising :class:`CannotRepresent` where the format has no setting."""
+    try:
+        return budget_hparams(name, in_features, out_features, budget)
+    except ValueError as exc:
+        raise CannotRepresent(f"no {name} setting for {out_features}x{in_features} at budget {budget:g}: {exc}") \
+            from exc
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -76,31 +93,54 @@ def accuracy_record(*, experiment: str, format: str, hparams: dict | None, in_fe
     return record
 
 
+def current_records(records: Iterable[dict], key_fields: tuple[str, ...]) -> list[dict]:
+    """The records that stand: those of complete writes, and per point only its last write.
+
+    A write torn by a kill (fewer lines than its ``write_size``) does not count, and a point
+    that failed and was re-run is represented by its new records. Records without write
+    fields (older stores) count as complete single writes.
+    """
+    records = list(records)
+    sizes: dict = {}
+    for r in records:
+        sizes[r.get("write")] = sizes.get(r.get("write"), 0) + 1
+    complete = [r for r in records if r.get("write") is None or sizes[r["write"]] == r.get("write_size")]
+    last = {point_key(r, key_fields): r.get("write") for r in complete}
+    return [r for r in complete if last[point_key(r, key_fields)] == r.get("write")]
+
+
+def done_keys(records: Iterable[dict], key_fields: tuple[str, ...]) -> set[str]:
+    """Keys of points that need no re-run: last complete write ``ok`` or ``skipped`` (not failed)."""
+    return {point_key(r, key_fields) for r in current_records(records, key_fields)
+            if not str(r.get("status", "ok")).startswith("failed")}
+
+
 def run_points(store: str | Path, points: list[dict], run_point: Callable[[dict], list[dict]], *,
                key_fields: tuple[str, ...], desc: str, progress: bool = True) -> Path:
-    """Run every point of ``points`` not yet in ``store`` and append its records.
+    """Run every point of ``points`` not yet done in ``store`` and append its records.
 
     A point is a dict holding at least ``key_fields``; ``run_point(point)`` returns its records
-    (each carrying the point's key fields). A point's records are appended together once it is
-    done, so a killed run loses only the point in flight; an exception becomes one record with
-    status ``failed: <reason>`` (``skipped: <reason>`` for a ``ValueError``, a format that
-    cannot represent the point) and the run goes on.
+    (each carrying the point's key fields). A point's records are written together in one
+    fsynced write tagged with a write id and its record count, so a kill leaves at most a torn
+    write that does not count (:func:`current_records`). :class:`CannotRepresent` becomes one
+    record ``skipped: <reason>``; any other exception one record ``failed: <reason>``, and the
+    run goes on. Failed points are retried on the next run, skipped ones are not.
     """
     from tqdm.auto import tqdm
 
     records = RecordStore(store)
-    done = records.keys(key_fields)
+    done = done_keys(records, key_fields)
     todo = [p for p in points if point_key(p, key_fields) not in done]
     for point in tqdm(todo, desc=desc, disable=not progress, dynamic_ncols=True):
         try:
             results = run_point(point)
-        except ValueError as exc:
+        except CannotRepresent as exc:
             results = [_problem_record(point, f"skipped: {exc}")]
         except Exception as exc:  # noqa: BLE001 — a failed point is recorded, the run goes on
             traceback.print_exc()
             results = [_problem_record(point, f"failed: {type(exc).__name__}: {exc}")]
-        for result in results:
-            records.append(result)
+        write = {"write": uuid.uuid4().hex[:16], "write_size": len(results)}
+        records.append_many([{**result, **write} for result in results])
     return records.path
 
 

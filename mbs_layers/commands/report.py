@@ -12,12 +12,16 @@ def add_arguments(parser) -> None:
                         help="budgets of the recommendation, as fractions of dense params (default 0.5 0.25 0.1 0.05)")
     parser.add_argument("--history", metavar="DB", default=None,
                         help="add trend plots with change points from this history database (mbs history add)")
+    parser.add_argument("--axis", default="bytes",
+                        help="budget and accuracy-figure axis: bytes (storage incl. indices and metadata; "
+                             "default) or params")
 
 
 def main(args) -> int:
     from ..report import build_report
 
     budgets = {"budgets": tuple(args.budgets)} if args.budgets else {}
-    html = build_report(args.paths, args.out, title=args.title, history=args.history, **budgets)
+    html = build_report(args.paths, args.out, title=args.title, history=args.history, axis=args.axis,
+                        **budgets)
     print(f"report written to {html.resolve()}")
     return 0

@@ -79,12 +79,16 @@ class RecordStore:
         return {point_key(r, fields) for r in self}
 
     def append(self, record: dict) -> None:
-        line = json.dumps(record, sort_keys=True, default=str)
+        self.append_many([record])
+
+    def append_many(self, records: list[dict]) -> None:
+        """All ``records`` in one write, flushed and fsynced (a kill can tear only this block)."""
+        text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records)
         with self.path.open("a") as fh:
             # a previous kill may have left a torn last line without newline
             if fh.tell() > 0 and not self._ends_with_newline():
-                fh.write("\n")
-            fh.write(line + "\n")
+                text = "\n" + text
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
 

@@ -18,7 +18,11 @@ DEFAULT_BUDGETS = (0.5, 0.25, 0.1, 0.05)
 BUDGET_TIERS = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 SHAPE = ["in_features", "out_features"]
 SETTING = ["device", "dtype", "pass"]
-ACCURACY_GROUP = ["experiment", "source", "metric", *SHAPE]
+# config_id: points of different configurations (presets, settings) are never pooled
+ACCURACY_GROUP = ["experiment", "config_id", "source", "metric", *SHAPE]
+# Budget axes: "bytes" (storage, indices and metadata included) or "params"; the
+# recommendation uses bytes, so formats that store indices pay for them.
+AXES = ("bytes", "params")
 
 _GPU_WORDS = ("nvidia", "tesla", "geforce", "quadro", "rtx", "a100", "h100", "h200", "l40",
               "cuda", "radeon", "instinct")
@@ -44,10 +48,17 @@ def split_kinds(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     # columns that only one kind has are NaN-padded (float) in the union; restore ints
     if not kernel.empty and kernel["tokens"].notna().all():
         kernel = kernel.assign(tokens=kernel["tokens"].astype("int64"))
-    if "source" not in accuracy:
-        accuracy = accuracy.assign(source="-")
-    accuracy = accuracy.assign(source=accuracy["source"].fillna("-"))
-    return kernel, accuracy
+    return kernel, with_group_columns(accuracy)
+
+
+def with_group_columns(accuracy: pd.DataFrame) -> pd.DataFrame:
+    """``accuracy`` with ``source`` and ``config_id`` filled ("-") where records have none
+    (experiments without sources; stores written before configurations were keyed)."""
+    for column in ("source", "config_id"):
+        if column not in accuracy:
+            accuracy = accuracy.assign(**{column: "-"})
+        accuracy = accuracy.assign(**{column: accuracy[column].fillna("-")})
+    return accuracy
 
 
 def ok_kernels(kernel: pd.DataFrame) -> pd.DataFrame:
@@ -66,6 +77,32 @@ def param_fraction(df: pd.DataFrame) -> pd.Series:
     if "param_fraction" in df:
         return pd.to_numeric(df["param_fraction"], errors="coerce").fillna(per_layer)
     return per_layer
+
+
+def _itemsize(dtype) -> float:
+    import torch
+
+    found = getattr(torch, str(dtype).removeprefix("torch."), None)
+    return found.itemsize if isinstance(found, torch.dtype) else math.nan
+
+
+def storage_fraction(df: pd.DataFrame) -> pd.Series:
+    """Storage as a fraction of the dense layers' bytes in the same dtype: the records' own
+    ``storage_fraction``, else ``storage_bytes`` over in·out·itemsize(dtype) (kernel records),
+    else (records without storage) the parameter fraction."""
+    fraction = pd.to_numeric(df.get("storage_fraction", pd.Series(math.nan, index=df.index)), errors="coerce")
+    if "storage_bytes" in df and "dtype" in df:
+        dense_bytes = df["in_features"] * df["out_features"] * df["dtype"].map(_itemsize)
+        fraction = fraction.fillna(pd.to_numeric(df["storage_bytes"], errors="coerce") / dense_bytes)
+    return fraction.fillna(param_fraction(df))
+
+
+def budget_fraction(df: pd.DataFrame, axis: str = "bytes") -> pd.Series:
+    """The fraction of dense that budgets are compared with on ``axis`` ("bytes" or "params")."""
+    from ..validation import check_choice
+
+    check_choice("axis", axis, AXES)
+    return storage_fraction(df) if axis == "bytes" else param_fraction(df)
 
 
 def budget_tier(fraction: float) -> float:
@@ -90,12 +127,25 @@ def pareto_front(df: pd.DataFrame, x: str, y: str, *, maximize_y: bool = False) 
     return ordered.loc[keep].drop(columns="_y")
 
 
+def complete_writes(accuracy: pd.DataFrame) -> pd.DataFrame:
+    """Rows of complete point writes: a write torn by a kill (fewer rows than its
+    ``write_size``) does not count (rows without write fields are kept)."""
+    if "write" not in accuracy or accuracy.empty:
+        return accuracy
+    counts = accuracy.groupby("write")["write"].transform("size")
+    return accuracy[accuracy["write"].isna() | (counts == accuracy["write_size"])]
+
+
 def accuracy_summary(accuracy: pd.DataFrame) -> pd.DataFrame:
-    """Mean, spread and seed count of each accuracy point over its seeds.
+    """Mean, 95% t-interval half-width (``value_ci95``, NaN for one seed), spread and seed count
+    of each accuracy point over its seeds, with its storage and duplicate marks.
 
     Only results count: records with a non-ok ``status`` or no value are left out, and so are
-    per-epoch curve records (an ``epoch`` field), whose run also records best/final metrics.
+    per-epoch curve records (an ``epoch`` field) and torn writes.
     """
+    from ..accuracy.intervals import t_interval
+
+    accuracy = complete_writes(with_group_columns(accuracy))
     keep = accuracy["value"].notna()
     if "status" in accuracy:
         keep &= accuracy["status"].isna() | (accuracy["status"] == "ok")
@@ -108,10 +158,31 @@ def accuracy_summary(accuracy: pd.DataFrame) -> pd.DataFrame:
     grouped = accuracy.groupby(keys, dropna=False)
     out = grouped["value"].agg(value_mean="mean", value_std="std", seeds="count").reset_index()
     out["value_std"] = out["value_std"].fillna(0.0)
+    out["value_ci95"] = grouped["value"].agg(lambda v: t_interval(v)[1]).values
     out["hparams"] = grouped["hparams"].first().values
-    if "param_fraction" in accuracy:
-        out["param_fraction"] = grouped["param_fraction"].first().values
-    return out
+    for column in ("param_fraction", "storage_bytes", "storage_fraction", "model_signature"):
+        if column in accuracy:
+            out[column] = grouped[column].first().values
+    return mark_duplicates(out)
+
+
+def mark_duplicates(summary: pd.DataFrame) -> pd.DataFrame:
+    """``duplicate_of``: for points that are the same model as another format's point in the
+    same group (equal ``model_signature`` and parameter count, e.g. BTT rank 1 and Monarch √n
+    blocks), the format kept (first by name); None for the point that is kept."""
+    summary = summary.assign(duplicate_of=None)
+    if "model_signature" not in summary:
+        return summary
+    same = summary[summary["model_signature"].notna()]
+    for _, g in same.groupby([*ACCURACY_GROUP, "model_signature", "param_count"], dropna=False):
+        kept = g.sort_values("format", kind="mergesort").iloc[0]["format"]
+        summary.loc[g.index[g["format"] != kept], "duplicate_of"] = kept
+    return summary
+
+
+def distinct(summary: pd.DataFrame) -> pd.DataFrame:
+    """The points that are not duplicates of another format's point (each model counted once)."""
+    return summary[summary["duplicate_of"].isna()] if "duplicate_of" in summary else summary
 
 
 def join_accuracy_kernel(acc_summary: pd.DataFrame, kernel: pd.DataFrame) -> pd.DataFrame:
@@ -143,28 +214,51 @@ def _choose(candidates: pd.DataFrame, *, accuracy: bool, speed: bool, maximize: 
         asc = [not maximize, True][: len(order)]
     else:
         order, asc = ["speedup_vs_dense"], [False]
-    return pool.sort_values(order, ascending=asc, kind="mergesort").iloc[0], rule
+    return pool.sort_values(order, ascending=asc, kind="mergesort").iloc[0], rule, pool
 
 
-def recommend(df: pd.DataFrame, group: list[str], budgets=DEFAULT_BUDGETS) -> pd.DataFrame:
-    """Per group and budget, the recommended format among those within the budget.
+def not_separable_from(best, pool: pd.DataFrame) -> list[str]:
+    """Formats of ``pool`` whose 95% interval overlaps ``best``'s (:mod:`mbs_layers.accuracy.intervals`):
+    the data cannot rank them against it. With one seed every other format is listed."""
+    from ..accuracy.intervals import separable
+
+    if "value_ci95" not in pool:
+        return []
+    others = pool[pool["format"] != best["format"]]
+    return sorted({fmt for fmt, mean, half in zip(others["format"], others["value_mean"], others["value_ci95"])
+                   if not separable(best["value_mean"], best["value_ci95"], mean, half)})
+
+
+def recommend(df: pd.DataFrame, group: list[str], budgets=DEFAULT_BUDGETS, axis: str = "bytes") -> pd.DataFrame:
+    """Per group and budget, the recommended format among those within the budget on ``axis``
+    ("bytes": storage incl. indices and metadata, the default; or "params").
 
     ``df`` is the accuracy/kernel join, an accuracy summary (accuracy only) or measured
-    kernel rows (speed only); the rule used is recorded in column ``rule``.
+    kernel rows (speed only); the rule used is recorded in column ``rule``. With accuracy,
+    ``not_separable_from`` lists the formats whose interval overlaps the pick's: then the
+    pick is not a ranking (the rule says so). Duplicate points are counted once.
     """
     accuracy, speed = "value_mean" in df, "speedup_vs_dense" in df
+    df = distinct(df)
     rows = []
     for key, g in df.groupby(group, dropna=False, sort=True):
         maximize = accuracy and higher_is_better(g["metric"].iloc[0])
-        fraction = param_fraction(g)
+        fraction = budget_fraction(g, axis)
         for budget in budgets:
             within = g[fraction <= budget * (1 + 1e-9)]
             row = dict(zip(group, key), budget=budget, format=None, rule="no format fits the budget")
             if not within.empty:
-                best, rule = _choose(within, accuracy=accuracy, speed=speed, maximize=maximize)
+                best, rule, pool = _choose(within, accuracy=accuracy, speed=speed, maximize=maximize)
+                single = accuracy and "value_ci95" in pool and pd.isna(best["value_ci95"])
+                ties = not_separable_from(best, pool) if accuracy and not single else []
+                if single:
+                    rule += "; one seed, no interval: not a ranking"
+                elif ties:
+                    rule += "; not separable from " + ", ".join(ties) + " (95% intervals overlap)"
                 row.update(format=best["format"], hparams=best["hparams_key"], backend=best.get("backend"),
                            param_count=int(best["param_count"]), rule=rule,
-                           value=best.get("value_mean"), speedup=best.get("speedup_vs_dense"))
+                           value=best.get("value_mean"), ci95=best.get("value_ci95"),
+                           speedup=best.get("speedup_vs_dense"), not_separable_from=ties)
             rows.append(row)
     return pd.DataFrame(rows)
 

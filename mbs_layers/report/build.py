@@ -57,7 +57,8 @@ def _limited(items: list, what: str) -> tuple[list, str]:
     return items[:MAX_FIGURES], f"{len(items) - MAX_FIGURES} more {what} not drawn (see the tables)."
 
 
-def _recommendation_tables(rec: pd.DataFrame, table_keys: list[str], row_key: str, row_name: str) -> list[dict]:
+def _recommendation_tables(rec: pd.DataFrame, table_keys: list[str], row_key: str, row_name: str,
+                           unit: str = "bytes") -> list[dict]:
     """Recommendations as matrices: one per ``table_keys`` group, rows ``row_key``, columns budgets."""
     tables = []
     for key, g in rec.groupby(table_keys, dropna=False, sort=True):
@@ -70,7 +71,10 @@ def _recommendation_tables(rec: pd.DataFrame, table_keys: list[str], row_key: st
                 fits = isinstance(r["format"], str)
                 detail = []
                 if pd.notna(r.get("value")):
-                    detail.append(f"{r['metric']} {r['value']:.3g}")
+                    ci = f" ± {r['ci95']:.2g}" if pd.notna(r.get("ci95")) else ""
+                    detail.append(f"{r['metric']} {r['value']:.3g}{ci}")
+                if isinstance(r.get("not_separable_from"), list) and r["not_separable_from"]:
+                    detail.append("not separable from " + ", ".join(r["not_separable_from"]))
                 if pd.notna(r.get("speedup")):
                     detail.append(f"{r['speedup']:.2f}× dense ({r['backend']})")
                 cells.append({"format": r["format"] if fits else "—",
@@ -79,35 +83,37 @@ def _recommendation_tables(rec: pd.DataFrame, table_keys: list[str], row_key: st
                               "warn": r["rule"].startswith(("none", "no format"))})
             rows.append({"label": row_value, "cells": cells})
         tables.append({"title": _title(table_keys, key), "row_name": row_name,
-                       "budgets": [f"≤ {b:.0%} of dense" for b in budgets], "rows": rows})
+                       "budgets": [f"≤ {b:.0%} of dense {unit}" for b in budgets], "rows": rows})
     return tables
 
 
-def _recommendations(summary, kernel, joined, budgets) -> dict:
+def _recommendations(summary, kernel, joined, budgets, axis) -> dict:
     """The headline pick: joined (accuracy and speed) if possible, else per available kind."""
     if not joined.empty:
-        rec = an.recommend(joined, [*an.ACCURACY_GROUP, *an.SETTING, "tokens"], budgets)
+        rec = an.recommend(joined, [*an.ACCURACY_GROUP, *an.SETTING, "tokens"], budgets, axis)
         return {"mode": "joined", "tables": _recommendation_tables(
-            rec, [*an.ACCURACY_GROUP, *an.SETTING], "tokens", "tokens")}
+            rec, [*an.ACCURACY_GROUP, *an.SETTING], "tokens", "tokens", axis)}
     tables = []
     if not summary.empty:
-        rec = an.recommend(summary, an.ACCURACY_GROUP, budgets)
+        rec = an.recommend(summary, an.ACCURACY_GROUP, budgets, axis)
         rec["row"] = [_title(["source", *an.SHAPE], key) for key in
                       zip(rec["source"], rec["in_features"], rec["out_features"])]
-        tables += _recommendation_tables(rec, ["experiment", "metric"], "row", "source")
+        tables += _recommendation_tables(rec, ["experiment", "config_id", "metric"], "row", "source", axis)
     measured = an.ok_kernels(kernel)
     measured = measured[measured["speedup_vs_dense"].notna()]
     if not measured.empty:
-        rec = an.recommend(measured, [*an.SHAPE, *an.SETTING, "tokens"], budgets)
-        tables += _recommendation_tables(rec, [*an.SHAPE, *an.SETTING], "tokens", "tokens")
+        rec = an.recommend(measured, [*an.SHAPE, *an.SETTING, "tokens"], budgets, axis)
+        tables += _recommendation_tables(rec, [*an.SHAPE, *an.SETTING], "tokens", "tokens", axis)
     mode = "separate" if not summary.empty and not measured.empty else "accuracy" if not summary.empty else "speed"
     return {"mode": mode, "tables": tables}
 
 
-def _accuracy_section(summary, colors) -> dict:
-    """Error-vs-params figures, one per (experiment, metric), at most ``PANELS`` panels each."""
+def _accuracy_section(summary, colors, axis) -> dict:
+    """Error-vs-memory figures (x: parameters or bytes), one per (experiment, metric), at most
+    ``PANELS`` panels each; duplicate points (the same model as another format's) are not drawn."""
     figs = []
-    for (exp, metric), g in (summary.groupby(["experiment", "metric"], sort=True) if not summary.empty else []):
+    drawn = an.distinct(summary) if not summary.empty else summary
+    for (exp, metric), g in (drawn.groupby(["experiment", "metric"], sort=True) if not drawn.empty else []):
         panels = sorted(g.groupby(["source", *an.SHAPE]).groups)
         for start in range(0, len(panels), PANELS):
             chunk = panels[start:start + PANELS]
@@ -116,8 +122,10 @@ def _accuracy_section(summary, colors) -> dict:
                          g[g.set_index(["source", *an.SHAPE]).index.isin(chunk)]))
     figs, note = _limited(figs, "error-vs-params figures")
     table = summary.assign(hparams=summary["hparams_key"].map(hp_text)) if not summary.empty else summary
-    cols = [*an.ACCURACY_GROUP, "format", "hparams", "param_count", "value_mean", "value_std", "seeds"]
-    return {"figures": [{"title": t, "uri": figures.error_vs_params(g, colors)} for t, g in figs],
+    cols = [*an.ACCURACY_GROUP, "format", "hparams", "param_count", "param_fraction", "storage_bytes",
+            "storage_fraction", "value_mean", "value_ci95", "value_std", "seeds", "duplicate_of"]
+    cols = [c for c in cols if c in table]
+    return {"figures": [{"title": t, "uri": figures.error_vs_params(g, colors, axis)} for t, g in figs],
             "note": note, "table": _html_table(table[cols]) if not table.empty else ""}
 
 
@@ -186,13 +194,17 @@ def _inputs(df, paths) -> list[dict]:
 
 
 def build_report(paths, out_html, *, budgets=an.DEFAULT_BUDGETS, title: str = "mbs report",
-                 history=None) -> Path:
+                 history=None, axis: str = "bytes") -> Path:
     """Write one self-contained HTML report of the result files ``paths``; returns its path.
 
     Works with kernel-only, accuracy-only or both kinds of input; sections without data say so.
     ``history``: a history database (``mbs history add``) whose trend plots join the page.
+    ``axis``: budgets and the accuracy figures' x axis in storage "bytes" (default) or "params".
     """
+    from ..validation import check_choice
+
     budgets = tuple(check_float("budgets", b, low=0.0, high=1.0, low_open=True) for b in budgets)
+    check_choice("axis", axis, an.AXES)
     paths = expand_paths(paths)
     out_html = Path(out_html)
     df = load_results(paths)
@@ -211,8 +223,9 @@ def build_report(paths, out_html, *, budgets=an.DEFAULT_BUDGETS, title: str = "m
         "accuracy_shapes": shapes(accuracy) if not accuracy.empty else [],
         "cpu_devices": [d for d in devices.get("device", []) if not an.is_gpu_device(d)],
         "budgets": budgets,
-        "recommendation": _recommendations(summary, kernel, joined, budgets),
-        "accuracy": _accuracy_section(summary, colors),
+        "axis": axis,
+        "recommendation": _recommendations(summary, kernel, joined, budgets, axis),
+        "accuracy": _accuracy_section(summary, colors, axis),
         "latency": _latency_section(joined, kernel, colors),
         "roofline": _roofline_section(kernel, colors),
         "speedup": _speedup_section(kernel),

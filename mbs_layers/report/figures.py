@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .analysis import SHAPE, higher_is_better, param_fraction, pareto_front  # noqa: E402
+from .analysis import SHAPE, higher_is_better, param_fraction, pareto_front, storage_fraction  # noqa: E402
 
 DPI = 100
 
@@ -96,27 +96,30 @@ def _front_line(ax, front: pd.DataFrame, x: str, y: str, label="Pareto front (al
     ax.step(front[x], front[y], where="post", color="black", ls="--", lw=1.2, label=label, zorder=1)
 
 
-def error_vs_params(summary: pd.DataFrame, colors: dict) -> str:
-    """One panel per (source, shape): each format's points and front, plus the overall front."""
+def error_vs_params(summary: pd.DataFrame, colors: dict, axis: str = "params") -> str:
+    """One panel per (source, shape): each format's points (error bars: 95% t-interval over
+    seeds) and front, plus the overall front; x is parameters or storage bytes (``axis``)."""
     metric = summary["metric"].iloc[0]
     maximize = higher_is_better(metric)
+    with_bytes = axis == "bytes" and "storage_bytes" in summary and summary["storage_bytes"].notna().all()
+    x, fraction, unit = (("storage_bytes", storage_fraction, "storage bytes") if with_bytes  # else: older records
+                         else ("param_count", param_fraction, "parameters"))
     groups = list(summary.groupby(["source", *SHAPE], sort=True))
     fig, axes = _panels(len(groups))
     for ax, ((source, n_in, n_out), g) in zip(axes, groups):
         for fmt, gf in g.groupby("format"):
-            front = pareto_front(gf, "param_count", "value_mean", maximize_y=maximize)
-            ax.errorbar(gf["param_count"], gf["value_mean"], yerr=gf["value_std"], fmt="o", ms=4,
+            front = pareto_front(gf, x, "value_mean", maximize_y=maximize)
+            ax.errorbar(gf[x], gf["value_mean"], yerr=gf["value_ci95"].fillna(0.0), fmt="o", ms=4,
                         color=colors[fmt], alpha=0.45, lw=1)
-            ax.plot(front["param_count"], front["value_mean"], "-o", ms=4, color=colors[fmt], label=fmt)
-        _front_line(ax, pareto_front(g, "param_count", "value_mean", maximize_y=maximize),
-                    "param_count", "value_mean")
-        dense_params = float((g["param_count"] / param_fraction(g)).median())
-        ax.axvline(dense_params, color="grey", lw=0.8, ls=":")
+            ax.plot(front[x], front["value_mean"], "-o", ms=4, color=colors[fmt], label=fmt)
+        _front_line(ax, pareto_front(g, x, "value_mean", maximize_y=maximize), x, "value_mean")
+        dense = float((g[x] / fraction(g)).median())
+        ax.axvline(dense, color="grey", lw=0.8, ls=":")
         ax.set_xscale("log")
-        _log_axis(ax.xaxis, [*g["param_count"], dense_params])
+        _log_axis(ax.xaxis, [*g[x], dense])
         # long source names (model/layer paths) break after their first "/"
         ax.set_title(f"{source} {n_in}×{n_out}".replace("/", "/\n", 1 if len(source) > 32 else 0), fontsize=9)
-        ax.set(xlabel="parameters (dotted: dense)",
+        ax.set(xlabel=f"{unit} (dotted: dense; bars: 95% interval)",
                ylabel=f"{metric} ({'higher' if maximize else 'lower'} is better)")
         ax.grid(alpha=0.3)
     _figure_legend(fig, axes)

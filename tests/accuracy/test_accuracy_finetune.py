@@ -55,3 +55,14 @@ def test_mbs_accuracy_cli_runs_a_preset(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(presets.PRESETS["finetune"], "smoke", tiny)
     assert cli_main(["accuracy", "--experiment", "finetune", "--out", str(tmp_path / "f.jsonl"), "--no-progress"]) == 0
     assert "distill_loss_after" in capsys.readouterr().out and (tmp_path / "f.csv").exists()
+
+
+def test_the_seed_does_not_redraw_the_test_split(tmp_path):
+    """Before tuning the student is the (deterministic) projection: equal held-out loss over seeds
+    means both seeds saw the same test sentences."""
+    preset = FinetunePreset(layers=(5,), train_samples=8, test_samples=8, steps=1, batch_size=4,
+                            budgets=(0.25,), seeds=(0, 1), formats=("lowrank",))
+    records = RecordStore(run_finetune(tmp_path / "ft.jsonl", preset=preset, progress=False)).records()
+    before = {r["seed"]: r["value"] for r in records if r["metric"] == "distill_loss_before"}
+    assert set(before) == {0, 1} and before[0] == pytest.approx(before[1], rel=1e-6)
+    assert all(r["storage_bytes"] == 4 * r["param_count"] for r in records)

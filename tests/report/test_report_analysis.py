@@ -22,7 +22,7 @@ def test_pareto_front_is_exactly_the_non_dominated_points():
 
 def joined_case(points, *, metric="rel_error", n=100):
     """A join-shaped frame: (format, param_count, metric value, speedup vs dense) per point."""
-    rows = [{"experiment": "projection", "source": "gaussian", "metric": metric, "in_features": n,
+    rows = [{"experiment": "projection", "config_id": "-", "source": "gaussian", "metric": metric, "in_features": n,
              "out_features": n, "format": f, "hparams_key": hparams_key({"k": i}), "param_count": p,
              "value_mean": v, "device": "gpu", "dtype": "float16", "pass": "fwd", "tokens": 64,
              "speedup_vs_dense": s, "median_s": 1e-3 / s} for i, (f, p, v, s) in enumerate(points)]
