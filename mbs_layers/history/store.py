@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..results import expand_paths, read_records, record_kind
+from ..records.files import expand_paths, read_records, record_kind
 
 POINT_FIELDS = ("format", "hparams", "in_features", "out_features", "tokens", "pass")
 KEY = ("gpu", "driver", "dtype", "point", "backend", "commit_sha", "date")
