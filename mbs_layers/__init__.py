@@ -27,6 +27,9 @@ def build(name: str, in_features: int, out_features: int, *, bias: bool = True, 
                               backend=backend, **hp)
 
 
-def approximate(name: str, weight, *, bias=None, backend: str = "auto", **hp) -> StructuredLinear:
-    """The best approximation of a dense (out, in) ``weight`` in format ``name``."""
-    return format_class(name).from_dense(weight, bias=bias, backend=backend, **hp)
+def approximate(name: str, weight, *, bias=None, backend: str = "auto", X=None, **hp) -> StructuredLinear:
+    """The best approximation of a dense (out, in) ``weight`` in format ``name``.
+
+    ``X`` (tokens, in): calibration activations; data-aware formats then minimise ‖X (W − Ŵ)ᵀ‖.
+    """
+    return format_class(name).from_dense(weight, bias=bias, backend=backend, X=X, **hp)

@@ -11,6 +11,7 @@ The base class handles bias, leading batch dims, backend dispatch and the budget
 from __future__ import annotations
 
 import math
+import warnings
 from typing import ClassVar, Iterable
 
 import torch
@@ -30,6 +31,19 @@ def register_format(cls):
     return cls
 
 
+def check_activations(X, in_features: int) -> torch.Tensor:
+    """``X`` must be a finite floating (tokens, in_features) tensor with tokens >= 1."""
+    shape = tuple(getattr(X, "shape", ()))
+    if not isinstance(X, torch.Tensor) or X.dim() != 2 or X.shape[1] != in_features or X.shape[0] < 1:
+        raise ValueError(f"X must be a 2-D (tokens, in_features={in_features}) tensor of calibration "
+                         f"activations, got {shape if isinstance(X, torch.Tensor) else type(X).__name__}")
+    if not X.is_floating_point():
+        raise ValueError(f"X must be a floating tensor: got dtype={X.dtype}, allowed float16/bfloat16/float32/float64")
+    if not torch.isfinite(X).all():
+        raise ValueError("X must be finite: allowed no NaN or inf entries")
+    return X
+
+
 class StructuredLinear(nn.Module):
     """Drop-in replacement for ``nn.Linear`` whose weight has a structure."""
 
@@ -41,6 +55,9 @@ class StructuredLinear(nn.Module):
     # True where ``approximate`` is the closed-form optimum (it then recovers any matrix
     # already in the format); False for iterative solvers (BLAST).
     exact_projection: ClassVar[bool] = True
+    # True where ``_project(weight, X)`` uses calibration activations X (tokens, in) to minimise
+    # the output error ‖X (W − Ŵ)ᵀ‖ (or the paper's proxy of it); False: ``_project(weight)``.
+    data_aware: ClassVar[bool] = False
 
     def __init__(self, in_features, out_features, *, bias=True, dtype=None, device=None,
                  backend="auto", **hp):
@@ -101,7 +118,10 @@ class StructuredLinear(nn.Module):
 
     @torch.no_grad()
     def _project(self, weight: torch.Tensor) -> None:
-        """Fill the parameters with the best approximation of ``weight`` (out, in)."""
+        """Fill the parameters with the best approximation of ``weight`` (out, in).
+
+        A ``data_aware`` format takes ``_project(weight, X=None)`` with X validated by ``from_dense``.
+        """
         raise NotImplementedError
 
     # ----- the contract -------------------------------------------------------------
@@ -143,16 +163,30 @@ class StructuredLinear(nn.Module):
         return best
 
     @classmethod
-    def from_dense(cls, weight: torch.Tensor, *, bias=None, backend="auto", **hp):
-        """The best approximation of a dense (out, in) ``weight`` in this format."""
+    def from_dense(cls, weight: torch.Tensor, *, bias=None, backend="auto", X=None, **hp):
+        """The best approximation of a dense (out, in) ``weight`` in this format.
+
+        ``X`` (tokens, in), optional calibration activations (the layer's inputs): a
+        ``data_aware`` format then minimises the output error ‖X (W − Ŵ)ᵀ‖ instead of ‖W − Ŵ‖;
+        any other format warns that it ignores X.
+        """
         if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
             raise ValueError(f"weight must be a 2-D (out, in) tensor, got {getattr(weight, 'shape', weight)!r}")
         if bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != weight.shape[:1]):
             raise ValueError(f"bias must be a tensor of shape ({weight.shape[0]},) or None")
         out_f, in_f = weight.shape
+        if X is not None:
+            X = check_activations(X, in_f).to(weight.device)
+            if not cls.data_aware:
+                warnings.warn(f"format {cls.name} has no data-aware projection; X is ignored",
+                              UserWarning, stacklevel=3)
+                X = None
         layer = cls(in_f, out_f, bias=bias is not None, dtype=weight.dtype, device=weight.device,
                     backend=backend, **hp)
-        layer._project(weight.detach())
+        if X is None:
+            layer._project(weight.detach())
+        else:
+            layer._project(weight.detach(), X=X.detach())
         if bias is not None:
             with torch.no_grad():
                 layer.bias.copy_(bias)
