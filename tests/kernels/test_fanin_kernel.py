@@ -1,0 +1,32 @@
+"""The constant fan-in gather (the chain kernel's ELL epilogue) against the torch reference."""
+import pytest
+import torch
+
+import mbs_layers as mbs
+from sparse_helpers import check_backend_matches_reference
+
+CASES = [(20, 9, 3, 7), (37, 50, 1, 19), (16, 16, 16, 5), (64, 24, 10, 33)]  # (in, out, fan_in, tokens)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("in_f,out_f,fan_in,tokens", CASES)
+def test_triton_fanin_matches_reference_with_gradients(rng, dtype, in_f, out_f, fan_in, tokens):
+    layer = mbs.build("fanin", in_f, out_f, fan_in=fan_in, dtype=dtype, backend="triton")
+    check_backend_matches_reference(layer, tokens, rng)
+
+
+def test_triton_fanin_follows_a_new_support(rng):
+    layer = mbs.build("fanin", 24, 12, fan_in=5, backend="triton", bias=False)
+    x = torch.randn(6, 24, generator=rng)
+    layer(x)
+    layer._project(torch.randn(12, 24, generator=rng))
+    torch.testing.assert_close(layer(x), x @ layer.dense_weight().T, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("in_f,out_f,fan_in,tokens", CASES + [(1024, 512, 64, 1000)])
+def test_triton_fanin_matches_reference_on_gpu(dtype, in_f, out_f, fan_in, tokens):
+    layer = mbs.build("fanin", in_f, out_f, fan_in=fan_in, dtype=dtype, device="cuda")
+    assert layer.resolved_backend() == "triton"
+    check_backend_matches_reference(layer, tokens)
