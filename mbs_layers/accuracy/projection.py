@@ -4,6 +4,10 @@ Sources (as in "Memory Better Spent"): Gaussian ``randn(n, n)`` matrices, and th
 weights of a pretrained encoder that ships in a package (all-MiniLM-L6-v2, see ``bert.py``).
 For the pretrained weights a data-aware error is recorded too: the output error
 ‖(W − Ŵ)X‖_F / ‖WX‖_F on the real input activations X of that layer over corpus sentences.
+The ``real`` source (``real/minilm/<layer>``) repeats the pretrained weights with calibration:
+the activations of a disjoint sample of sentences are passed as ``X`` to ``approximate`` for
+the formats with a data-aware projection (``data_aware``), and every format's output error is
+measured on held-out sentences, so calibrated and plain projections compare where it matters.
 Unstructured sparsity (magnitude pruning) is the reference lower bound.
 
 Budgets are fractions of the dense parameter count; each format's hyper-parameters come from
@@ -38,6 +42,7 @@ class Source:
     in_features: int
     weight: Callable[[int], torch.Tensor]
     inputs: torch.Tensor | None = None
+    calibration: torch.Tensor | None = None  # X passed to data-aware projections (the `real` source)
 
 
 @lru_cache(maxsize=4)
@@ -70,14 +75,40 @@ def encoder_sources(cfg: ProjectionPreset, device) -> list[Source]:
     return sources
 
 
+def real_sources(cfg: ProjectionPreset, device) -> list[Source]:
+    """The ``real`` source: every ``nn.Linear`` of the selected encoder layers with calibration
+    activations (``cfg.calibration_sentences`` sentences) and disjoint held-out activations."""
+    if not cfg.encoder_layers or not cfg.calibration_sentences or bert.missing_reason(cfg.model):
+        return []  # encoder_sources already said why the pretrained weights are skipped
+    model, tokenizer = bert.load(cfg.model)
+    held_out, calibration = corpus.split_corpus(corpus.stdlib_sentences(), cfg.sentences,
+                                                cfg.calibration_sentences, seed=0)
+    inputs = bert.linear_inputs(model, *tokenizer(held_out))
+    calib = bert.linear_inputs(model, *tokenizer(calibration))
+    inside = block_pattern(cfg.encoder_layers)
+    return [Source(f"real/minilm/{name}", *module.weight.shape,
+                   lambda seed, w=module.weight.detach().to(device): w,
+                   inputs[name].to(device), calib[name].to(device))
+            for name, module in model.named_modules() if name in inputs and inside.search(name)]
+
+
+def calibrated(name: str, calibration: torch.Tensor | None) -> dict:
+    """``approximate``'s ``X`` for format ``name``: the calibration activations where the format
+    has a data-aware projection (others would only warn that they ignore it)."""
+    from .. import format_class
+
+    return {"X": calibration} if calibration is not None and format_class(name).data_aware else {}
+
+
 def project_errors(name: str, hparams: dict, weight: torch.Tensor, inputs: torch.Tensor | None,
-                   seed: int) -> tuple[int, dict[str, tuple[float, float]]]:
-    """(param count, {metric: (absolute, relative) error}) of ``approximate(name, weight)``."""
+                   seed: int, calibration: torch.Tensor | None = None) -> tuple[int, dict[str, tuple[float, float]]]:
+    """(param count, {metric: (absolute, relative) error}) of ``approximate(name, weight)``,
+    given ``calibration`` activations as ``X`` where the format is data-aware."""
     from .. import approximate
 
     torch.manual_seed(seed)  # randomised supports / iterative solvers are reproducible
     with torch.no_grad():
-        layer = approximate(name, weight, **hparams)
+        layer = approximate(name, weight, **calibrated(name, calibration), **hparams)
         diff = weight - layer.dense_weight().to(weight.dtype)
         errors = {"rel_frobenius_error": (diff.norm().item(), (diff.norm() / weight.norm()).item())}
         if inputs is not None:
@@ -95,7 +126,7 @@ def run_projection(store: str | Path, *, preset="smoke", progress: bool = True,
     """
     cfg = get_preset("projection", preset, model=model)
     dev = pick_device(device)
-    sources = gaussian_sources(cfg.sizes, dev) + encoder_sources(cfg, dev)
+    sources = gaussian_sources(cfg.sizes, dev) + encoder_sources(cfg, dev) + real_sources(cfg, dev)
     by_name = {s.name: s for s in sources}
     config = {"preset": preset if isinstance(preset, str) else "custom", **preset_config(cfg)}
     points = [{"experiment": "projection", "source": s.name, "format": f, "budget": b, "seed": seed,
@@ -110,15 +141,23 @@ def run_projection(store: str | Path, *, preset="smoke", progress: bool = True,
         hp = budget_hparams(p["format"], src.in_features, src.out_features, p["budget"])
         key = repr((src.name, p["format"], sorted(hp.items()), p["seed"]))
         if key not in cache:  # several budgets can map to the same hyper-parameters
-            cache[key] = project_errors(p["format"], hp, src.weight(p["seed"]), src.inputs, p["seed"])
+            cache[key] = project_errors(p["format"], hp, src.weight(p["seed"]), src.inputs, p["seed"],
+                                        src.calibration)
         params, errors = cache[key]
         dense = src.in_features * src.out_features
         return [accuracy_record(**{**p, "metric": metric}, hparams=hp, param_count=params, value=rel,
                                 abs_error=abs_err, rel_error=rel, param_fraction=params / dense,
-                                device=str(dev))
+                                device=str(dev), **calibration_fields(p["format"], src))
                 for metric, (abs_err, rel) in errors.items()]
 
     return run_points(store, points, run_point, key_fields=KEY_FIELDS, desc="projection", progress=progress)
+
+
+def calibration_fields(name: str, src: Source) -> dict:
+    """Record fields of a calibrated source: how many activation rows format ``name`` was given."""
+    if src.calibration is None:
+        return {}
+    return {"calibration_tokens": src.calibration.shape[0] if calibrated(name, src.calibration) else 0}
 
 
 def projection_table(records: list[dict]) -> str:
