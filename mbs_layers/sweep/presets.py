@@ -18,7 +18,7 @@ from ..base import FORMATS
 from ..validation import check_choice, check_float, check_int
 from .point import DTYPES, PASSES, Point, auto_backend, dense_baseline, hparams_for_budget, unstructured_baseline
 
-PACKAGED = ("smoke", "default", "full", "models", "kernels", "sparse24")
+PACKAGED = ("smoke", "default", "full", "models", "kernels", "sparse24", "sparsenm")
 KEYS = ("description", "shapes", "widths", "tokens", "dtypes", "passes", "budgets", "formats",
         "backends", "timer", "peaks")
 

@@ -54,8 +54,11 @@ def test_two_four_matches_semi24(rng):
 
 
 def test_budget_picks_the_largest_fitting_ratio():
-    hp = mbs.FORMATS["nm"].hparams_for_budget(64, 32, 64 * 32 * 3 // 8)
-    assert hp["n"] / hp["m"] == 3 / 8
+    nm = mbs.FORMATS["nm"]
+    assert nm.hparams_for_budget(64, 32, 64 * 32 * 3 // 8) == {"n": 3, "m": 8}
+    assert nm.hparams_for_budget(64, 32, 64 * 32 // 2) == {"n": 2, "m": 4}  # 2:4 before 1:2, 4:8, 8:16
+    assert nm.hparams_for_budget(64, 32, 64 * 32 // 4 + 5) == {"n": 1, "m": 4}
+    assert nm.hparams_for_budget(64, 32, 64 * 32 // 16) == {"n": 1, "m": 16}
     assert mbs.FORMATS["nm"].hparams_for_budget(12, 4, 40) == {"n": 3, "m": 4}  # 12 is not a multiple of 8
 
 
