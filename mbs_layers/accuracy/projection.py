@@ -86,10 +86,10 @@ def real_sources(cfg: ProjectionPreset, device) -> list[Source]:
     inputs = bert.linear_inputs(model, *tokenizer(held_out))
     calib = bert.linear_inputs(model, *tokenizer(calibration))
     inside = block_pattern(cfg.encoder_layers)
-    return [Source(f"real/minilm/{name}", *module.weight.shape,
-                   lambda seed, w=module.weight.detach().to(device): w,
-                   inputs[name].to(device), calib[name].to(device))
-            for name, module in model.named_modules() if name in inputs and inside.search(name)]
+    weights = {name: m.weight.detach().to(device) for name, m in model.named_modules()
+               if name in inputs and inside.search(name)}
+    return [Source(f"real/minilm/{name}", *w.shape, lambda seed, w=w: w, inputs[name].to(device),
+                   calib[name].to(device)) for name, w in weights.items()]
 
 
 def calibrated(name: str, calibration: torch.Tensor | None) -> dict:

@@ -144,9 +144,7 @@ def chain(x, a, b, y, *, x_id=None, z=None, sparse=None, split=None):
     fine). ``sparse`` = (idx, pos, vals): padded ELL over y's N columns gathering x's columns.
     ``split`` forces the programs per token block (tests); default: sized to the GPU.
     """
-    T, K = x.shape
-    R, N = a.shape[0], b.shape[0]
-    fused = R <= MAX_FUSED_RANK
+    fused = a.shape[0] <= MAX_FUSED_RANK
     if not fused:
         zz = x @ a.T
         if x_id is not None:
