@@ -183,10 +183,7 @@ class StructuredLinear(nn.Module):
                 X = None
         layer = cls(in_f, out_f, bias=bias is not None, dtype=weight.dtype, device=weight.device,
                     backend=backend, **hp)
-        if X is None:
-            layer._project(weight.detach())
-        else:
-            layer._project(weight.detach(), X=X.detach())
+        layer._project(weight.detach(), **({} if X is None else {"X": X.detach()}))
         if bias is not None:
             with torch.no_grad():
                 layer.bias.copy_(bias)
