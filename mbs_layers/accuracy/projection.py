@@ -43,6 +43,7 @@ class Source:
     weight: Callable[[int], torch.Tensor]
     inputs: torch.Tensor | None = None
     calibration: torch.Tensor | None = None  # X passed to data-aware projections (the `real` source)
+    uncalibrated: str | None = None  # the source with the same weight and inputs, without calibration
 
 
 @lru_cache(maxsize=4)
@@ -77,19 +78,28 @@ def encoder_sources(cfg: ProjectionPreset, device) -> list[Source]:
 
 def real_sources(cfg: ProjectionPreset, device) -> list[Source]:
     """The ``real`` source: every ``nn.Linear`` of the selected encoder layers with calibration
-    activations (``cfg.calibration_sentences`` sentences) and disjoint held-out activations."""
+    activations of ``cfg.calibration_sentences`` sentences, evaluated on the ``minilm/`` source's
+    held-out sentences (disjoint from the calibration ones)."""
     if not cfg.encoder_layers or not cfg.calibration_sentences or bert.missing_reason(cfg.model):
         return []  # encoder_sources already said why the pretrained weights are skipped
     model, tokenizer = bert.load(cfg.model)
-    held_out, calibration = corpus.split_corpus(corpus.stdlib_sentences(), cfg.sentences,
-                                                cfg.calibration_sentences, seed=0)
+    sentences = corpus.stdlib_sentences()
+    held_out, _ = corpus.split_corpus(sentences, cfg.sentences, 0, seed=0)  # as encoder_sources
+    unseen = sorted(set(sentences) - set(held_out))
+    calibration, _ = corpus.split_corpus(unseen, cfg.calibration_sentences, 0, seed=0)
     inputs = bert.linear_inputs(model, *tokenizer(held_out))
     calib = bert.linear_inputs(model, *tokenizer(calibration))
     inside = block_pattern(cfg.encoder_layers)
     weights = {name: m.weight.detach().to(device) for name, m in model.named_modules()
                if name in inputs and inside.search(name)}
     return [Source(f"real/minilm/{name}", *w.shape, lambda seed, w=w: w, inputs[name].to(device),
-                   calib[name].to(device)) for name, w in weights.items()]
+                   calib[name].to(device), uncalibrated=f"minilm/{name}") for name, w in weights.items()]
+
+
+def result_source(src: Source, name: str) -> str:
+    """The source whose result format ``name`` shares on ``src``: a format that ignores the
+    calibration gets exactly the uncalibrated twin's numbers, so they are computed once."""
+    return src.uncalibrated if src.uncalibrated and not calibrated(name, src.calibration) else src.name
 
 
 def calibrated(name: str, calibration: torch.Tensor | None) -> dict:
@@ -139,7 +149,7 @@ def run_projection(store: str | Path, *, preset="smoke", progress: bool = True,
     def run_point(p: dict) -> list[dict]:
         src = by_name[p["source"]]
         hp = budget_hparams(p["format"], src.in_features, src.out_features, p["budget"])
-        key = repr((src.name, p["format"], sorted(hp.items()), p["seed"]))
+        key = repr((result_source(src, p["format"]), p["format"], sorted(hp.items()), p["seed"]))
         if key not in cache:  # several budgets can map to the same hyper-parameters
             cache[key] = project_errors(p["format"], hp, src.weight(p["seed"]), src.inputs, p["seed"],
                                         src.calibration)

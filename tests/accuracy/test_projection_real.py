@@ -6,7 +6,8 @@ from accuracy_helpers import one_thread  # noqa: F401  (autouse)
 import mbs_layers as mbs
 from mbs_layers.accuracy import bert
 from mbs_layers.accuracy.presets import ProjectionPreset
-from mbs_layers.accuracy.projection import calibrated, project_errors, real_sources, run_projection
+from mbs_layers.accuracy.projection import (calibrated, encoder_sources, project_errors, real_sources,
+                                            run_projection)
 from mbs_layers.records import RecordStore
 
 
@@ -31,6 +32,8 @@ def test_real_source_calibrates_and_beats_plain_svd_on_held_out_sentences():
     cfg = ProjectionPreset(sizes=(), encoder_layers=(5,), sentences=4, calibration_sentences=24)
     sources = real_sources(cfg, "cpu")
     assert len(sources) == 6 and all(s.name.startswith("real/minilm/encoder.layer.5.") for s in sources)
+    for src, twin in zip(sources, encoder_sources(cfg, "cpu")):  # evaluated where minilm/ is
+        assert src.uncalibrated == twin.name and torch.equal(src.inputs, twin.inputs)
     for src in sources:
         w, rank = src.weight(0), min(src.in_features, src.out_features) // 4
         assert src.calibration.shape[1] == src.inputs.shape[1] == src.in_features
@@ -46,8 +49,11 @@ def test_real_source_records(tmp_path):
     records = RecordStore(run_projection(tmp_path / "p.jsonl", preset=preset, progress=False)).records()
     real = [r for r in records if r["source"].startswith("real/")]
     assert len(real) == 6 * 2 * 2 and all(r["status"] == "ok" for r in real)  # layers × formats × metrics
+    plain = {(r["source"], r["format"], r["metric"]): r["value"] for r in records if r["source"].startswith("minilm/")}
     for r in real:
         assert (r["calibration_tokens"] > 0) == mbs.FORMATS[r["format"]].data_aware
+        twin = plain[r["source"].removeprefix("real/"), r["format"], r["metric"]]
+        assert (r["value"] == twin) == (r["format"] == "monarch")  # the same held-out sentences
     assert all("calibration_tokens" not in r for r in records if r["source"].startswith("minilm/"))
     none = ProjectionPreset(sizes=(), budgets=(0.25,), encoder_layers=(5,), sentences=2, calibration_sentences=0)
     assert real_sources(none, "cpu") == []
