@@ -15,24 +15,11 @@ import torch
 from torch import nn
 
 from .base import StructuredLinear
-from .formats._calibration import hessian_diag
 
 
 def sorted_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Flat indices of the ``k`` largest entries of ``scores``, in increasing order."""
     return scores.flatten().topk(k, sorted=False).indices.sort().values
-
-
-def weighted_magnitude(weight: torch.Tensor, X: torch.Tensor | None) -> torch.Tensor:
-    """Pruning scores |W_ij|, or |W_ij|·√H_jj with H = diag(XᵀX)/tokens when activations X are given.
-
-    Keeping the largest scores minimises Σ_ij H_jj (W − Ŵ)_ij² over a support rule that picks
-    by score (the squared score is exactly the error an entry adds when dropped).
-    """
-    scores = weight.abs()
-    if X is None:
-        return scores
-    return (scores.double() * hessian_diag(X).sqrt().to(weight.device)).to(scores.dtype)
 
 
 def sparse_matmul(x2d: torch.Tensor, rows, cols, values, shape) -> torch.Tensor:
@@ -50,7 +37,6 @@ class SparseSupportLinear(StructuredLinear):
     """W = M ⊙ V with the support M held as index buffers and V's kept values as a parameter."""
 
     flops_visible_to_torch = False  # the reference multiplies through torch.sparse.mm
-    data_aware = True
 
     def nnz(self) -> int:
         """Number of stored values (the parameter count)."""
@@ -84,12 +70,17 @@ class SparseSupportLinear(StructuredLinear):
     def forward_flops(self, tokens):
         return 2 * self.nnz() * tokens
 
+    @staticmethod
+    def projection_scores(weight: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
+        """What the support rule ranks when projecting: |W_ij| (optimal in Frobenius norm). A
+        ``data_aware`` format replaces it with a score that also weighs calibration activations X."""
+        return weight.abs()
+
     @torch.no_grad()
     def _project(self, weight, X=None):
-        """Keep the entries of largest |W_ij| (optimal in Frobenius norm) or, with calibration
-        activations X, of largest |W_ij|·√H_jj (H = diag(XᵀX)/tokens; optimal for the diagonal
-        proxy Σ H_jj (W − Ŵ)_ij², the Wanda / OBS-diagonal score); kept values are W's own."""
-        flat = self._select_support(weighted_magnitude(weight, X))
+        """Keep the positions of largest ``projection_scores`` under the format's rule; kept values
+        are W's own. ``X`` reaches here only for ``data_aware`` formats."""
+        flat = self._select_support(self.projection_scores(weight, X))
         self._set_support(flat)
         self.values.copy_(weight.flatten()[flat])
 

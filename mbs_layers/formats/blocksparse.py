@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from ..base import StructuredLinear, register_format
-from ..sparse_support import sorted_topk, weighted_magnitude
+from ..sparse_support import sorted_topk
 from ..validation import check_divides, check_int, divisors
+from ._calibration import weighted_magnitude
 from .lowrank import geometric_grid
 from .unstructured import INDEX_BYTES, check_density, density_nnz
 

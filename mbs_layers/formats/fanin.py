@@ -15,6 +15,7 @@ import torch
 from ..base import register_format
 from ..sparse_support import SparseSupportLinear
 from ..validation import check_int
+from ._calibration import weighted_magnitude
 from .unstructured import INDEX_BYTES
 
 
@@ -24,6 +25,8 @@ class FanInLinear(SparseSupportLinear):
 
     name = "fanin"
     hparam_names = ("fan_in",)
+    data_aware = True
+    projection_scores = staticmethod(weighted_magnitude)
 
     @classmethod
     def _check_hparams(cls, in_features, out_features, fan_in=None):

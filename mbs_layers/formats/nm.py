@@ -21,6 +21,7 @@ import torch
 from ..base import register_format
 from ..sparse_support import SparseSupportLinear
 from ..validation import check_choice, check_int
+from ._calibration import weighted_magnitude
 
 ALLOWED_M = (2, 4, 8, 16)
 
@@ -39,6 +40,9 @@ def check_in_features_multiple(in_features: int, m: int, pattern: str) -> None:
 
 class GroupSparseLinear(SparseSupportLinear):
     """Shared by the N:M formats: ``group_shape`` (N, M) decides counts, support and storage."""
+
+    data_aware = True
+    projection_scores = staticmethod(weighted_magnitude)
 
     @property
     def group_shape(self) -> tuple[int, int]:
