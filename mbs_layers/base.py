@@ -42,6 +42,19 @@ def check_activations(X, in_features: int) -> torch.Tensor:
     return X
 
 
+def check_activations(X, in_features: int) -> torch.Tensor:
+    """``X`` must be a finite floating (tokens, in_features) tensor with tokens >= 1."""
+    shape = tuple(getattr(X, "shape", ()))
+    if not isinstance(X, torch.Tensor) or X.dim() != 2 or X.shape[1] != in_features or X.shape[0] < 1:
+        raise ValueError(f"X must be a 2-D (tokens, in_features={in_features}) tensor of calibration "
+                         f"activations, got {shape if isinstance(X, torch.Tensor) else type(X).__name__}")
+    if not X.is_floating_point():
+        raise ValueError(f"X must be a floating tensor: got dtype={X.dtype}, allowed float16/bfloat16/float32/float64")
+    if not torch.isfinite(X).all():
+        raise ValueError("X must be finite: allowed no NaN or inf entries")
+    return X
+
+
 class StructuredLinear(nn.Module):
     """Drop-in replacement for ``nn.Linear`` whose weight has a structure."""
 
@@ -191,10 +204,7 @@ class StructuredLinear(nn.Module):
                 X = None
         layer = cls(in_f, out_f, bias=bias is not None, dtype=weight.dtype, device=weight.device,
                     backend=backend, **hp)
-        if X is None:
-            layer._project(weight.detach())
-        else:
-            layer._project(weight.detach(), X=X.detach())
+        layer._project(weight.detach(), **({} if X is None else {"X": X.detach()}))
         if bias is not None:
             with torch.no_grad():
                 layer.bias.copy_(bias)

@@ -72,9 +72,17 @@ class SparseSupportLinear(StructuredLinear):
     def flops_unseen_by_torch(self, tokens):
         return self.forward_flops(tokens)  # the reference multiplies through torch.sparse.mm
 
+    @staticmethod
+    def projection_scores(weight: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
+        """What the support rule ranks when projecting: |W_ij| (optimal in Frobenius norm). A
+        ``data_aware`` format replaces it with a score that also weighs calibration activations X."""
+        return weight.abs()
+
     @torch.no_grad()
-    def _project(self, weight):
-        flat = self._select_support(weight.abs())
+    def _project(self, weight, X=None):
+        """Keep the positions of largest ``projection_scores`` under the format's rule; kept values
+        are W's own. ``X`` reaches here only for ``data_aware`` formats."""
+        flat = self._select_support(self.projection_scores(weight, X))
         self._set_support(flat)
         self.values.copy_(weight.flatten()[flat])
 

@@ -36,3 +36,12 @@ def check_backend_matches_reference(layer, tokens: int, generator=None, forward=
     assert_close_to_reference(x.grad.cpu(), x64.grad)
     for (name, p), p64 in zip(layer.named_parameters(), twin.parameters()):
         assert_close_to_reference(p.grad.cpu(), p64.grad), name
+
+
+def check_follows_a_new_support(layer, tokens: int, generator=None) -> None:
+    """After a forward has cached the backend's derived index forms, a projection onto a new
+    support is followed: the next forward equals x Wᵀ with the new weight (``layer`` has no bias)."""
+    x = torch.randn(tokens, layer.in_features, generator=generator)
+    layer(x)
+    layer._project(torch.randn(layer.out_features, layer.in_features, generator=generator))
+    torch.testing.assert_close(layer(x), x @ layer.dense_weight().T, rtol=1e-4, atol=1e-4)

@@ -31,6 +31,8 @@ class ProjectionPreset:
     budgets: tuple[float, ...] = SMOKE_PROJECTION_BUDGETS
     encoder_layers: tuple[int, ...] = (0,)    # pretrained encoder layers whose linears are sources
     sentences: int = 16                       # corpus sentences whose activations X give ‖(W−Ŵ)X‖
+    calibration_sentences: int = 16           # `real` source: disjoint sentences whose activations
+                                              # are passed as X to data-aware projections; 0: no `real`
     formats: tuple[str, ...] | None = None    # None: every registered format
     model: str | None = None                  # encoder directory; None: the packaged MiniLM
 
@@ -72,9 +74,10 @@ PRESETS = {
     "projection": {
         "smoke": ProjectionPreset(),
         "default": ProjectionPreset(sizes=(256, 1024), seeds=(0, 1, 2), budgets=BUDGETS,
-                                    encoder_layers=(0, 5), sentences=64),
+                                    encoder_layers=(0, 5), sentences=64, calibration_sentences=64),
         "thesis": ProjectionPreset(sizes=(256, 1024, 1296), seeds=(0, 1, 2, 3, 4), budgets=BUDGETS,
-                                   encoder_layers=(0, 1, 2, 3, 4, 5), sentences=256),
+                                   encoder_layers=(0, 1, 2, 3, 4, 5), sentences=256,
+                                   calibration_sentences=256),
     },
     "pretrain": {
         "smoke": PretrainPreset(),

@@ -5,8 +5,11 @@ weights of a pretrained encoder that ships in a package (all-MiniLM-L6-v2, see `
 For the pretrained weights two data-aware errors are recorded too, on the real input
 activations X of that layer over corpus sentences: the output error ‖(W − Ŵ)X‖_F / ‖WX‖_F,
 which a few outlier output rows can dominate, and its row-normalised form (every output row's
-relative error weighted equally, :func:`output_errors`). Unstructured sparsity (magnitude
-pruning) is the reference lower bound.
+relative error weighted equally, :func:`output_errors`). The ``real`` source (``real/minilm/<layer>``) repeats the pretrained weights with calibration:
+the activations of a disjoint sample of sentences are passed as ``X`` to ``approximate`` for
+the formats with a data-aware projection (``data_aware``), and every format's output errors are
+measured on held-out sentences, so calibrated and plain projections compare where it matters.
+Unstructured sparsity (magnitude pruning) is the reference lower bound.
 
 Budgets are fractions of the dense parameter count; each format's hyper-parameters come from
 ``hparams_for_budget`` (a format that cannot represent a shape or budget is recorded as
@@ -52,6 +55,8 @@ class Source:
     in_features: int
     weight: Callable[[int], torch.Tensor]
     inputs: torch.Tensor | None = None
+    calibration: torch.Tensor | None = None  # X passed to data-aware projections (the `real` source)
+    uncalibrated: str | None = None  # the source with the same weight and inputs, without calibration
 
 
 @lru_cache(maxsize=4)
@@ -103,14 +108,50 @@ def output_errors(diff: torch.Tensor, weight: torch.Tensor, inputs: torch.Tensor
             "rel_output_error_rownorm": (None, rownorm.item())}
 
 
+def real_sources(cfg: ProjectionPreset, device) -> list[Source]:
+    """The ``real`` source: every ``nn.Linear`` of the selected encoder layers with calibration
+    activations of ``cfg.calibration_sentences`` sentences, evaluated on the ``minilm/`` source's
+    held-out sentences (disjoint from the calibration ones)."""
+    if not cfg.encoder_layers or not cfg.calibration_sentences or bert.missing_reason(cfg.model):
+        return []  # encoder_sources already said why the pretrained weights are skipped
+    model, tokenizer = bert.load(cfg.model)
+    sentences = corpus.stdlib_sentences()
+    held_out, _ = corpus.split_corpus(sentences, cfg.sentences, 0, seed=0)  # as encoder_sources
+    unseen = sorted(set(sentences) - set(held_out))
+    calibration, _ = corpus.split_corpus(unseen, cfg.calibration_sentences, 0, seed=0)
+    inputs = bert.linear_inputs(model, *tokenizer(held_out))
+    calib = bert.linear_inputs(model, *tokenizer(calibration))
+    inside = block_pattern(cfg.encoder_layers)
+    weights = {name: m.weight.detach().to(device) for name, m in model.named_modules()
+               if name in inputs and inside.search(name)}
+    return [Source(f"real/minilm/{name}", *w.shape, lambda seed, w=w: w, inputs[name].to(device),
+                   calib[name].to(device), uncalibrated=f"minilm/{name}") for name, w in weights.items()]
+
+
+def result_source(src: Source, name: str) -> str:
+    """The source whose result format ``name`` shares on ``src``: a format that ignores the
+    calibration gets exactly the uncalibrated twin's numbers, so they are computed once."""
+    return src.uncalibrated if src.uncalibrated and not calibrated(name, src.calibration) else src.name
+
+
+def calibrated(name: str, calibration: torch.Tensor | None) -> dict:
+    """``approximate``'s ``X`` for format ``name``: the calibration activations where the format
+    has a data-aware projection (others would only warn that they ignore it)."""
+    from .. import format_class
+
+    return {"X": calibration} if calibration is not None and format_class(name).data_aware else {}
+
+
 def project_errors(name: str, hparams: dict, weight: torch.Tensor, inputs: torch.Tensor | None,
-                   seed: int) -> tuple[int, int, dict[str, tuple]]:
-    """(param count, storage bytes, {metric: (absolute, relative) error}) of ``approximate(name, weight)``."""
+                   seed: int, calibration: torch.Tensor | None = None) -> tuple[int, int, dict[str, tuple]]:
+    """(param count, storage bytes, {metric: (absolute, relative) error}) of
+    ``approximate(name, weight)``, given ``calibration`` activations as ``X`` where the format is
+    data-aware."""
     from .. import approximate
 
     torch.manual_seed(seed)  # randomised supports / iterative solvers are reproducible
     with torch.no_grad():
-        layer = approximate(name, weight, **hparams)
+        layer = approximate(name, weight, **calibrated(name, calibration), **hparams)
         diff = weight - layer.dense_weight().to(weight.dtype)
         errors = {"rel_frobenius_error": (diff.norm().item(), (diff.norm() / weight.norm()).item())}
         if inputs is not None:
@@ -127,7 +168,7 @@ def run_projection(store: str | Path, *, preset="smoke", progress: bool = True,
     """
     cfg = get_preset("projection", preset, model=model, **selection)
     dev = pick_device(device)
-    sources = gaussian_sources(cfg.sizes, dev) + encoder_sources(cfg, dev)
+    sources = gaussian_sources(cfg.sizes, dev) + encoder_sources(cfg, dev) + real_sources(cfg, dev)
     by_name = {s.name: s for s in sources}
     config = preset_config(cfg, preset if isinstance(preset, str) else "custom")
     points = [{"experiment": "projection", "config_id": config["id"], "source": s.name, "format": f,
@@ -141,17 +182,26 @@ def run_projection(store: str | Path, *, preset="smoke", progress: bool = True,
     def run_point(p: dict) -> list[dict]:
         src = by_name[p["source"]]
         hp = representable_hparams(p["format"], src.in_features, src.out_features, p["budget"])
-        key = repr((src.name, p["format"], sorted(hp.items()), p["seed"]))
+        key = repr((result_source(src, p["format"]), p["format"], sorted(hp.items()), p["seed"]))
         if key not in cache:  # several budgets can map to the same hyper-parameters
-            cache[key] = project_errors(p["format"], hp, src.weight(p["seed"]), src.inputs, p["seed"])
+            cache[key] = project_errors(p["format"], hp, src.weight(p["seed"]), src.inputs, p["seed"],
+                                        src.calibration)
         params, storage, errors = cache[key]
         sizes = memory_fields(p["format"], [(src.in_features, src.out_features, hp)], params, storage,
                               src.weight(p["seed"]).element_size())
         return [accuracy_record(**{**p, "metric": metric}, hparams=hp, param_count=params, value=rel,
-                                abs_error=abs_err, rel_error=rel, device=str(dev), **sizes)
+                                abs_error=abs_err, rel_error=rel, device=str(dev), **sizes,
+                                **calibration_fields(p["format"], src))
                 for metric, (abs_err, rel) in errors.items()]
 
     return run_points(store, points, run_point, key_fields=KEY_FIELDS, desc="projection", progress=progress)
+
+
+def calibration_fields(name: str, src: Source) -> dict:
+    """Record fields of a calibrated source: how many activation rows format ``name`` was given."""
+    if src.calibration is None:
+        return {}
+    return {"calibration_tokens": src.calibration.shape[0] if calibrated(name, src.calibration) else 0}
 
 
 def projection_table(records: list[dict]) -> str:

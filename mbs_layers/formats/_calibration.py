@@ -40,3 +40,16 @@ def hessian_diag(X: torch.Tensor) -> torch.Tensor:
     The weight of column j in the diagonal proxy Σ_ij H_jj (W − Ŵ)_ij² (OBS/Wanda-style scores).
     """
     return X.double().pow(2).mean(0)
+
+
+def weighted_magnitude(weight: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
+    """Pruning scores |W_ij|, or |W_ij|·√H_jj (float64) with H = ``hessian_diag(X)`` when X is given.
+
+    Keeping the largest scores minimises the diagonal proxy Σ_ij H_jj (W − Ŵ)_ij² under any
+    support rule that picks by score (a dropped entry adds exactly its squared score): the
+    Wanda score (Sun et al. 2024), the diagonal of the OBS saliency.
+    """
+    scores = weight.abs()
+    if X is None:
+        return scores
+    return scores.double() * hessian_diag(X).sqrt().to(weight.device)

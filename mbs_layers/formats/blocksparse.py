@@ -16,6 +16,7 @@ from torch import nn
 from ..base import StructuredLinear, register_format
 from ..sparse_support import sorted_topk
 from ..validation import check_divides, check_int, divisors
+from ._calibration import weighted_magnitude
 from .lowrank import geometric_grid
 from .unstructured import INDEX_BYTES, check_density, density_nnz
 
@@ -30,6 +31,7 @@ class BlockSparseLinear(StructuredLinear):
     block_rows: torch.Tensor  # buffers (the kept blocks' grid coordinates), typed for the checker
     block_cols: torch.Tensor
     hparam_names = ("block", "density")
+    data_aware = True
 
     @classmethod
     def _check_hparams(cls, in_features, out_features, block=None, density=None):
@@ -115,9 +117,12 @@ class BlockSparseLinear(StructuredLinear):
         return self.param_count() * self.weight_dtype.itemsize + INDEX_BYTES * (nnz_blocks + nbr + 1)
 
     @torch.no_grad()
-    def _project(self, weight):
+    def _project(self, weight, X=None):
+        """Keep the tiles of largest Σ W_ij² (optimal), or Σ W_ij² H_jj with H = diag(XᵀX)/tokens
+        when activations X are given (optimal for the diagonal proxy Σ H_jj (W − Ŵ)_ij²)."""
         b, (nbr, nbc) = self.hp["block"], self.grid_shape
         tiles = weight.reshape(nbr, b, nbc, b).permute(0, 2, 1, 3)
-        flat = sorted_topk(tiles.pow(2).sum((2, 3)), self.nnz_blocks())
+        scores = weighted_magnitude(weight, X).reshape(nbr, b, nbc, b).permute(0, 2, 1, 3)
+        flat = sorted_topk(scores.double().pow(2).sum((2, 3)), self.nnz_blocks())
         self._set_support(flat)
         self.values.copy_(tiles.reshape(nbr * nbc, b, b)[flat])

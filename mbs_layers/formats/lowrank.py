@@ -8,6 +8,7 @@ from torch import nn
 
 from ..base import StructuredLinear, register_format
 from ..validation import check_int
+from ._calibration import whitening
 
 
 def rank_grid(limit: int) -> list[int]:
@@ -45,10 +46,29 @@ def truncated_svd(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.
     return (u[:, :rank] * root).to(weight.dtype), (root[:, None] * vh[:rank]).to(weight.dtype)
 
 
+def whitened_svd(weight: torch.Tensor, rank: int, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, B) with A B the rank-``rank`` matrix minimising ‖X (W − A B)ᵀ‖_F (calibration-aware SVD).
+
+    With L the whitening factor of X (LᵀL = XᵀX/tokens + ridge), ‖X (W − Ŵ)ᵀ‖² = tokens·‖(W − Ŵ)Lᵀ‖²,
+    so the optimum is the truncated SVD of W Lᵀ mapped back: Ŵ = [W Lᵀ]_r L⁻ᵀ (Eckart–Young in the
+    whitened coordinates; as in SVD-LLM). Float64 inside, ``weight``'s dtype out.
+    """
+    lt = whitening(X).to(weight.device).T                       # lower triangular Lᵀ
+    a, b = truncated_svd(weight.double() @ lt, rank)
+    b = torch.linalg.solve_triangular(lt, b, upper=False, left=False)  # B L⁻ᵀ
+    return a.to(weight.dtype), b.to(weight.dtype)
+
+
+def rank_factors(weight: torch.Tensor, rank: int, X: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Truncated SVD of ``weight``, or its calibration-aware version when activations X are given."""
+    return truncated_svd(weight, rank) if X is None else whitened_svd(weight, rank, X)
+
+
 class RankFormat(StructuredLinear):
     """Base of the formats whose one hyper-parameter is ``rank`` in 1..min(in, out)."""
 
     hparam_names = ("rank",)
+    data_aware = True
 
     @classmethod
     def _check_hparams(cls, in_features, out_features, rank=None):
@@ -85,7 +105,7 @@ class LowRankLinear(RankFormat):
         return 2 * tokens * self.hp["rank"] * (self.in_features + self.out_features)
 
     @torch.no_grad()
-    def _project(self, weight):
-        u, v = truncated_svd(weight, self.hp["rank"])
+    def _project(self, weight, X=None):
+        u, v = rank_factors(weight, self.hp["rank"], X)
         self.U.copy_(u)
         self.V.copy_(v)

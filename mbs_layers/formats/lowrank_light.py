@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..base import register_format
-from .lowrank import RankFormat
+from .lowrank import RankFormat, whitened_svd
 
 
 def ridge_strength(dtype: torch.dtype) -> float:
@@ -78,7 +78,11 @@ class LowRankLightLinear(RankFormat):
         return 2 * tokens * r * (self.in_features - r + self.out_features)
 
     @torch.no_grad()
-    def _project(self, weight):
+    def _project(self, weight, X=None):
+        """With activations X, the calibration-aware rank-r optimum re-expressed as U [I | V]."""
+        if X is not None:
+            a, b = whitened_svd(weight, self.hp["rank"], X)
+            weight = a @ b
         u, v = light_factors(weight, self.hp["rank"])
         self.U.copy_(u)
         self.V.copy_(v)

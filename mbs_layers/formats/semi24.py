@@ -1,5 +1,7 @@
 """2:4 semi-structured sparsity: in every group of 4 consecutive inputs of a row, 2 are kept.
 
+The fixed 2:4 case of ``nm`` (same support rule, storage and Triton kernel), kept as its own
+format because it is the pattern NVIDIA's sparse tensor cores (cuSPARSELt) run.
 in_features must be divisible by 4. Projection keeps the 2 largest magnitudes of each group,
 the optimal approximation with this pattern (the error is the root-sum-square of the dropped
 entries). Storage follows cuSPARSELt's compressed layout: the out·in/2 kept values plus 2 bits
@@ -12,28 +14,22 @@ TFLOP/s" figures are quoted in.
 """
 from __future__ import annotations
 
-import torch
-
 from ..base import register_format
-from ..sparse_support import SparseSupportLinear
+from .nm import GroupSparseLinear, check_in_features_multiple
 
 GROUP, KEPT = 4, 2
-METADATA_BITS_PER_VALUE = 2
 
 
 @register_format
-class Semi24Linear(SparseSupportLinear):
+class Semi24Linear(GroupSparseLinear):
     """No hparams; in_features divisible by 4; params out·in/2."""
 
     name = "semi24"
+    group_shape = (KEPT, GROUP)
 
     @classmethod
     def _check_hparams(cls, in_features, out_features):
-        if in_features % GROUP:
-            raise ValueError(
-                f"in_features={in_features} must be divisible by {GROUP} for 2:4 sparsity: "
-                f"allowed in_features in multiples of {GROUP}"
-            )
+        check_in_features_multiple(in_features, GROUP, "2:4")
         return {}
 
     @classmethod
@@ -44,18 +40,6 @@ class Semi24Linear(SparseSupportLinear):
     def hparam_grid(cls, in_features, out_features):
         cls._check_hparams(in_features, out_features)
         return [{}]
-
-    def _select_support(self, scores):
-        m, n = scores.shape
-        groups = scores.reshape(m, n // GROUP, GROUP)
-        within = groups.topk(KEPT, dim=-1, sorted=False).indices.sort(dim=-1).values
-        group_start = torch.arange(0, n, GROUP, device=scores.device)
-        row_start = torch.arange(0, m * n, n, device=scores.device)
-        return (within + group_start[:, None] + row_start[:, None, None]).flatten()
-
-    def storage_bytes(self):
-        nnz = self.nnz()
-        return nnz * self.weight_dtype.itemsize + nnz * METADATA_BITS_PER_VALUE // 8
 
     def dense_equivalent_flops(self, tokens: int) -> int:
         """2·out·in·tokens: the dense product's FLOPs, the unit of 2:4 '2× TFLOP/s' peaks."""

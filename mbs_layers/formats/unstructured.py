@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..base import register_format
 from ..sparse_support import SparseSupportLinear, sorted_topk
 from ..validation import check_float, check_int
+from ._calibration import weighted_magnitude
 from .lowrank import geometric_grid
 
 INDEX_BYTES = 4  # int32 CSR indices, as the cusparse backend builds them
@@ -33,6 +34,8 @@ class UnstructuredLinear(SparseSupportLinear):
 
     name = "unstructured"
     hparam_names = ("density",)
+    data_aware = True
+    projection_scores = staticmethod(weighted_magnitude)
 
     @classmethod
     def _check_hparams(cls, in_features, out_features, density=None):

@@ -146,9 +146,7 @@ def chain(x, a, b, y, *, x_id=None, z=None, sparse=None, split=None):
     fine). ``sparse`` = (idx, pos, vals): padded ELL over y's N columns gathering x's columns.
     ``split`` forces the programs per token block (tests); default: sized to the GPU.
     """
-    T, K = x.shape
-    R, N = a.shape[0], b.shape[0]
-    fused = R <= MAX_FUSED_RANK
+    fused = a.shape[0] <= MAX_FUSED_RANK
     if not fused:
         zz = x @ a.T
         if x_id is not None:
@@ -161,8 +159,23 @@ def chain(x, a, b, y, *, x_id=None, z=None, sparse=None, split=None):
             y.copy_(zz @ b.T)
         if sparse is None:
             return
+        a = b = x_id = z = None  # the kernel adds the sparse epilogue alone
+    _launch(x, a, b, y, x_id, z, sparse, split)
+
+
+def ell_accumulate(x, y, sparse) -> None:
+    """``y += x Sᵀ`` for S as a padded ELL table (idx, pos, vals) over y's columns: the chain
+    kernel's sparse epilogue alone (constant fan-in's forward and backward, see ``kernels/fanin.py``)."""
+    _launch(x, None, None, y, None, None, sparse, None)
+
+
+def _launch(x, a, b, y, x_id, z, sparse, split):
+    """The chain kernel on y (T, N); without ``a`` the low-rank part is already in y."""
+    T, K = x.shape
+    N, fused = y.shape[1], a is not None
+    R = a.shape[0] if fused else 0
     # x stands in for absent operands: their constexpr flag is off, so they are never read.
-    has_sparse, has_xid, store_z = sparse is not None, x_id is not None and fused, z is not None and fused
+    has_sparse, has_xid, store_z = sparse is not None, x_id is not None, z is not None
     idx, pos, vals = sparse if has_sparse else (x, x, x)
 
     def grid(meta):
@@ -172,7 +185,8 @@ def chain(x, a, b, y, *, x_id=None, z=None, sparse=None, split=None):
     _chain_kernel[grid](
         x, a if fused else x, x_id if has_xid else x, b if fused else x, y, z if store_z else x, idx, pos, vals,
         T, triton.next_power_of_2(T), K, R, N, idx.shape[1] if has_sparse else 0,
-        *x.stride(), *a.stride(), *(x_id.stride() if has_xid else (0, 0)), *b.stride(), *y.stride(),
+        *x.stride(), *(a.stride() if fused else (0, 0)), *(x_id.stride() if has_xid else (0, 0)),
+        *(b.stride() if fused else (0, 0)), *y.stride(),
         *(z.stride() if store_z else (0, 0)),
         R_PAD=max(16, triton.next_power_of_2(R)) if fused else 16, LOWRANK=fused, HAS_XID=has_xid,
         STORE_Z=store_z, HAS_SPARSE=has_sparse, PRECISION=dot_precision(x.dtype),

@@ -1,13 +1,15 @@
-"""Triton 2:4 (N:M) kernel for ``semi24``: compressed weight decompressed in registers.
+"""Triton N:M kernel shared by ``semi24`` and ``nm``: compressed weight decompressed in registers.
 
-The weight is read in compressed form, the out·in/2 kept values (the layer's ``values``
-viewed as (out, in/2), no copy) plus one int8 per group of 4 holding the two kept positions
-(2 bits each), and expanded to a dense tile right before a tensor-core ``tl.dot``. It halves
-the weight traffic (what matters at small token counts), runs every float dtype including
-fp32 (which cuSPARSELt does not take) and works on any GPU Triton supports; at large token
-counts cuSPARSELt's sparse tensor cores should win (``cusparselt`` has the higher priority).
-The same kernel computes grad_x = grad_y W by walking the tiles transposed; the gradient of the
-kept values is the dense product gathered on the support.
+The weight is read in compressed form, the out·in·N/M kept values (the layer's ``values``
+viewed as (out, in·N/M), no copy) plus one integer per group of M holding the N kept positions
+(⌈log₂ M⌉ bits each, packed; int8 for 2:4, the narrowest of int8/16/32/64 that holds N·bits in
+general), and expanded to a dense tile right before a tensor-core ``tl.dot``. For 2:4 that
+halves the weight traffic (what matters at small token counts), runs every float dtype
+including fp32 (which cuSPARSELt does not take) and works on any GPU Triton supports; at large
+token counts cuSPARSELt's sparse tensor cores should win (``cusparselt`` has the higher
+priority for ``semi24``). N and M are compile-time constants, so each pattern gets its own
+specialised kernel from one source. The same kernel computes grad_x = grad_y W by walking the
+tiles transposed; the gradient of the kept values is the dense product gathered on the support.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import triton
 import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
+from ..formats.nm import NMSparseLinear, index_bits
 from ..formats.semi24 import Semi24Linear
 from ..sparse_support import cached_per_version, kept_values_linear
 from ._tuning import autotune_configs, dot_precision
@@ -31,6 +34,7 @@ _CONFIGS = [  # ≤ 48 KB of fp32 operand tiles per stage
 @triton.jit
 def _nm_kernel(a_ptr, values_ptr, meta_ptr, y_ptr, tokens, tokens_bucket, n_out, n_in,
                stride_a, stride_y, TRANSPOSE: tl.constexpr, PRECISION: tl.constexpr,
+               N: tl.constexpr, M: tl.constexpr, BITS: tl.constexpr,
                BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_R: tl.constexpr):
     """y = a Wᵀ (reduce over in, TRANSPOSE=False) or y = a W (reduce over out, TRANSPOSE=True)."""
     pid_t, pid_c = tl.program_id(0), tl.program_id(1)
@@ -49,46 +53,56 @@ def _nm_kernel(a_ptr, values_ptr, meta_ptr, y_ptr, tokens, tokens_bucket, n_out,
         else:
             o, k = offs_c[None, :], offs_r[:, None]
         inside = (o < n_out) & (k < n_in)
-        group = k // 4
-        meta = tl.load(meta_ptr + o.to(tl.int64) * (n_in // 4) + group, mask=inside, other=0).to(tl.int32)
-        kept = values_ptr + o.to(tl.int64) * (n_in // 2) + 2 * group
-        v0 = tl.load(kept, mask=inside, other=0.0)
-        v1 = tl.load(kept + 1, mask=inside, other=0.0)
-        pos = k % 4
-        w = tl.where(pos == (meta & 3), v0, tl.where(pos == (meta >> 2), v1, tl.zeros_like(v0)))
+        group = k // M
+        meta = tl.load(meta_ptr + o.to(tl.int64) * (n_in // M) + group, mask=inside, other=0)
+        meta = meta.to(tl.int64) if N * BITS > 31 else meta.to(tl.int32)
+        kept = values_ptr + o.to(tl.int64) * (n_in // M * N) + N * group
+        pos = k % M
+        w = tl.zeros((BLOCK_R, BLOCK_C), dtype=values_ptr.dtype.element_ty)
+        for j in tl.static_range(N):
+            v = tl.load(kept + j, mask=inside, other=0.0)
+            w = tl.where(pos == ((meta >> (j * BITS)) & ((1 << BITS) - 1)), v, w)
         acc += tl.dot(a, w, input_precision=PRECISION)
     y = y_ptr + offs_t[:, None].to(tl.int64) * stride_y + offs_c[None, :]
     tl.store(y, acc.to(y_ptr.dtype.element_ty), mask=(offs_t[:, None] < tokens) & (offs_c[None, :] < out_len))
 
 
+_META_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64)
+
+
 def nm_metadata(layer) -> torch.Tensor:
-    """(out, in/4) int8: kept positions (i0 | i1 << 2) of each group of 4, cached per support."""
+    """(out, in/M) packed kept positions (i_0 | i_1 << bits | ...) of each group, cached per support."""
+    n, m = layer.group_shape
+    bits = index_bits(m)
 
     def build():
-        within = (layer.cols % 4).view(layer.out_features, layer.in_features // 4, 2)
-        return (within[..., 0] | (within[..., 1] << 2)).to(torch.int8)
+        within = (layer.cols % m).view(layer.out_features, layer.in_features // m, n)
+        packed = sum(within[..., j] << (j * bits) for j in range(n))
+        dtype = next(d for d in _META_DTYPES if n * bits <= 8 * d.itemsize)
+        return packed.to(dtype)
 
     return cached_per_version(layer, "_nm_meta_cache", (layer.cols,), build)
 
 
-def _nm_apply(a, values, meta, shape, transpose):
+def _nm_apply(a, values, meta, layer, transpose):
     a = a.contiguous()
-    n_out, n_in = shape
-    tokens = a.shape[0]
+    n_out, n_in = layer.out_features, layer.in_features
+    (n, m), tokens = layer.group_shape, a.shape[0]
     y = a.new_empty(tokens, n_in if transpose else n_out)
     grid = lambda meta_: (triton.cdiv(tokens, meta_["BLOCK_T"]), triton.cdiv(y.shape[1], meta_["BLOCK_C"]))  # noqa: E731
     _nm_kernel[grid](a, values, meta, y, tokens, triton.next_power_of_2(tokens), n_out, n_in,
                      a.stride(0), y.stride(0), TRANSPOSE=transpose,
-                     PRECISION=dot_precision(a.dtype))
+                     PRECISION=dot_precision(a.dtype), N=n, M=m, BITS=index_bits(m))
     return y
 
 
+@register_backend(NMSparseLinear, "triton", priority=5, unsupported=triton_unsupported)
 @register_backend(Semi24Linear, "triton", priority=5, unsupported=triton_unsupported)
-def semi24_triton(layer, x2d):
-    """``x2d @ W.T`` through the Triton 2:4 kernel; grad_x by the same kernel transposed."""
-    meta, shape = nm_metadata(layer), (layer.out_features, layer.in_features)
+def nm_triton(layer, x2d):
+    """``x2d @ W.T`` through the Triton N:M kernel; grad_x by the same kernel transposed."""
+    meta = nm_metadata(layer)
     return kept_values_linear(
         layer, x2d,
-        forward=lambda x, values: _nm_apply(x, values, meta, shape, transpose=False),
-        grad_input=lambda grad_y, values: _nm_apply(grad_y, values, meta, shape, transpose=True),
+        forward=lambda x, values: _nm_apply(x, values, meta, layer, transpose=False),
+        grad_input=lambda grad_y, values: _nm_apply(grad_y, values, meta, layer, transpose=True),
     )

@@ -100,7 +100,7 @@ def test_mbs_project_prints_table_and_writes_csv(tmp_path, capsys):
 @pytest.mark.skipif(bert.missing_reason() is not None, reason=str(bert.missing_reason()))
 def test_pretrained_weights_and_activation_error(tmp_path):
     preset = ProjectionPreset(sizes=(), budgets=(0.1, 1.0), encoder_layers=(5,), sentences=2,
-                              formats=("dense", "lowrank"))
+                              calibration_sentences=0, formats=("dense", "lowrank"))
     records = RecordStore(run_projection(tmp_path / "p.jsonl", preset=preset, progress=False)).records()
     sources = {r["source"] for r in records}
     assert len(sources) == 6 and all(s.startswith("minilm/encoder.layer.5.") for s in sources)
