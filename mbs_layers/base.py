@@ -177,6 +177,9 @@ class StructuredLinear(nn.Module):
                  for hp in cls.hparam_grid(in_features, out_features)),
                 default=None,
             )
+            if smallest is None:
+                raise ValueError(f"{cls.name} has no setting for in_features={in_features}, "
+                                 f"out_features={out_features}: see its hyper-parameters' constraints")
             raise ValueError(
                 f"params={params} is below the smallest {cls.name} layer for "
                 f"({out_features}, {in_features}): allowed params >= {smallest}"

@@ -1,11 +1,13 @@
 """Fast kernels; importing a module registers its backends (keyed by the layer class).
 
 A module is named after the format it serves (``blast``, ``blocksparse``, ``sltrain``,
-``unstructured`` (cuSPARSE), ``semi24_triton`` and ``semi24_cusparselt``), or after its
+``unstructured`` (cuSPARSE), ``semi24_cusparselt``, ``cospadi``, ``fanin``), or after its
 family where one kernel serves several formats:
   * ``lowrank``: the fused low-rank chain, for lowrank and lowrank_light (sltrain reuses it);
   * ``monarch``: the fused two-factor kernel, for monarch and btt;
   * ``tt``: the tensor-train core chain, for tt and kronecker (a two-core TT);
+  * ``nm``: the N:M kernel, for nm and its fixed 2:4 case semi24 (Triton);
+  * ``chains``: dsformer and armor, each stage on its own format's backend (no new kernel);
   * ``block_gemm``: the strided batched block GEMM, blockdiag's forward and the engine under
     monarch/btt's two-kernel path and every block backward.
 

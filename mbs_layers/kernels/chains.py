@@ -10,6 +10,8 @@ when every stage's backend can.
 from __future__ import annotations
 
 from ..backends import fast_backends, register_backend
+from ..formats.armor import ArmorLinear
+from ..formats.dsformer import DSFormerLinear
 
 # chain backend -> the backend each stage format runs ("torch" for the dense stage is cuBLAS).
 STAGE_BACKENDS = {
@@ -17,7 +19,7 @@ STAGE_BACKENDS = {
     "triton": {"semi24": "triton", "blockdiag": "triton", "dense": "torch"},
 }
 PRIORITY = {"cusparselt": 10, "triton": 5}  # as for semi24: cuSPARSELt first where it runs
-CHAIN_FORMATS = ("dsformer", "armor")
+CHAIN_FORMATS = (DSFormerLinear, ArmorLinear)
 
 
 def _stage_impls(layer, backend):

@@ -18,6 +18,7 @@ import triton
 import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
+from ..formats.cospadi import CoSpaDiLinear
 from ._tuning import autotune_configs
 
 _CONFIGS = [  # fp32 accumulators in registers only: (BLOCK_T · BLOCK_O) / (32 · warps) per thread
@@ -81,7 +82,7 @@ class _GatherCodes(torch.autograd.Function):
         return grad_z, grad_codes, None
 
 
-@register_backend("cospadi", "triton", priority=5, unsupported=triton_unsupported)
+@register_backend(CoSpaDiLinear, "triton", priority=5, unsupported=triton_unsupported)
 def cospadi_triton(layer, x2d):
     """z = x Dᵀ on cuBLAS, then the gather kernel over the codes."""
     return _GatherCodes.apply(x2d @ layer.dictionary.T, layer.codes, layer.code_index)

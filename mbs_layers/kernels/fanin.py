@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..backends import register_backend, triton_unsupported
+from ..formats.fanin import FanInLinear
 from ..sparse_support import cached_per_version
 from .lowrank import ell_accumulate
 from .sltrain import ell_table, sampled_grad
@@ -57,7 +58,7 @@ class _FanInFn(torch.autograd.Function):
         return gx, gv, None, None
 
 
-@register_backend("fanin", "triton", priority=5, unsupported=triton_unsupported)
+@register_backend(FanInLinear, "triton", priority=5, unsupported=triton_unsupported)
 def fanin_triton(layer, x2d):
     """``x2d @ W.T`` through the ELL gather kernel (forward and grad_x) and SDDMM (values)."""
     return _FanInFn.apply(x2d, layer.values, fanin_tables(layer), layer.out_features)

@@ -6,8 +6,7 @@ from accuracy_helpers import one_thread  # noqa: F401  (autouse)
 import mbs_layers as mbs
 from mbs_layers.accuracy import bert
 from mbs_layers.accuracy.presets import ProjectionPreset
-from mbs_layers.accuracy.projection import (calibrated, encoder_sources, project_errors, real_sources,
-                                            run_projection)
+from mbs_layers.accuracy.projection import calibrated, encoder_sources, project_errors, real_sources, run_projection
 from mbs_layers.records import RecordStore
 
 

@@ -42,8 +42,8 @@ def test_every_format_module_registers_and_every_format_is_documented():
 def smallest_compressing(cls, in_f, out_f):
     """The format's smallest setting if it stores fewer values than dense, else None: a format
     that never goes below some fraction (ARMOR: a 2:4 core plus its wrappers) is tested there."""
-    hp = min(cls.hparam_grid(in_f, out_f), key=lambda g: cls.count_params(in_f, out_f, **g))
-    return hp if cls.count_params(in_f, out_f, **hp) < in_f * out_f else None
+    hp = min(cls.hparam_grid(in_f, out_f), key=lambda g: cls.count_params(in_f, out_f, **g), default=None)
+    return hp if hp is not None and cls.count_params(in_f, out_f, **hp) < in_f * out_f else None
 
 
 @pytest.mark.parametrize("name", FORMATS)

@@ -1,9 +1,9 @@
 """The constant fan-in gather (the chain kernel's ELL epilogue) against the torch reference."""
 import pytest
 import torch
+from sparse_helpers import check_backend_matches_reference, check_follows_a_new_support
 
 import mbs_layers as mbs
-from sparse_helpers import check_backend_matches_reference, check_follows_a_new_support
 
 CASES = [(20, 9, 3, 7), (37, 50, 1, 19), (16, 16, 16, 5), (64, 24, 10, 33)]  # (in, out, fan_in, tokens)
 

@@ -5,8 +5,8 @@ import torch
 
 import mbs_layers as mbs
 from mbs_layers.accuracy.memory import memory_fields, model_signature
-from mbs_layers.report import analysis as an
 from mbs_layers.records.files import hparams_key
+from mbs_layers.report import analysis as an
 
 
 def summary_of(rows):
