@@ -57,9 +57,10 @@ class BlockSparseLinear(StructuredLinear):
         return grid
 
     @classmethod
-    def hparams_for_budget(cls, in_features, out_features, params):
+    def hparams_for_budget(cls, in_features, out_features, params, *, allow_more_flops=False):
         """Per grid block size the most tiles that fit (k = params // block²), the largest of those
-        (smallest block on ties); any tile count is representable, so no grid step is lost."""
+        (smallest block on ties); any tile count is representable, so no grid step is lost. Its
+        forward costs 2 · tokens · params <= dense, so ``allow_more_flops`` changes nothing."""
         check_int("params", params, low=1)
         best, best_count = None, 0
         for block in sorted({hp["block"] for hp in cls.hparam_grid(in_features, out_features)}):

@@ -124,7 +124,12 @@ class SLTrainLinear(StructuredLinear):
         return self.U @ self.V + self.sparse_weight()
 
     def forward_flops(self, tokens):
-        return 2 * tokens * (self.hp["rank"] * (self.in_features + self.out_features) + self.nnz)
+        return self.hparam_flops(self.in_features, self.out_features, tokens, **self.hp)
+
+    @classmethod
+    def hparam_flops(cls, in_features, out_features, tokens, **hp):
+        """2 · tokens · (r(in + out) + nnz): one multiply-add per stored value and token (no support drawn)."""
+        return 2 * tokens * cls.count_params(in_features, out_features, **hp)
 
     def storage_bytes(self):
         return self.param_count() * self.weight_dtype.itemsize + INDEX_BYTES * (self.crow.numel() + self.nnz)
