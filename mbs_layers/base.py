@@ -11,7 +11,8 @@ The base class handles bias, leading batch dims, backend dispatch and the budget
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Iterable
+from collections.abc import Iterable
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -19,7 +20,7 @@ from torch import nn
 from . import backends
 from .validation import check_choice, check_int
 
-FORMATS: dict[str, type["StructuredLinear"]] = {}
+FORMATS: dict[str, type[StructuredLinear]] = {}
 
 
 def register_format(cls):

@@ -44,7 +44,7 @@ def _best_trees(operands, sizes, output, limit, cost):
     kept = {mask: _kept(mask, operands, output) for mask in range(1, full + 1)}
     size = {mask: math.prod(sizes[i] for i in labels) for mask, labels in kept.items()}
     best = {1 << i: ((0, 0), i) for i in range(n)}
-    for mask in sorted(range(1, full + 1), key=lambda m: bin(m).count("1")):
+    for mask in sorted(range(1, full + 1), key=lambda m: m.bit_count()):
         if mask in best or size[mask] > limit:
             continue
         low = mask & -mask  # split so that the lowest operand is on the left: each pair once

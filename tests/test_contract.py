@@ -56,7 +56,7 @@ def test_budget_search_is_largest_fitting(name, in_f, out_f):
     assert count <= budget
     tokens = max(in_f, out_f)
     assert cls.hparam_flops(in_f, out_f, tokens, **hp) <= 2 * tokens * in_f * out_f
-    key = lambda g: (cls.budget_preference(in_f, out_f, g), cls.count_params(in_f, out_f, **g))  # noqa: E731
+    key = lambda g: (cls.budget_preference(in_f, out_f, g), cls.count_params(in_f, out_f, **g))
     rivals = [g for g in cls.hparam_grid(in_f, out_f) if cls.count_params(in_f, out_f, **g) <= budget
               and cls.hparam_flops(in_f, out_f, tokens, **g) <= 2 * tokens * in_f * out_f]
     if name != "blocksparse":  # blocksparse searches tile counts beyond its grid (see its docstring)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..base import StructuredLinear, register_format
+from ..chunking import memory_limit
 from ..validation import check_float, check_int
 from .lowrank import check_rank, rank_grid, truncated_svd
 
@@ -54,8 +55,6 @@ class SLTrainLinear(StructuredLinear):
     hparam_names = ("rank", "density", "seed")
     # The sparse part runs through gather/index_add, which FlopCounterMode does not count.
     flops_visible_to_torch = False
-    # Elements of the (tokens × nonzeros) gather the reference materialises at once (bounds its memory).
-    REFERENCE_CHUNK_ELEMENTS = 1 << 24
     MAX_ALTERNATIONS = 500
     STALL_WINDOW, STALL_TOL = 10, 1e-2  # stop when 10 rounds gain < 1 % (see _project)
 
@@ -103,10 +102,11 @@ class SLTrainLinear(StructuredLinear):
         self.values = nn.Parameter(torch.randn(nnz, **fk) * scale)
 
     def sparse_product(self, x2d: torch.Tensor) -> torch.Tensor:
-        """``x2d @ S.T`` by gathering x's columns and index-adding into the output rows."""
+        """``x2d @ S.T`` by gathering x's columns and index-adding into the output rows, over chunks
+        of the support whose (tokens × chunk) gather stays within x + y + weights."""
         rows, cols = support_rows(self.crow, self.nnz), self.col.long()
         y = x2d.new_zeros(x2d.shape[0], self.out_features)
-        step = max(1, self.REFERENCE_CHUNK_ELEMENTS // max(1, x2d.shape[0]))
+        step = max(1, memory_limit(self, x2d.shape[0]) // max(1, 2 * x2d.shape[0]))  # gathered + product
         for start in range(0, self.nnz, step):
             sl = slice(start, start + step)
             y = y.index_add(1, rows[sl], x2d[:, cols[sl]] * self.values[sl])

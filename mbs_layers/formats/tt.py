@@ -84,7 +84,7 @@ def chain_network(out_factors, in_factors, ranks, tokens: int | None):
     d, bonds = len(out_factors), (1, *ranks, 1)
     sizes = {**{f"m{k}": out_factors[k] for k in range(d)}, **{f"n{k}": in_factors[k] for k in range(d)},
              **{f"r{k}": bonds[k] for k in range(d + 1)}}
-    keep = lambda *labels: tuple(lab for lab in labels if sizes[lab] > 1)  # noqa: E731
+    keep = lambda *labels: tuple(lab for lab in labels if sizes[lab] > 1)
     cores = [keep(f"r{k}", f"m{k}", f"n{k}", f"r{k + 1}") for k in range(d)]
     ms, ns = keep(*(f"m{k}" for k in range(d))), keep(*(f"n{k}" for k in range(d)))
     if tokens is None:
@@ -161,7 +161,7 @@ def _pair(a, la, b, lb, contract):
     g_kept = [lab for lab in lb if lab not in shared]
     g = b.permute([lb.index(x) for x in g_kept + shared])
     dims = dict(zip(la, a.shape)) | dict(zip(lb, b.shape))
-    size = lambda labels: math.prod(dims[x] for x in labels)  # noqa: E731
+    size = lambda labels: math.prod(dims[x] for x in labels)
     out = contract(g.reshape(size(g_kept), size(shared)),
                    a.reshape(size(before), size(shared), size(after)))
     labels = before + tuple(g_kept) + after
