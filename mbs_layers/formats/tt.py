@@ -225,7 +225,7 @@ def tt_svd(weight: torch.Tensor, out_factors, in_factors, ranks) -> list[torch.T
     rest, cores, r_prev = t.reshape(1, -1), [], 1
     for k in range(d - 1):
         unfolded = rest.reshape(r_prev * out_factors[k] * in_factors[k], -1)
-        left, rest = truncated_svd(unfolded, ranks[k])
+        left, rest = truncated_svd(unfolded, ranks[k], lanczos=True)
         cores.append(left.reshape(r_prev, out_factors[k], in_factors[k], ranks[k]))
         r_prev = ranks[k]
     cores.append(rest.reshape(r_prev, out_factors[-1], in_factors[-1], 1))

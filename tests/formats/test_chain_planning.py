@@ -116,3 +116,13 @@ def test_chain_over_memory_factor_raises_before_allocating(monkeypatch):
     monkeypatch.setattr(tt, "MEMORY_FACTOR", 0.01)
     with pytest.raises(ValueError, match="intermediate"):
         mbs.build("tt", 27, 27, cores=3, rank=5, bias=False)(torch.randn(3, 27))
+
+
+@pytest.mark.parametrize("rank", [1, 3, 12])
+def test_lanczos_truncated_svd_is_the_full_svd_answer(rank):
+    from mbs_layers.formats.lowrank import truncated_svd
+
+    w = torch.randn(96, 130, generator=torch.Generator().manual_seed(rank), dtype=torch.float64)
+    a, b = truncated_svd(w, rank, lanczos=True)
+    a_full, b_full = truncated_svd(w, rank)
+    torch.testing.assert_close(a @ b, a_full @ b_full, rtol=0, atol=1e-10)
