@@ -300,6 +300,11 @@ class TTLinear(StructuredLinear):
     def forward_flops(self, tokens):
         return tt_flops(tokens, *self.structure(self.hp))
 
+    @classmethod
+    def hparam_flops(cls, in_features, out_features, tokens, **hp):
+        """The planned forward's FLOPs from the hyper-parameters alone (no layer is built)."""
+        return tt_flops(tokens, *cls.structure(cls.check_hparams(in_features, out_features, **hp)))
+
     @torch.no_grad()
     def _project(self, weight):
         for core, fitted in zip(self.cores, tt_svd(weight, *self.structure(self.hp))):
