@@ -149,7 +149,7 @@ class SLTrainLinear(StructuredLinear):
         """
         w = weight.double()
         support = (support_rows(self.crow, self.nnz), self.col.long())
-        u, v = truncated_svd(w, self.hp["rank"])
+        u, v = truncated_svd(w, self.hp["rank"], reuse=True)
         s, err = residual_on_support(w, u @ v, support)
         history = [err]
         floor = 4 * torch.finfo(w.dtype).eps * torch.linalg.norm(w)
