@@ -163,28 +163,46 @@ class StructuredLinear(nn.Module):
         return next(p.dtype for n, p in self.named_parameters() if n != "bias")
 
     @classmethod
-    def hparams_for_budget(cls, in_features: int, out_features: int, params: int) -> dict[str, Any]:
-        """Hyper-parameters whose ``count_params`` is the largest not above ``params``."""
+    def budget_preference(cls, in_features: int, out_features: int, hp: dict) -> tuple:
+        """Sort key among settings that fit a budget, compared before their parameter count
+        (larger is preferred). Default: none, so the largest count wins; Kronecker ranks balanced
+        factor splits first."""
+        return ()
+
+    @classmethod
+    def hparam_flops(cls, in_features: int, out_features: int, tokens: int, **hp) -> int:
+        """``forward_flops(tokens)`` of a layer with ``hp``, without allocating its weights (meta device)."""
+        return cls(in_features, out_features, bias=False, device="meta", **hp).forward_flops(tokens)
+
+    @classmethod
+    def hparams_for_budget(cls, in_features: int, out_features: int, params: int, *,
+                           allow_more_flops: bool = False) -> dict:
+        """The preferred setting whose ``count_params`` fits ``params``: highest
+        ``budget_preference``, then the largest count. Settings whose forward costs more FLOPs than
+        the dense layer (over a square batch of max(in, out) tokens) are skipped unless
+        ``allow_more_flops``."""
         check_int("params", params, low=1)
-        best, best_count = None, -1
-        for hp in cls.hparam_grid(in_features, out_features):
-            count = cls.count_params(in_features, out_features, **hp)
-            if best_count < count <= params:
-                best, best_count = hp, count
-        if best is None:
-            smallest = min(
-                (cls.count_params(in_features, out_features, **hp)
-                 for hp in cls.hparam_grid(in_features, out_features)),
-                default=None,
-            )
-            if smallest is None:
+        grid = list(cls.hparam_grid(in_features, out_features))
+        counts = [cls.count_params(in_features, out_features, **hp) for hp in grid]
+        fitting = sorted((i for i, c in enumerate(counts) if c <= params), reverse=True,
+                         key=lambda i: (cls.budget_preference(in_features, out_features, grid[i]), counts[i]))
+        if not fitting:
+            if not counts:
                 raise ValueError(f"{cls.name} has no setting for in_features={in_features}, "
                                  f"out_features={out_features}: see its hyper-parameters' constraints")
             raise ValueError(
                 f"params={params} is below the smallest {cls.name} layer for "
-                f"({out_features}, {in_features}): allowed params >= {smallest}"
+                f"({out_features}, {in_features}): allowed params >= {min(counts, default=None)}"
             )
-        return best
+        tokens = max(in_features, out_features)
+        dense_flops = 2 * tokens * in_features * out_features
+        for i in fitting:
+            if allow_more_flops or cls.hparam_flops(in_features, out_features, tokens, **grid[i]) <= dense_flops:
+                return grid[i]
+        raise ValueError(
+            f"params={params}: every {cls.name} layer for ({out_features}, {in_features}) within it costs "
+            f"more FLOPs than dense; allowed: allow_more_flops=True, or a smaller params"
+        )
 
     @classmethod
     def from_dense(cls, weight: torch.Tensor, *, bias: torch.Tensor | None = None, backend: str = "auto",

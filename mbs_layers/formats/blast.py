@@ -228,10 +228,13 @@ class BlastLinear(StructuredLinear):
         self.s = nn.Parameter(torch.randn(b, b, r, **fk))
 
     def _forward_torch(self, x2d):
+        """Three bmm: x's column blocks with V, the diagonal mixing batched over the rank, then U
+        (the einsum form's permutes cost ~2x on CPU, bench/reference_vs_bmm.py)."""
         b = self.hp["nblocks"]
-        z = torch.einsum("tjq,jqr->tjr", x2d.reshape(-1, b, self.in_features // b), self.V)
-        y = torch.einsum("tir,ipr->tip", blast_mix(z, self.s), self.U)
-        return y.reshape(-1, self.out_features)
+        z = torch.bmm(x2d.reshape(-1, b, self.in_features // b).transpose(0, 1), self.V)  # (b_j, T, r)
+        w = torch.bmm(z.permute(2, 1, 0), self.s.permute(2, 1, 0))  # (r, T, b_i) = Σ_j z_j s_ij
+        y = torch.bmm(w.permute(2, 1, 0), self.U.transpose(1, 2))  # (b_i, T, m/b)
+        return y.transpose(0, 1).reshape(-1, self.out_features)
 
     def dense_weight(self):
         return torch.einsum("ipr,ijr,jqr->ipjq", self.U, self.s, self.V).reshape(

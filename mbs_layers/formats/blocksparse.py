@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..base import StructuredLinear, register_format
+from ..chunking import by_row_chunks, memory_limit
 from ..sparse_support import sorted_topk
 from ..validation import check_divides, check_int, divisors
 from ._calibration import weighted_magnitude
@@ -61,9 +62,10 @@ class BlockSparseLinear(StructuredLinear):
         return grid
 
     @classmethod
-    def hparams_for_budget(cls, in_features, out_features, params):
+    def hparams_for_budget(cls, in_features, out_features, params, *, allow_more_flops=False):
         """Per grid block size the most tiles that fit (k = params // block²), the largest of those
-        (smallest block on ties); any tile count is representable, so no grid step is lost."""
+        (smallest block on ties); any tile count is representable, so no grid step is lost. Its
+        forward costs 2 · tokens · params <= dense, so ``allow_more_flops`` changes nothing."""
         check_int("params", params, low=1)
         best, best_count = None, 0
         for block in sorted({hp["block"] for hp in cls.hparam_grid(in_features, out_features)}):
@@ -97,6 +99,12 @@ class BlockSparseLinear(StructuredLinear):
         self.values = nn.Parameter(torch.randn(k, b, b, dtype=dtype, device=device) * std)
 
     def _forward_torch(self, x2d):
+        """One GEMM per stored tile on x's gathered column blocks; in row chunks where the gathered
+        (tokens, tiles, block) copy and its products would outgrow x + y + weights."""
+        per_row = 2 * self.nnz_blocks() * self.hp["block"]
+        return by_row_chunks(self._forward_rows, x2d, per_row, memory_limit(self, x2d.shape[0]))
+
+    def _forward_rows(self, x2d):
         b, (nbr, nbc) = self.hp["block"], self.grid_shape
         tokens = x2d.shape[0]
         gathered = x2d.reshape(tokens, nbc, b)[:, self.block_cols]         # (T, nnz_blocks, b)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..base import StructuredLinear, register_format
+from ..chunking import by_row_chunks, memory_limit
 from ..validation import check_int, divisors
 from .lowrank import rank_grid, truncated_svd
 
@@ -94,6 +95,12 @@ class BTTLinear(StructuredLinear):
         self.L = nn.Parameter(torch.randn(m2, m1, n1, r, **fk) / math.sqrt(n1 * r))
 
     def _forward_torch(self, x2d):
+        """Two batched GEMMs through the (tokens, n1, m2, r) middle; in row chunks where that middle
+        (and its permuted copy) would outgrow x + y + weights (see ``mbs_layers.chunking``)."""
+        n1, m2, r, _ = self.R.shape
+        return by_row_chunks(self._forward_rows, x2d, 2 * n1 * m2 * r, memory_limit(self, x2d.shape[0]))
+
+    def _forward_rows(self, x2d):
         n1, m2, r, n2 = self.R.shape
         m1 = self.L.shape[1]
         z = torch.bmm(x2d.reshape(-1, n1, n2).transpose(0, 1), self.R.reshape(n1, m2 * r, n2).transpose(1, 2))

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..base import register_format
-from .lowrank import RankFormat, whitened_svd
+from .lowrank import RankFormat, full_svd, whitened_svd
 
 
 def ridge_strength(dtype: torch.dtype) -> float:
@@ -37,7 +37,7 @@ def light_factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.
     Computed in float64, returned in ``weight``'s dtype.
     """
     w = weight.double()
-    p, s, qh = torch.linalg.svd(w, full_matrices=False)
+    _, s, qh = full_svd(w)  # shared with lowrank / sltrain / other ranks of the same matrix
     s, q1, q2 = s[:rank], qh[:rank, :rank], qh[:rank, rank:]
     ridge = ridge_strength(weight.dtype) * s[0].clamp_min(torch.finfo(torch.float64).tiny)
     eye = torch.eye(rank, dtype=w.dtype, device=w.device)

@@ -44,7 +44,9 @@ class MonarchLinear(NBlocksFormat):
     def _forward_torch(self, x2d):
         k, q, p = self.w1.shape
         h = torch.bmm(x2d.reshape(-1, k, p).transpose(0, 1), self.w1.transpose(1, 2))  # (k, B, q)
-        z = h.transpose(0, 1).reshape(-1, q, k).permute(2, 0, 1)  # z[i, b, t] = h[b, t·k + i]
+        # z[i, b, t] = h[b, t·k + i], made contiguous as (b, i, t) so the bmm reads it in place
+        # (the (k, B, q) permute bmm would otherwise copy again): one copy, as published code
+        z = h.transpose(0, 1).reshape(-1, q, k).transpose(1, 2).contiguous().transpose(0, 1)
         y = torch.bmm(z, self.w2.transpose(1, 2))  # (k, B, s)
         return y.permute(1, 2, 0).reshape(-1, self.out_features)
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..base import StructuredLinear, register_format
+from ..chunking import memory_limit
 from ..validation import check_float, check_int
 from .lowrank import check_rank, rank_grid, truncated_svd
 
@@ -55,8 +56,6 @@ class SLTrainLinear(StructuredLinear):
     col: torch.Tensor
     hparam_names = ("rank", "density", "seed")
     # The sparse part runs through gather/index_add, which FlopCounterMode does not count.
-    # Elements of the (tokens × nonzeros) gather the reference materialises at once (bounds its memory).
-    REFERENCE_CHUNK_ELEMENTS = 1 << 24
     MAX_ALTERNATIONS = 500
     STALL_WINDOW, STALL_TOL = 10, 1e-2  # stop when 10 rounds gain < 1 % (see _project)
 
@@ -104,10 +103,11 @@ class SLTrainLinear(StructuredLinear):
         self.values = nn.Parameter(torch.randn(nnz, **fk) * scale)
 
     def sparse_product(self, x2d: torch.Tensor) -> torch.Tensor:
-        """``x2d @ S.T`` by gathering x's columns and index-adding into the output rows."""
+        """``x2d @ S.T`` by gathering x's columns and index-adding into the output rows, over chunks
+        of the support whose (tokens × chunk) gather stays within x + y + weights."""
         rows, cols = support_rows(self.crow, self.nnz), self.col.long()
         y = x2d.new_zeros(x2d.shape[0], self.out_features)
-        step = max(1, self.REFERENCE_CHUNK_ELEMENTS // max(1, x2d.shape[0]))
+        step = max(1, memory_limit(self, x2d.shape[0]) // max(1, 2 * x2d.shape[0]))  # gathered + product
         for start in range(0, self.nnz, step):
             sl = slice(start, start + step)
             y = y.index_add(1, rows[sl], x2d[:, cols[sl]] * self.values[sl])
@@ -125,7 +125,12 @@ class SLTrainLinear(StructuredLinear):
         return self.U @ self.V + self.sparse_weight()
 
     def forward_flops(self, tokens):
-        return 2 * tokens * (self.hp["rank"] * (self.in_features + self.out_features) + self.nnz)
+        return self.hparam_flops(self.in_features, self.out_features, tokens, **self.hp)
+
+    @classmethod
+    def hparam_flops(cls, in_features, out_features, tokens, **hp):
+        """2 · tokens · (r(in + out) + nnz): one multiply-add per stored value and token (no support drawn)."""
+        return 2 * tokens * cls.count_params(in_features, out_features, **hp)
 
     def flops_unseen_by_torch(self, tokens):
         return 2 * tokens * self.nnz  # S's product runs through torch.sparse
@@ -148,7 +153,7 @@ class SLTrainLinear(StructuredLinear):
         """
         w = weight.double()
         support = (support_rows(self.crow, self.nnz), self.col.long())
-        u, v = truncated_svd(w, self.hp["rank"])
+        u, v = truncated_svd(w, self.hp["rank"], reuse=True)
         s, err = residual_on_support(w, u @ v, support)
         history = [err]
         floor = 4 * torch.finfo(w.dtype).eps * torch.linalg.norm(w)

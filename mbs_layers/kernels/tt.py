@@ -1,8 +1,9 @@
 """Triton mode-product kernels: the factored forward/backward of the ``tt`` and ``kronecker`` formats.
 
-Both formats apply W as a chain of mode products ``out[x] = G @ s[x]`` with s laid out
-(X, K, M) and out (X, N, M) (see ``formats.tt.tt_apply``): one launch per core, reading the
-running tensor with strided row addressing, so the dense W and permuted copies never exist.
+Both formats apply W as a cost-planned chain of contractions (see ``formats.tt.run_chain``);
+every step that touches x is a mode product ``out[x] = G @ s[x]`` with s laid out (X, K, M) and
+out (X, N, M): one launch per step, reading the running tensor with strided row addressing, so
+along a sweep the dense W and permuted copies never exist.
 Rows of the GEMM are the (x, m) pairs: row (x, m) of s is s[x, :, m] (stride M).
 The backward reuses the same kernel with Gᵀ (strides swapped) for ds, and a split-row reduction
 kernel for dG = Σ_{x,m} dout[x, :, m] ⊗ s[x, :, m].
@@ -15,7 +16,7 @@ import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
 from ..formats.kronecker import KroneckerLinear
-from ..formats.tt import TTLinear, tt_apply
+from ..formats.tt import TTLinear, run_chain
 from ._tuning import autotune_configs, dot_precision
 
 _FWD_CONFIGS = autotune_configs([
@@ -130,8 +131,8 @@ class ModeProduct(torch.autograd.Function):
 
 
 def tt_triton(layer, x2d):
-    """The TT / Kronecker forward with each core's mode product in Triton."""
-    return tt_apply(list(layer.cores), x2d, contract=ModeProduct.apply)
+    """The TT / Kronecker forward with each mode product of the planned order in Triton."""
+    return run_chain(list(layer.cores), x2d, contract=ModeProduct.apply)
 
 
 register_backend(TTLinear, "triton", priority=10, unsupported=triton_unsupported)(tt_triton)

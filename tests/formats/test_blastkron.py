@@ -137,7 +137,8 @@ def test_hparam_grid_is_valid_for_awkward_shapes(name, in_f, out_f):
     assert grid
     for hp in grid:
         assert cls.check_hparams(in_f, out_f, **hp) == hp
-    hp = cls.hparams_for_budget(in_f, out_f, max(cls.count_params(in_f, out_f, **g) for g in grid))
+    hp = cls.hparams_for_budget(in_f, out_f, max(cls.count_params(in_f, out_f, **g) for g in grid),
+                                allow_more_flops=True)  # tiny shapes: some formats cost more than dense
     layer = mbs.build(name, in_f, out_f, dtype=f64, **hp)
     assert layer(torch.randn(2, in_f, dtype=f64)).shape == (2, out_f)
 
