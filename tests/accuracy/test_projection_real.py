@@ -14,8 +14,8 @@ def test_project_errors_passes_calibration_only_to_data_aware_formats(rng, recwa
     w = torch.randn(24, 32, generator=rng, dtype=torch.float64)
     mix = torch.randn(32, 32, generator=rng, dtype=torch.float64) * torch.logspace(0, -2, 32, dtype=torch.float64)
     calib, held_out = (torch.randn(400, 32, generator=rng, dtype=torch.float64) @ mix for _ in range(2))
-    _, plain = project_errors("lowrank", {"rank": 4}, w, held_out, 0)
-    _, aware = project_errors("lowrank", {"rank": 4}, w, held_out, 0, calib)
+    _, _, plain = project_errors("lowrank", {"rank": 4}, w, held_out, 0)
+    _, _, aware = project_errors("lowrank", {"rank": 4}, w, held_out, 0, calib)
     assert aware["rel_output_error"][0] < plain["rel_output_error"][0]
     assert aware["rel_frobenius_error"][0] > plain["rel_frobenius_error"][0]  # it trades ‖W − Ŵ‖ for the output
     assert calibrated("monarch", calib) == {} and calibrated("lowrank", None) == {}
@@ -36,8 +36,8 @@ def test_real_source_calibrates_and_beats_plain_svd_on_held_out_sentences():
     for src in sources:
         w, rank = src.weight(0), min(src.in_features, src.out_features) // 4
         assert src.calibration.shape[1] == src.inputs.shape[1] == src.in_features
-        _, plain = project_errors("lowrank", {"rank": rank}, w, src.inputs, 0)
-        _, aware = project_errors("lowrank", {"rank": rank}, w, src.inputs, 0, src.calibration)
+        _, _, plain = project_errors("lowrank", {"rank": rank}, w, src.inputs, 0)
+        _, _, aware = project_errors("lowrank", {"rank": rank}, w, src.inputs, 0, src.calibration)
         assert aware["rel_output_error"][0] < plain["rel_output_error"][0], src.name
 
 
@@ -47,7 +47,7 @@ def test_real_source_records(tmp_path):
                               calibration_sentences=4, formats=("fanin", "monarch"))
     records = RecordStore(run_projection(tmp_path / "p.jsonl", preset=preset, progress=False)).records()
     real = [r for r in records if r["source"].startswith("real/")]
-    assert len(real) == 6 * 2 * 2 and all(r["status"] == "ok" for r in real)  # layers × formats × metrics
+    assert len(real) == 6 * 2 * 3 and all(r["status"] == "ok" for r in real)  # layers × formats × metrics
     plain = {(r["source"], r["format"], r["metric"]): r["value"] for r in records if r["source"].startswith("minilm/")}
     for r in real:
         assert (r["calibration_tokens"] > 0) == mbs.FORMATS[r["format"]].data_aware

@@ -83,7 +83,8 @@ def test_counts_match_the_stored_tensors(name, backend):
     stored = sum(p.numel() for n, p in layer.named_parameters() if n != "bias")
     assert layer.param_count() == cls.count_params(IN, OUT, **layer.hparams) == stored
     assert layer.storage_bytes() >= stored * 4
-    assert layer.forward_flops(2 * TOKENS) == 2 * layer.forward_flops(TOKENS) > 0
+    # linear in tokens, except that planned formats (tt, kronecker) may pick a cheaper order for more
+    assert 0 < layer.forward_flops(TOKENS) < layer.forward_flops(2 * TOKENS) <= 2 * layer.forward_flops(TOKENS)
 
 
 @pytest.mark.parametrize("name,backend", PAIRS)
