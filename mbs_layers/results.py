@@ -80,19 +80,30 @@ def hparams_key(hparams) -> str:
     return json.dumps(hparams or {}, sort_keys=True)
 
 
+UNTIMED_KEY = "mbs_untimed"  # the skipped/failed points of ``pytest bench/`` (sweep/pytest_support.py)
+
+
 def read_benchmark_json(path: Path) -> list[dict]:
-    """Records from a pytest-benchmark JSON file: each benchmark's ``extra_info``.
+    """Records from a pytest-benchmark JSON file: each benchmark's ``extra_info``, then the
+    skipped/failed points under ``mbs_untimed``.
 
     Where ``extra_info`` lacks latency fields, pytest-benchmark's own ``stats`` fill them
-    (``median`` -> ``median_s``, raw ``data`` -> ``samples_s``).
+    (``median`` -> ``median_s``, raw ``data`` -> ``samples_s``). A file that is not JSON, or
+    whose ``benchmarks`` is not a list of objects, is a ``ValueError`` naming the file.
     """
-    doc = json.loads(path.read_text())
-    if not isinstance(doc, dict) or "benchmarks" not in doc:
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not JSON ({err})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
         raise ValueError(f"{path}: not a pytest-benchmark JSON file (no 'benchmarks' list)")
     machine = doc.get("machine_info") or {}
     records = []
-    for bench in doc["benchmarks"]:
-        record = dict(bench.get("extra_info") or {})
+    for i, bench in enumerate([*doc["benchmarks"], *(doc.get(UNTIMED_KEY) or [])]):
+        extra = bench.get("extra_info") if isinstance(bench, dict) else None
+        if not isinstance(bench, dict) or not isinstance(extra or {}, dict):
+            raise ValueError(f"{path}: benchmark entry {i} must be an object with an 'extra_info' object")
+        record = dict(extra or {})
         if not record:
             continue
         stats = bench.get("stats") or {}
