@@ -31,6 +31,7 @@ KERNEL_KEYS = (
     "median_s", "q10_s", "q90_s", "samples_s", "peak_memory_bytes",
     "tflops", "gbps", "roofline_fraction", "speedup_vs_dense", "speedup_vs_unstructured",
     "device", "nvml", "status", "versions", "commit",
+    "cpu_threads", "noisy",  # torch threads pinned for a CPU timing (None on GPUs); spread too large to trust
 )
 ACCURACY_KEYS = (
     "format", "hparams", "in_features", "out_features", "param_count",

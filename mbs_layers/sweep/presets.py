@@ -16,6 +16,7 @@ import yaml
 from .. import backends
 from ..base import FORMATS
 from ..validation import check_choice, check_float, check_int
+from .timer import DEFAULT_CPU_THREADS
 from .point import DTYPES, PASSES, Point, auto_backend, dense_baseline, hparams_for_budget, unstructured_baseline
 
 PACKAGED = ("smoke", "default", "full", "models", "kernels", "sparse24")
@@ -36,6 +37,7 @@ class Preset:
     backends: list[str] | None  # None: torch plus every fast backend (fast ones on CUDA only)
     warmup: int
     repeats: int
+    threads: int = DEFAULT_CPU_THREADS  # torch threads pinned for CPU timings
     gemm_size: int | None = None  # peak-measurement sizes; None: the device's default
     copy_mib: int | None = None
 
@@ -96,6 +98,7 @@ def parse_preset(name: str, spec) -> Preset:
         backends=_names_or_all(spec, "backends"),
         warmup=check_int("timer.warmup", timer.get("warmup", 3), low=0),
         repeats=check_int("timer.repeats", timer.get("repeats", 20), low=1),
+        threads=check_int("timer.threads", timer.get("threads", DEFAULT_CPU_THREADS), low=1),
         gemm_size=peaks.get("gemm_size") and check_int("peaks.gemm_size", peaks["gemm_size"], low=16),
         copy_mib=peaks.get("copy_mib") and check_int("peaks.copy_mib", peaks["copy_mib"], low=1),
     )
