@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from . import backends
-from .validation import check_choice, check_int
+from .validation import check_choice, check_finite_float, check_int
 
 FORMATS: dict[str, type["StructuredLinear"]] = {}
 
@@ -48,6 +48,8 @@ class StructuredLinear(nn.Module):
         self.in_features = check_int("in_features", in_features, low=1)
         self.out_features = check_int("out_features", out_features, low=1)
         check_choice("backend", backend, backends.allowed_backends(self.name))
+        if not isinstance(bias, bool):
+            raise ValueError(f"bias must be True or False, got {bias!r}")
         self.backend = backend
         self.hp = self.check_hparams(self.in_features, self.out_features, **hp)
         factory = {"dtype": dtype, "device": device}
@@ -149,6 +151,8 @@ class StructuredLinear(nn.Module):
             raise ValueError(f"weight must be a 2-D (out, in) tensor, got {getattr(weight, 'shape', weight)!r}")
         if bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != weight.shape[:1]):
             raise ValueError(f"bias must be a tensor of shape ({weight.shape[0]},) or None")
+        for name, tensor in (("weight", weight), ("bias", bias)):
+            check_finite_float(name, tensor)
         out_f, in_f = weight.shape
         layer = cls(in_f, out_f, bias=bias is not None, dtype=weight.dtype, device=weight.device,
                     backend=backend, **hp)

@@ -22,12 +22,15 @@ from .timer import make_timer
 from .workload import Workload
 
 WRONG_RESULT = "failed: wrong result"
+# CUDA's and the CPU allocator's words for an allocation that did not fit
+OOM_MESSAGES = ("out of memory", "can't allocate memory")
 
 
 def failure_reason(err: BaseException) -> str:
     """``failed: <reason>`` for an exception raised while checking or timing a point."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [""]
-    if isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in lines[0].lower():
+    if isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)) or any(
+            text in lines[0].lower() for text in OOM_MESSAGES):
         return "failed: out of memory"
     if type(err).__module__.startswith("triton"):  # Triton puts the source first, the error last
         return f"failed: triton compile error: {type(err).__name__}: {lines[-1][:200]}"
