@@ -47,13 +47,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (it may be replaced)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def configure_logging() -> None:
     """``mbs_layers`` info messages to stderr as ``mbs: <message>`` (once per process)."""
     logger = logging.getLogger("mbs_layers")
-    if not any(getattr(h, "_mbs", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("mbs: %(message)s"))
-        handler._mbs = True
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
 
