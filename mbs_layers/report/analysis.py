@@ -58,6 +58,24 @@ def ok_kernels(kernel: pd.DataFrame) -> pd.DataFrame:
     return ok.reset_index(drop=True)
 
 
+KERNEL_POINT = ["format", "hparams_key", *SHAPE, *SETTING, "tokens", "backend"]
+
+
+def one_row_per_point(measured: pd.DataFrame) -> pd.DataFrame:
+    """Repeated runs of a kernel point collapsed to one row: the median of their ``median_s``
+    and speed-ups (not the best run, which would favour whichever point ran most often),
+    ``runs`` their count and ``noisy`` true if any run was."""
+    if measured.empty:
+        return measured.assign(runs=pd.Series(dtype=int))
+    numeric = [c for c in ("median_s", "speedup_vs_dense", "speedup_vs_unstructured") if c in measured]
+    measured = measured.assign(**{c: pd.to_numeric(measured[c], errors="coerce") for c in numeric},
+                               noisy=measured["noisy"].fillna(False).astype(bool) if "noisy" in measured else False)
+    grouped = measured.groupby(KERNEL_POINT, dropna=False, sort=False)
+    first = grouped.first().drop(columns=numeric + ["noisy"])
+    return (first.join(grouped[numeric].median()).join(grouped["noisy"].any())
+            .join(grouped.size().rename("runs")).reset_index())
+
+
 def param_fraction(df: pd.DataFrame) -> pd.Series:
     """Parameters as a fraction of dense: the records' own ``param_fraction`` where they carry
     one (whole-model experiments count every replaced layer against its dense model, while
@@ -119,12 +137,12 @@ def join_accuracy_kernel(acc_summary: pd.DataFrame, kernel: pd.DataFrame) -> pd.
 
     Each kernel point (setting, tokens) keeps its fastest backend: formats at their best.
     """
-    measured = ok_kernels(kernel)
+    measured = one_row_per_point(ok_kernels(kernel))
     if acc_summary.empty or measured.empty:
         return pd.DataFrame()
     point = ["format", "hparams_key", *SHAPE, *SETTING, "tokens"]
     fastest = measured.sort_values("median_s", kind="mergesort").drop_duplicates(point)
-    cols = [*point, "backend", "median_s", "speedup_vs_dense"]
+    cols = [*point, "backend", "median_s", "speedup_vs_dense", "noisy"]
     return acc_summary.merge(fastest[cols], on=["format", "hparams_key", *SHAPE], how="inner")
 
 
@@ -157,12 +175,14 @@ def recommend(df: pd.DataFrame, group: list[str], budgets=DEFAULT_BUDGETS) -> pd
         fraction = param_fraction(g)
         for budget in budgets:
             within = g[fraction <= budget * (1 + 1e-9)]
-            row = dict(zip(group, key), budget=budget, format=None, rule="no format fits the budget")
+            row = dict(zip(group, key), budget=budget, format=None, rule="no format fits the budget",
+                       candidates=len(within))
             if not within.empty:
                 best, rule = _choose(within, accuracy=accuracy, speed=speed, maximize=maximize)
                 row.update(format=best["format"], hparams=best["hparams_key"], backend=best.get("backend"),
                            param_count=int(best["param_count"]), rule=rule,
-                           value=best.get("value_mean"), speedup=best.get("speedup_vs_dense"))
+                           value=best.get("value_mean"), speedup=best.get("speedup_vs_dense"),
+                           noisy=best.get("noisy") in (True,))
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -204,8 +224,8 @@ def speedup_grid(kernel: pd.DataFrame) -> pd.DataFrame:
 
     Width is ``in_features`` for square layers and ``"in×out"`` otherwise.
     """
-    ok = ok_kernels(kernel)
-    ok = ok[(ok["format"] != "dense") & ok["speedup_vs_dense"].notna()]
+    ok = one_row_per_point(ok_kernels(kernel))
+    ok = ok[(ok["format"] != "dense") & ok["speedup_vs_dense"].notna()] if not ok.empty else ok
     if ok.empty:
         return pd.DataFrame()
     ok = ok.assign(

@@ -55,6 +55,11 @@ def _limited(items: list, what: str) -> tuple[list, str]:
     return items[:MAX_FIGURES], f"{len(items) - MAX_FIGURES} more {what} not drawn (see the tables)."
 
 
+def speedup_text(speedup: float) -> str:
+    """A speed-up with three significant digits: 0.0021 -> "0.0021×", 1.234 -> "1.23×"."""
+    return f"{speedup:.3g}×"
+
+
 def _recommendation_tables(rec: pd.DataFrame, table_keys: list[str], row_key: str, row_name: str) -> list[dict]:
     """Recommendations as matrices: one per ``table_keys`` group, rows ``row_key``, columns budgets."""
     tables = []
@@ -70,11 +75,14 @@ def _recommendation_tables(rec: pd.DataFrame, table_keys: list[str], row_key: st
                 if pd.notna(r.get("value")):
                     detail.append(f"{r['metric']} {r['value']:.3g}")
                 if pd.notna(r.get("speedup")):
-                    detail.append(f"{r['speedup']:.2f}× dense ({r['backend']})")
+                    detail.append(f"{speedup_text(r['speedup'])} dense ({r['backend']})"
+                                  + (" · noisy timing" if r.get("noisy") in (True,) else ""))
+                if fits:
+                    detail.append(f"best of {int(r['candidates'])}")
                 cells.append({"format": r["format"] if fits else "—",
                               "hparams": hp_text(r["hparams"]) if fits else "",
                               "detail": " · ".join(detail), "rule": r["rule"],
-                              "warn": r["rule"].startswith(("none", "no format"))})
+                              "warn": r["rule"].startswith("none"), "empty": not fits})
             rows.append({"label": row_value, "cells": cells})
         tables.append({"title": _title(table_keys, key), "row_name": row_name,
                        "budgets": [f"≤ {b:.0%} of dense" for b in budgets], "rows": rows})
@@ -93,8 +101,8 @@ def _recommendations(summary, kernel, joined, budgets) -> dict:
         rec["row"] = [_title(["source", *an.SHAPE], key) for key in
                       zip(rec["source"], rec["in_features"], rec["out_features"])]
         tables += _recommendation_tables(rec, ["experiment", "metric"], "row", "source")
-    measured = an.ok_kernels(kernel)
-    measured = measured[measured["speedup_vs_dense"].notna()]
+    measured = an.one_row_per_point(an.ok_kernels(kernel))
+    measured = measured[measured["speedup_vs_dense"].notna()] if not measured.empty else measured
     if not measured.empty:
         rec = an.recommend(measured, [*an.SHAPE, *an.SETTING, "tokens"], budgets)
         tables += _recommendation_tables(rec, [*an.SHAPE, *an.SETTING], "tokens", "tokens")
