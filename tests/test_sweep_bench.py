@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import mbs_layers as mbs
-from mbs_layers.results import UNTIMED_KEY
 from mbs_layers.records import KERNEL_KEYS, RecordStore, point_key, valid_status
+from mbs_layers.results import UNTIMED_KEY
 from mbs_layers.sweep.nvml import FIELDS as NVML_FIELDS
 from mbs_layers.sweep.point import KEY_FIELDS, PASSES
 from mbs_layers.sweep.presets import expand, load_preset

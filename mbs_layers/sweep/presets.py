@@ -16,8 +16,8 @@ import yaml
 from .. import backends
 from ..base import FORMATS
 from ..validation import check_choice, check_float, check_int
-from .timer import DEFAULT_CPU_THREADS
 from .point import DTYPES, PASSES, Point, auto_backend, dense_baseline, hparams_for_budget, unstructured_baseline
+from .timer import DEFAULT_CPU_THREADS
 
 PACKAGED = ("smoke", "default", "full", "models", "kernels", "sparse24")
 KEYS = ("description", "shapes", "widths", "tokens", "dtypes", "passes", "budgets", "formats",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..results import UNTIMED_KEY  # top-level list of the skipped/failed points' entries (no stats)
+from ..results import UNTIMED_KEY
 
 WORKER_KEY = "mbs_benchmark_json"  # where a worker puts its JSON document in ``workeroutput``
 

@@ -81,9 +81,8 @@ def test_a_second_writer_gets_a_clear_error(tmp_path):
     store = RecordStore(tmp_path / "s.jsonl")
     with store.exclusive():
         store.append(kernel_record())  # the holder itself may write
-        with pytest.raises(StoreLockedError, match="another process"):
-            with RecordStore(store.path).exclusive():
-                pass
+        with pytest.raises(StoreLockedError, match="another process"), RecordStore(store.path).exclusive():
+            pass
     with RecordStore(store.path).exclusive():  # released
         pass
 

@@ -3,13 +3,12 @@ compare test, far-out outliers dropped, spread too large flagged ``noisy``."""
 import math
 
 import torch
+from sweep_helpers import FIXED_PEAKS
 
 from mbs_layers.compare import classify
-from mbs_layers.sweep.presets import load_preset
+from mbs_layers.sweep.presets import expand, load_preset
 from mbs_layers.sweep.session import SweepSession
 from mbs_layers.sweep.timer import MIN_CPU_REPEATS, CpuTimer, drop_outliers, is_noisy
-from mbs_layers.sweep.presets import expand
-from sweep_helpers import FIXED_PEAKS
 
 
 def test_threads_are_pinned_while_timing_and_restored():

@@ -1,9 +1,9 @@
 """Preset mistakes are ValueErrors naming the key: unknown names, empty lists, YAML syntax, types."""
 import pytest
+from sweep_helpers import write_preset
 
 from mbs_layers.cli import main as cli_main
 from mbs_layers.sweep.presets import load_preset
-from sweep_helpers import write_preset
 
 
 @pytest.mark.parametrize("overrides, key", [
