@@ -73,7 +73,7 @@ class CpuTimer:
     repeats: int = MIN_CPU_REPEATS  # raised to MIN_CPU_REPEATS
     threads: int = DEFAULT_CPU_THREADS
     min_repeat_s: float = 1e-3  # a repeat loops the call until it lasts this long
-    max_warmup_s: float = 0.5  # warm-up stops here even if not yet stable
+    max_warmup_s: float = 0.2  # warm-up stops here even if not yet stable
     stable_within: float = 0.1  # successive warm-up batches agree within 10%
 
     def measure(self, fn: Callable[[], object]) -> list[float]:
@@ -88,17 +88,21 @@ class CpuTimer:
         return drop_outliers(samples)
 
     def _warm_up(self, fn) -> int:
-        """Run batches of calls until two agree; return the calls per repeat (>= 1)."""
-        deadline, previous = time.perf_counter() + self.max_warmup_s, None
+        """Run batches of calls (grown until a batch lasts ``min_repeat_s``) until two successive
+        batches agree per call; return the calls per repeat (>= 1)."""
+        deadline, previous, calls = time.perf_counter() + self.max_warmup_s, None, max(1, self.warmup)
         while True:
             start = time.perf_counter()
-            for _ in range(max(1, self.warmup)):
+            for _ in range(calls):
                 fn()
-            per_call = (time.perf_counter() - start) / max(1, self.warmup)
+            elapsed = time.perf_counter() - start
+            per_call = elapsed / calls
             stable = previous is not None and abs(per_call - previous) <= self.stable_within * previous
             if stable or time.perf_counter() >= deadline:
                 return max(1, int(self.min_repeat_s / per_call)) if per_call > 0 else 1
             previous = per_call
+            if elapsed < self.min_repeat_s:  # too short to compare: grow the batch, compare afresh
+                calls, previous = calls * 2, None
 
 
 class CudaTimer:
