@@ -219,6 +219,16 @@ def datasheet_peaks(device, dtype: str):
     return sheet["flops"][dtype] / 1e12, sheet["bandwidth"] / 1e12
 
 
+def noisy_speedups(kernel: pd.DataFrame) -> tuple[int, int] | None:
+    """(noisy, all) counts of the measured points with a speed-up vs dense; None if none is noisy."""
+    ok = one_row_per_point(ok_kernels(kernel))
+    if ok.empty or "noisy" not in ok:
+        return None
+    with_speedup = ok[ok["speedup_vs_dense"].notna() & (ok["format"] != "dense")]
+    noisy = int(with_speedup["noisy"].sum())
+    return (noisy, len(with_speedup)) if noisy else None
+
+
 def speedup_grid(kernel: pd.DataFrame) -> pd.DataFrame:
     """Speedup vs dense per (setting, format, budget tier, tokens, width), best over hparams.
 

@@ -168,6 +168,10 @@ def _speedup_section(kernel) -> dict:
     groups, note = _limited(groups, "heat-maps")
     figs = [{"title": f"{_title(an.SETTING, key[:3])} · params ≤ {key[3]:.0%} of dense",
              "uri": figures.speedup_heatmaps(g)} for key, g in groups]
+    noisy = an.noisy_speedups(kernel)
+    if noisy:
+        note = (f"{noisy[0]} of {noisy[1]} speed-ups shown come from noisy timings (spread too large to "
+                "trust, see docs/benchmarking.md, \"CPU timing\"). " + note).strip()
     return {"figures": figs, "note": note}
 
 

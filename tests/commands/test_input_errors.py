@@ -60,9 +60,17 @@ def test_out_that_is_a_directory_or_under_a_file_fails_before_measuring(tmp_path
 
 @pytest.mark.parametrize("doc", [{"benchmarks": 5}, {"benchmarks": [5]}, {"benchmarks": [{"extra_info": 3}]}, [1]])
 def test_malformed_benchmark_json_is_named(tmp_path, doc):
+    """Each used to crash report/compare/tune with a TypeError or AttributeError."""
     path = tmp_path / "r.json"
     path.write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="r.json"):
+        load_results(path)
+
+
+def test_json_parse_errors_name_the_file(tmp_path):
+    path = tmp_path / "cut.json"
+    path.write_text('{"benchmarks": [')
+    with pytest.raises(ValueError, match="cut.json: not JSON"):
         load_results(path)
 
 

@@ -39,9 +39,11 @@ def test_no_fit_is_not_a_warning_and_cells_name_their_candidates(tmp_path):
     assert "0.0021× dense" in fits["detail"] and "best of 1" in fits["detail"] and "noisy timing" in fits["detail"]
 
 
-def test_report_page_has_the_cells(tmp_path):
+def test_report_page_has_the_cells_and_counts_noisy_speedups(tmp_path):
     store = RecordStore(tmp_path / "k.jsonl")
     store.append(kernel_record("dense", speedup_vs_dense=1.0))
     store.append(kernel_record("lowrank", {"rank": 64}, speedup_vs_dense=0.0021))
+    store.append(kernel_record("lowrank", {"rank": 32}, speedup_vs_dense=0.5, noisy=True))
     html = build_report([store.path], tmp_path / "r.html").read_text()
-    assert "0.0021× dense" in html and "best of 1" in html
+    assert "0.5× dense (triton) · noisy timing" in html and "best of 2" in html
+    assert "1 of 2 speed-ups shown come from noisy timings" in html
