@@ -20,7 +20,7 @@ from mbs_layers.records import RecordStore, point_key  # noqa: E402
 from mbs_layers.sweep import environment  # noqa: E402
 from mbs_layers.sweep.point import KEY_FIELDS  # noqa: E402
 from mbs_layers.sweep.presets import PACKAGED, expand, load_preset  # noqa: E402
-from mbs_layers.sweep.pytest_support import WORKER_KEY, XdistMerge, dumps, untimed_entry  # noqa: E402
+from mbs_layers.sweep.pytest_support import UNTIMED_KEY, WORKER_KEY, XdistMerge, dumps, untimed_entry  # noqa: E402
 from mbs_layers.sweep.session import SweepSession, measured_on  # noqa: E402
 
 
@@ -46,6 +46,7 @@ class SweepState:
     def __init__(self, config):
         self.config = config
         self.preset = load_preset(config.getoption("preset"))
+        self.points = {}  # test parameter (the point's text, JSON-serialisable) -> Point
         device = config.getoption("device") or ("cuda" if torch.cuda.is_available() else "cpu")
         self.device = torch.device(device)
         self.store = RecordStore(config.getoption("store")) if config.getoption("store") else None
@@ -76,9 +77,17 @@ class SweepState:
             self.untimed.append(untimed_entry(item_nodeid, name, record))
 
 
+def sweep_state(config) -> SweepState:
+    """The process's :class:`SweepState`, created on first use: pytest-benchmark may ask for
+    machine info (``--benchmark-compare``) before our ``pytest_configure`` has run."""
+    if getattr(config, "_mbs", None) is None:
+        config._mbs = SweepState(config)
+    return config._mbs
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config):
-    config._mbs = SweepState(config)
+    sweep_state(config)
     bench = getattr(config, "_benchmarksession", None)
     if bench is not None and hasattr(config, "workerinput"):
         # pytest-benchmark switches itself off under xdist; each worker owns a GPU, so
@@ -91,31 +100,33 @@ def pytest_configure(config):
 
 def pytest_generate_tests(metafunc):
     if "point" in metafunc.fixturenames:
-        state = metafunc.config._mbs
-        points = expand(state.preset, state.device.type)
-        metafunc.parametrize("point", points, ids=[str(p) for p in points])
+        state = sweep_state(metafunc.config)
+        state.points = {str(p): p for p in expand(state.preset, state.device.type)}
+        # the parameter is the point's text (pytest-benchmark writes params to its JSON);
+        # the test looks the Point up in ``sweep.points``
+        metafunc.parametrize("point", list(state.points), ids=list(state.points))
 
 
 @pytest.fixture(scope="session")
 def sweep(pytestconfig):
     """The per-process :class:`SweepState` (its session measures the peaks on first use)."""
-    return pytestconfig._mbs
+    return sweep_state(pytestconfig)
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    state = config._mbs
+    state = sweep_state(config)
     peaks = state.session.peaks if state.session is not None else None
     machine_info["mbs"] = dict(environment.machine_info(state.device, peaks), harness=state.harness)
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
-    output_json["benchmarks"].extend(config._mbs.untimed)
+    output_json[UNTIMED_KEY] = list(sweep_state(config).untimed)
 
 
 def pytest_sessionfinish(session):
     config = session.config
     bench = getattr(config, "_benchmarksession", None)
-    if hasattr(config, "workeroutput") and bench is not None and (bench.benchmarks or config._mbs.untimed):
+    if hasattr(config, "workeroutput") and bench is not None and (bench.benchmarks or sweep_state(config).untimed):
         doc = config.hook.pytest_benchmark_generate_json(
             config=config, benchmarks=bench.benchmarks, include_data=True,
             machine_info=bench.get_machine_info(),

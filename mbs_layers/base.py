@@ -26,7 +26,7 @@ from . import backends
 from .registry import FORMATS, register_format
 
 __all__ = ["FORMATS", "StructuredLinear", "register_format"]  # format modules import these from here
-from .validation import check_choice, check_int
+from .validation import check_choice, check_finite_float, check_int
 
 
 def check_activations(X, in_features: int) -> torch.Tensor:
@@ -78,6 +78,8 @@ class StructuredLinear(nn.Module):
         self.in_features = check_int("in_features", in_features, low=1)
         self.out_features = check_int("out_features", out_features, low=1)
         check_choice("backend", backend, backends.allowed_backends(type(self)))
+        if not isinstance(bias, bool):
+            raise ValueError(f"bias must be True or False, got {bias!r}")
         self.backend = backend
         self.hp = self.check_hparams(self.in_features, self.out_features, **hp)
         self._init_weights(dtype=dtype, device=device)
@@ -216,6 +218,8 @@ class StructuredLinear(nn.Module):
             raise ValueError(f"weight must be a 2-D (out, in) tensor, got {getattr(weight, 'shape', weight)!r}")
         if bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != weight.shape[:1]):
             raise ValueError(f"bias must be a tensor of shape ({weight.shape[0]},) or None")
+        for name, tensor in (("weight", weight), ("bias", bias)):
+            check_finite_float(name, tensor)
         out_f, in_f = weight.shape
         if X is not None:
             X = check_activations(X, in_f).to(weight.device)

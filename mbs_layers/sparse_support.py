@@ -17,6 +17,20 @@ from torch import nn
 from .base import StructuredLinear
 
 
+def random_subset(total: int, k: int, device=None) -> torch.Tensor:
+    """``k`` distinct flat indices in ``[0, total)``, uniformly at random, sorted; memory O(k)
+    (never a ``total``-sized score tensor, except a 1-byte mask when k > total / 2)."""
+    if 2 * k > total:
+        keep = torch.ones(total, dtype=torch.bool, device=device)
+        keep[random_subset(total, total - k, device)] = False
+        return keep.nonzero().flatten()
+    chosen = torch.empty(0, dtype=torch.long, device=device)
+    while chosen.numel() < k:  # the distinct values of uniform draws are a uniform subset
+        draws = torch.randint(total, (int(1.2 * (k - chosen.numel())) + 16,), device=device)
+        chosen = torch.cat([chosen, draws]).unique()
+    return chosen[torch.randperm(chosen.numel(), device=device)[:k]].sort().values
+
+
 def sorted_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Flat indices of the ``k`` largest entries of ``scores``, in increasing order."""
     return scores.flatten().topk(k, sorted=False).indices.sort().values
@@ -45,6 +59,11 @@ class SparseSupportLinear(StructuredLinear):
         """Sorted flat indices (into the (out, in) matrix) of the positions kept for ``scores``."""
         raise NotImplementedError
 
+    def _random_support(self, device) -> torch.Tensor:
+        """The support of a fresh layer: the rule applied to uniform noise (an (out, in) score
+        matrix; a format whose rule is "any k positions" overrides this with an O(nnz) draw)."""
+        return self._select_support(torch.rand(self.out_features, self.in_features, device=device))
+
     def _set_support(self, flat: torch.Tensor) -> None:
         self.rows.copy_(flat.div(self.in_features, rounding_mode="floor"))
         self.cols.copy_(flat.remainder(self.in_features))
@@ -53,7 +72,7 @@ class SparseSupportLinear(StructuredLinear):
         nnz, shape = self.nnz(), (self.out_features, self.in_features)
         self.register_buffer("rows", torch.empty(nnz, dtype=torch.long, device=device))
         self.register_buffer("cols", torch.empty(nnz, dtype=torch.long, device=device))
-        self._set_support(self._select_support(torch.rand(shape, device=device)))
+        self._set_support(self._random_support(device))
         # Var(W_ij) = density · Var(V) = 1/in, averaged over all entries of W.
         density = nnz / (shape[0] * shape[1])
         std = 1.0 / math.sqrt(self.in_features * density)

@@ -8,13 +8,19 @@ every backend of the format. ``auto`` consults it before
 its priority rule; a merged dense weight is only used without autograd (inference), since
 it is a cached copy of ``dense_weight()``.
 
-The table lives at ``$MBS_TUNING_TABLE`` or ``~/.cache/mbs/tuning.json``.
+``auto`` reads the table at ``$MBS_TUNING_TABLE`` or ``~/.cache/mbs/tuning.json``. ``mbs
+tune`` writes beside the results by default (never the machine-wide cache unless asked with
+``--install``), atomically (a temporary file renamed into place). A table that cannot be read
+(cut off, empty, not a JSON object of strings) is reported once as a warning and ignored:
+``auto`` then uses its priority rule, so a damaged table never breaks a forward.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,6 +28,7 @@ import torch
 
 MERGED = "merged"  # table value and resolved backend: run the pre-merged dense weight
 _LEGACY_MERGED = "dense"  # what tables written before the rename hold for MERGED
+log = logging.getLogger(__name__)
 
 
 def table_path() -> Path:
@@ -47,18 +54,38 @@ def table_key(device: str, fmt: str, hparams: dict, in_features: int, out_featur
 
 
 def save_table(table: dict[str, str], path: Path | None = None) -> Path:
+    """Write ``table`` to ``path`` (default :func:`table_path`) atomically: readers see the old
+    table or the new one, never a cut-off file."""
     path = Path(path or table_path())
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(table, indent=1, sort_keys=True))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(table, indent=1, sort_keys=True))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     load_table.cache_clear()
     return path
 
 
 @lru_cache(maxsize=1)
 def load_table() -> dict[str, str]:
-    """The table at :func:`table_path` (empty when there is none)."""
+    """The table at :func:`table_path` (empty when there is none, or it is damaged: warned once)."""
     path = table_path()
-    table = json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        table = err
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        log.warning("tuning table %s is damaged and ignored (%s); backend='auto' uses its priority rule. "
+                    "Rebuild it with `mbs tune`.", path, table if isinstance(table, Exception) else "not an object of names")
+        return {}
     return {key: MERGED if value == _LEGACY_MERGED else value for key, value in table.items()}
 
 

@@ -60,3 +60,53 @@ def divisors(n: int) -> list[int]:
     """All positive divisors of ``n`` in increasing order."""
     small = [d for d in range(1, int(n**0.5) + 1) if n % d == 0]
     return sorted(set(small + [n // d for d in small]))
+
+
+def check_finite_float(name: str, tensor) -> None:
+    """``tensor`` (None allowed) must have a floating dtype and only finite values."""
+    if tensor is None:
+        return
+    if not tensor.is_floating_point():
+        raise ValueError(f"{name} must have a floating dtype (float32, float16, bfloat16, ...), got {tensor.dtype}")
+    if tensor.numel() and not bool(tensor.isfinite().all()):
+        bad = int((~tensor.isfinite()).sum())
+        raise ValueError(f"{name} has {bad} non-finite value(s) (NaN or inf): allowed finite values only")
+
+
+def check_device(name: str, text: str):
+    """``text`` as a ``torch.device`` this build and machine can use; ``ValueError`` otherwise."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"{name}={text!r} is not a torch device: allowed e.g. 'cpu', 'cuda', 'cuda:0' ({err})") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name}={text!r}: this torch build or machine has no usable CUDA device: allowed 'cpu'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"{name}={text!r}: allowed cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    elif device.type != "cpu":
+        raise ValueError(f"{name}={text!r} is not supported: allowed 'cpu' or 'cuda[:N]'")
+    return device
+
+
+def check_output_path(name: str, path, *, folder: bool = False) -> None:
+    """``path`` must be a writable file (or ``folder``) location: not the other kind, and its
+    nearest existing ancestor a writable directory. Checked before any long work starts."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    kind = "folder" if folder else "file"
+    if path.exists() and path.is_dir() != folder:
+        raise ValueError(f"{name}={str(path)!r} is a {'file' if folder else 'directory'}: allowed a {kind} path")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"{name}={str(path)!r} is not writable")
+        return
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"{name}={str(path)!r} cannot be created: {str(ancestor)!r} is not a writable directory")

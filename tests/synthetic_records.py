@@ -44,6 +44,7 @@ def kernel_record(fmt="dense", hparams=None, *, n=1024, tokens=256, dtype="float
         "nvml": {"sm_clock_mhz": 1980, "mem_clock_mhz": 2619, "temperature_c": 55,
                  "power_w": 450.0, "throttled": False} if device == H100 else None,
         "status": status, "versions": {"torch": "2.13.0"}, "commit": "abc1234", "hostname": "node0",
+        "cpu_threads": None, "noisy": False,
         **synthetic_energy(median_s, tokens, measured=device == H100 and status == "ok"),
     }
     if status != "ok":  # a point that was not timed has no timing fields

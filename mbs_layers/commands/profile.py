@@ -1,6 +1,7 @@
 """``mbs profile``: torch.profiler traces of chosen formats and shapes, for TensorBoard/Perfetto."""
 from __future__ import annotations
 
+OUT_IS_FOLDER = True  # --out names a folder (checked by the CLI before running)
 HELP = "write torch.profiler traces (TensorBoard / Perfetto readable) of formats at a shape and budget"
 
 

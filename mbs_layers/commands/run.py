@@ -6,6 +6,7 @@ fails is reported and skipped; the report is still built from what exists.
 """
 from __future__ import annotations
 
+OUT_IS_FOLDER = True  # --out names a folder (checked by the CLI before running)
 HELP = "main job: device-sized kernel sweep + projection experiment + HTML report"
 
 

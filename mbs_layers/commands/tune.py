@@ -1,4 +1,7 @@
-"""``mbs tune RESULTS... [--out PATH]``: the tuning table ``backend="auto"`` consults.
+"""``mbs tune RESULTS... [--out PATH | --install]``: the tuning table ``backend="auto"`` consults.
+
+Default output: ``tuning.json`` beside the first results path; ``--install`` writes the table
+``auto`` reads on this machine (``$MBS_TUNING_TABLE`` or ``~/.cache/mbs/tuning.json``).
 
 The table is built here from sweep records (the fastest forward backend per point, or the
 merged dense weight where dense beat them all); ``mbs_layers.tuning`` only stores and looks
@@ -13,8 +16,12 @@ HELP = "build auto's tuning table (fastest backend per point, or the merged dens
 
 def add_arguments(parser) -> None:
     parser.add_argument("paths", nargs="+", help="sweep results: JSONL stores, pytest-benchmark JSON, or folders")
-    parser.add_argument("--out", default=None,
-                        help="table file (default $MBS_TUNING_TABLE or ~/.cache/mbs/tuning.json)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", default=None,
+                       help="table file (default: tuning.json beside the first results path)")
+    where.add_argument("--install", action="store_true",
+                       help="write the table backend='auto' reads on this machine "
+                            "($MBS_TUNING_TABLE or ~/.cache/mbs/tuning.json)")
 
 
 def full_hparams(record: dict) -> dict:
@@ -49,9 +56,10 @@ def build_table(records) -> dict[str, str]:
 
 def main(args) -> int:
     from collections import Counter
+    from pathlib import Path
 
     from ..records.files import load_results
-    from ..tuning import save_table
+    from ..tuning import save_table, table_path
 
     frame = load_results(args.paths)
     kernel = frame[frame["kind"] == "kernel"] if "kind" in frame else frame.iloc[0:0]
@@ -59,7 +67,11 @@ def main(args) -> int:
     if not table:
         print("no ok forward records in these results: nothing to tune")
         return 2
-    path = save_table(table, args.out)
+    first = Path(args.paths[0])
+    out = table_path() if args.install else Path(args.out or (first if first.is_dir() else first.parent) / "tuning.json")
+    path = save_table(table, out)
     counts = ", ".join(f"{backend} {n}" for backend, n in Counter(table.values()).most_common())
     print(f"tuning table with {len(table)} points ({counts}) written to {path}")
+    if not args.install:
+        print(f"backend='auto' uses it with MBS_TUNING_TABLE={path} (or run `mbs tune --install`)")
     return 0

@@ -8,7 +8,7 @@ to cuSPARSE.
 from __future__ import annotations
 
 from ..base import register_format
-from ..sparse_support import SparseSupportLinear, sorted_topk
+from ..sparse_support import SparseSupportLinear, random_subset, sorted_topk
 from ..validation import check_float, check_int
 from ._calibration import weighted_magnitude
 from .lowrank import geometric_grid
@@ -60,6 +60,10 @@ class UnstructuredLinear(SparseSupportLinear):
 
     def _select_support(self, scores):
         return sorted_topk(scores, self.nnz())
+
+    def _random_support(self, device):
+        """Top-k of uniform noise is a uniform k-subset: drawn directly, without an (out, in) tensor."""
+        return random_subset(self.in_features * self.out_features, self.nnz(), device)
 
     def storage_bytes(self):
         nnz = self.nnz()

@@ -67,6 +67,26 @@ def schema_problems(record: dict) -> list[str]:
     return problems
 
 
+_NUMBER = (int, float)
+# the fields report, compare and tune compute with, and the types they need (None: not measured)
+FIELD_TYPES = {"status": (str,), "format": (str,), "backend": (str,), "device": (str,), "dtype": (str,),
+               "pass": (str,), "metric": (str,), "experiment": (str,),
+               "in_features": (int,), "out_features": (int,), "tokens": (int,), "param_count": (int,),
+               "median_s": _NUMBER, "value": _NUMBER, "speedup_vs_dense": _NUMBER, "hparams": (dict,)}
+
+
+def check_types(record: dict) -> None:
+    """``ValueError`` naming the first field whose value has a type the tools cannot use."""
+    for key, types in FIELD_TYPES.items():
+        value = record.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            raise ValueError(f"field {key!r}={value!r} must be {' or '.join(t.__name__ for t in types)} or null")
+    samples = record.get("samples_s")
+    if samples is not None and (not isinstance(samples, list) or not all(
+            isinstance(s, _NUMBER) and not isinstance(s, bool) for s in samples)):
+        raise ValueError(f"field 'samples_s' must be a list of numbers or null, got {samples!r}")
+
+
 def check_records(records: Iterable[dict]) -> None:
     """Raise ``ValueError`` listing the first problems if any record breaks the schema."""
     problems = [f"record {i}: {p}" for i, r in enumerate(records) for p in schema_problems(r)]
@@ -80,19 +100,35 @@ def hparams_key(hparams) -> str:
     return json.dumps(hparams or {}, sort_keys=True)
 
 
+UNTIMED_KEY = "mbs_untimed"  # the skipped/failed points of ``pytest bench/`` (sweep/pytest_support.py)
+
+
 def read_benchmark_json(path: Path) -> list[dict]:
-    """Records from a pytest-benchmark JSON file: each benchmark's ``extra_info``.
+    """Records from a pytest-benchmark JSON file: each benchmark's ``extra_info``, then the
+    skipped/failed points under ``mbs_untimed``.
 
     Where ``extra_info`` lacks latency fields, pytest-benchmark's own ``stats`` fill them
-    (``median`` -> ``median_s``, raw ``data`` -> ``samples_s``).
+    (``median`` -> ``median_s``, raw ``data`` -> ``samples_s``). A file that is not JSON, or
+    whose ``benchmarks`` is not a list of objects, is a ``ValueError`` naming the file.
     """
-    doc = json.loads(path.read_text())
-    if not isinstance(doc, dict) or "benchmarks" not in doc:
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not JSON ({err})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
         raise ValueError(f"{path}: not a pytest-benchmark JSON file (no 'benchmarks' list)")
     machine = doc.get("machine_info") or {}
     records = []
-    for bench in doc["benchmarks"]:
-        record = dict(bench.get("extra_info") or {})
+    untimed = doc.get(UNTIMED_KEY) or []
+    if not isinstance(untimed, list):
+        raise ValueError(f"{path}: {UNTIMED_KEY!r} must be a list")
+    for i, bench in enumerate([*doc["benchmarks"], *untimed]):
+        extra = bench.get("extra_info") if isinstance(bench, dict) else None
+        if not isinstance(bench, dict) or not isinstance(extra or {}, dict) \
+                or not isinstance(bench.get("stats") or {}, dict):
+            raise ValueError(f"{path}: benchmark entry {i} must be an object with 'extra_info' and "
+                             "'stats' objects")
+        record = dict(extra or {})
         if not record:
             continue
         stats = bench.get("stats") or {}
@@ -178,8 +214,13 @@ def load_results(paths) -> pandas.DataFrame:  # noqa: F821  (pandas imported laz
 
     rows = []
     for path in expand_paths(paths):
-        for record in read_records(path):
-            rows.append({**record, "kind": record_kind(record), "source_file": str(path),
+        for i, record in enumerate(read_records(path)):
+            try:
+                kind = record_kind(record)
+                check_types(record)
+            except ValueError as err:
+                raise ValueError(f"{path}: record {i}: {err}") from None
+            rows.append({**record, "kind": kind, "source_file": str(path),
                          "hparams": record.get("hparams") or {},
                          "hparams_key": hparams_key(record.get("hparams"))})
     if not rows:

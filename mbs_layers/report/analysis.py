@@ -69,6 +69,24 @@ def ok_kernels(kernel: pd.DataFrame) -> pd.DataFrame:
     return ok.reset_index(drop=True)
 
 
+KERNEL_POINT = ["format", "hparams_key", *SHAPE, *SETTING, "tokens", "backend"]
+
+
+def one_row_per_point(measured: pd.DataFrame) -> pd.DataFrame:
+    """Repeated runs of a kernel point collapsed to one row: the median of their ``median_s``
+    and speed-ups (not the best run, which would favour whichever point ran most often),
+    ``runs`` their count and ``noisy`` true if any run was."""
+    if measured.empty:
+        return measured.assign(runs=pd.Series(dtype=int))
+    numeric = [c for c in ("median_s", "speedup_vs_dense", "speedup_vs_unstructured") if c in measured]
+    measured = measured.assign(**{c: pd.to_numeric(measured[c], errors="coerce") for c in numeric},
+                               noisy=measured["noisy"].fillna(False).astype(bool) if "noisy" in measured else False)
+    grouped = measured.groupby(KERNEL_POINT, dropna=False, sort=False)
+    first = grouped.first().drop(columns=numeric + ["noisy"])
+    return (first.join(grouped[numeric].median()).join(grouped["noisy"].any())
+            .join(grouped.size().rename("runs")).reset_index())
+
+
 def param_fraction(df: pd.DataFrame) -> pd.Series:
     """Parameters as a fraction of dense: the records' own ``param_fraction`` where they carry
     one (whole-model experiments count every replaced layer against its dense model, while
@@ -191,12 +209,12 @@ def join_accuracy_kernel(acc_summary: pd.DataFrame, kernel: pd.DataFrame) -> pd.
     Each kernel point (setting, tokens) keeps its fastest backend: formats at their best (and
     that backend's energy, where measured).
     """
-    measured = ok_kernels(kernel)
+    measured = one_row_per_point(ok_kernels(kernel))
     if acc_summary.empty or measured.empty:
         return pd.DataFrame()
     point = ["format", "hparams_key", *SHAPE, *SETTING, "tokens"]
     fastest = measured.sort_values("median_s", kind="mergesort").drop_duplicates(point)
-    cols = [*point, "backend", "median_s", "speedup_vs_dense",
+    cols = [*point, "backend", "median_s", "speedup_vs_dense", "noisy",
             *[c for c in ("energy_j_per_call", "energy_j_per_token") if c in fastest]]
     return acc_summary.merge(fastest[cols], on=["format", "hparams_key", *SHAPE], how="inner")
 
@@ -246,7 +264,8 @@ def recommend(df: pd.DataFrame, group: list[str], budgets=DEFAULT_BUDGETS, axis:
         fraction = budget_fraction(g, axis)
         for budget in budgets:
             within = g[fraction <= budget * (1 + 1e-9)]
-            row = dict(zip(group, key), budget=budget, format=None, rule="no format fits the budget")
+            row = dict(zip(group, key), budget=budget, format=None, rule="no format fits the budget",
+                       candidates=len(within))
             if not within.empty:
                 best, rule, pool = _choose(within, accuracy=accuracy, speed=speed, maximize=maximize)
                 single = accuracy and "value_ci95" in pool and pd.isna(best["value_ci95"])
@@ -258,7 +277,8 @@ def recommend(df: pd.DataFrame, group: list[str], budgets=DEFAULT_BUDGETS, axis:
                 row.update(format=best["format"], hparams=best["hparams_key"], backend=best.get("backend"),
                            param_count=int(best["param_count"]), rule=rule,
                            value=best.get("value_mean"), ci95=best.get("value_ci95"),
-                           speedup=best.get("speedup_vs_dense"), not_separable_from=ties)
+                           speedup=best.get("speedup_vs_dense"), not_separable_from=ties,
+                           noisy=best.get("noisy") in (True,))
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -295,13 +315,23 @@ def datasheet_peaks(device, dtype: str):
     return sheet["flops"][dtype] / 1e12, sheet["bandwidth"] / 1e12
 
 
+def noisy_speedups(kernel: pd.DataFrame) -> tuple[int, int] | None:
+    """(noisy, all) counts of the measured points with a speed-up vs dense; None if none is noisy."""
+    ok = one_row_per_point(ok_kernels(kernel))
+    if ok.empty or "noisy" not in ok:
+        return None
+    with_speedup = ok[ok["speedup_vs_dense"].notna() & (ok["format"] != "dense")]
+    noisy = int(with_speedup["noisy"].sum())
+    return (noisy, len(with_speedup)) if noisy else None
+
+
 def speedup_grid(kernel: pd.DataFrame) -> pd.DataFrame:
     """Speedup vs dense per (setting, format, budget tier, tokens, width), best over hparams.
 
     Width is ``in_features`` for square layers and ``"in×out"`` otherwise.
     """
-    ok = ok_kernels(kernel)
-    ok = ok[(ok["format"] != "dense") & ok["speedup_vs_dense"].notna()]
+    ok = one_row_per_point(ok_kernels(kernel))
+    ok = ok[(ok["format"] != "dense") & ok["speedup_vs_dense"].notna()] if not ok.empty else ok
     if ok.empty:
         return pd.DataFrame()
     ok = ok.assign(

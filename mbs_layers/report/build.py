@@ -57,6 +57,11 @@ def _limited(items: list, what: str) -> tuple[list, str]:
     return items[:MAX_FIGURES], f"{len(items) - MAX_FIGURES} more {what} not drawn (see the tables)."
 
 
+def speedup_text(speedup: float) -> str:
+    """A speed-up with three significant digits: 0.0021 -> "0.0021×", 1.234 -> "1.23×"."""
+    return f"{speedup:.3g}×"
+
+
 def _recommendation_tables(rec: pd.DataFrame, table_keys: list[str], row_key: str, row_name: str,
                            unit: str = "bytes") -> list[dict]:
     """Recommendations as matrices: one per ``table_keys`` group, rows ``row_key``, columns budgets."""
@@ -76,11 +81,14 @@ def _recommendation_tables(rec: pd.DataFrame, table_keys: list[str], row_key: st
                 if isinstance(r.get("not_separable_from"), list) and r["not_separable_from"]:
                     detail.append("not separable from " + ", ".join(r["not_separable_from"]))
                 if pd.notna(r.get("speedup")):
-                    detail.append(f"{r['speedup']:.2f}× dense ({r['backend']})")
+                    detail.append(f"{speedup_text(r['speedup'])} dense ({r['backend']})"
+                                  + (" · noisy timing" if r.get("noisy") in (True,) else ""))
+                if fits:
+                    detail.append(f"best of {int(r['candidates'])}")
                 cells.append({"format": r["format"] if fits else "—",
                               "hparams": hp_text(r["hparams"]) if fits else "",
                               "detail": " · ".join(detail), "rule": r["rule"],
-                              "warn": r["rule"].startswith(("none", "no format"))})
+                              "warn": r["rule"].startswith("none"), "empty": not fits})
             rows.append({"label": row_value, "cells": cells})
         tables.append({"title": _title(table_keys, key), "row_name": row_name,
                        "budgets": [f"≤ {b:.0%} of dense {unit}" for b in budgets], "rows": rows})
@@ -99,8 +107,8 @@ def _recommendations(summary, kernel, joined, budgets, axis) -> dict:
         rec["row"] = [_title(["source", *an.SHAPE], key) for key in
                       zip(rec["source"], rec["in_features"], rec["out_features"])]
         tables += _recommendation_tables(rec, ["experiment", "config_id", "metric"], "row", "source", axis)
-    measured = an.ok_kernels(kernel)
-    measured = measured[measured["speedup_vs_dense"].notna()]
+    measured = an.one_row_per_point(an.ok_kernels(kernel))
+    measured = measured[measured["speedup_vs_dense"].notna()] if not measured.empty else measured
     if not measured.empty:
         rec = an.recommend(measured, [*an.SHAPE, *an.SETTING, "tokens"], budgets, axis)
         tables += _recommendation_tables(rec, [*an.SHAPE, *an.SETTING], "tokens", "tokens", axis)
@@ -170,6 +178,10 @@ def _speedup_section(kernel) -> dict:
     groups, note = _limited(groups, "heat-maps")
     figs = [{"title": f"{_title(an.SETTING, key[:3])} · params ≤ {key[3]:.0%} of dense",
              "uri": figures.speedup_heatmaps(g)} for key, g in groups]
+    noisy = an.noisy_speedups(kernel)
+    if noisy:
+        note = (f"{noisy[0]} of {noisy[1]} speed-ups shown come from noisy timings (spread too large to "
+                "trust, see docs/benchmarking.md, \"CPU timing\"). " + note).strip()
     return {"figures": figs, "note": note}
 
 

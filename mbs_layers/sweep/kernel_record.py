@@ -13,16 +13,17 @@ from ..records import KERNEL_KEYS
 from .nvml import FIELDS as NVML_FIELDS
 from .peaks import roofline_seconds
 from .point import Point
-from .timer import summarize
+from .timer import is_noisy, summarize
 
 BACKWARD_FACTOR = {"fwd": 1, "fwd_bwd": 3}
 
 
 def empty_record(point: Point, device: str, versions: dict, commit: str | None,
-                 hostname: str | None = None) -> dict:
+                 hostname: str | None = None, cpu_threads: int | None = None) -> dict:
     """All keys present, measured ones None, identity and environment filled in."""
     record = dict.fromkeys(KERNEL_KEYS)
     record.update(point.identity(), device=device, versions=versions, commit=commit, hostname=hostname,
+                  cpu_threads=cpu_threads,
                   nvml=dict.fromkeys(NVML_FIELDS), param_count=point.param_count)
     return record
 
@@ -47,7 +48,7 @@ def dense_equivalent_flops(record: dict) -> int:
 
 def add_latency(record: dict, samples: list[float], peaks: dict | None) -> dict:
     """Fill the latency stats and the rates derived from them (``samples`` in seconds)."""
-    record.update(summarize(samples), samples_s=list(samples))
+    record.update(summarize(samples), samples_s=list(samples), noisy=is_noisy(samples))
     median = record["median_s"]
     if median > 0:
         record["tflops"] = record["flops"] / median / 1e12

@@ -19,6 +19,7 @@ from ..registry import FORMATS
 from ..validation import check_choice, check_float, check_int
 from .point import DTYPES, PASSES, Point, auto_backend, dense_baseline, hparams_for_budget, unstructured_baseline
 from .preset_names import PACKAGED
+from .timer import DEFAULT_CPU_THREADS
 
 KEYS = ("description", "shapes", "widths", "tokens", "dtypes", "passes", "budgets", "formats",
         "backends", "timer", "peaks", "energy")
@@ -38,6 +39,7 @@ class Preset:
     backends: list[str] | None  # None: torch plus every fast backend (fast ones on CUDA only)
     warmup: int
     repeats: int
+    threads: int = DEFAULT_CPU_THREADS  # torch threads pinned for CPU timings
     gemm_size: int | None = None  # peak-measurement sizes; None: the device's default
     copy_mib: int | None = None
     energy_mode: str = "auto"  # auto: GPU counter on CUDA, nothing on CPU; on: RAPL on CPU too
@@ -51,10 +53,17 @@ def load_preset(preset: str | Path) -> Preset:
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise ValueError(f"preset file {str(path)!r} does not exist")
-        return parse_preset(path.stem, yaml.safe_load(path.read_text()))
+        return parse_preset(path.stem, _yaml(path.read_text(), str(path)))
     check_choice("preset", str(preset), PACKAGED)
     text = resources.files(__package__).joinpath("presets", f"{preset}.yaml").read_text()
-    return parse_preset(str(preset), yaml.safe_load(text))
+    return parse_preset(str(preset), _yaml(text, str(preset)))
+
+
+def _yaml(text: str, where: str):
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(f"preset {where!r} is not valid YAML: {' '.join(str(err).split())}") from None
 
 
 def _list(spec: dict, key: str, check, default=None) -> list:
@@ -64,12 +73,15 @@ def _list(spec: dict, key: str, check, default=None) -> list:
     return [check(v) for v in values]
 
 
-def _names_or_all(spec: dict, key: str) -> list[str] | None:
+def _names_or_all(spec: dict, key: str, allowed) -> list[str] | None:
     value = spec.get(key, "all")
     if value == "all":
         return None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"preset key {key!r} must be 'all' or a list of names, got {value!r}")
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"preset key {key!r} must be 'all' or a non-empty list of names, got {value!r}")
+    unknown = [v for v in value if v not in allowed]
+    if unknown:
+        raise ValueError(f"preset key {key!r} has unknown name(s) {unknown}: allowed {sorted(allowed)}")
     return value
 
 
@@ -80,6 +92,8 @@ def parse_preset(name: str, spec) -> Preset:
     unknown = sorted(set(spec) - set(KEYS))
     if unknown:
         raise ValueError(f"preset {name!r} has unknown key(s) {unknown}: allowed {list(KEYS)}")
+    if not isinstance(spec.get("shapes", []), list):
+        raise ValueError(f"preset key 'shapes' must be a list of [in_features, out_features] pairs, got {spec['shapes']!r}")
     shapes = [_shape(s) for s in spec.get("shapes", [])]
     if "widths" in spec:
         shapes += [(w, w) for w in _list(spec, "widths", lambda v: check_int("widths", v, low=1))]
@@ -97,10 +111,11 @@ def parse_preset(name: str, spec) -> Preset:
         dtypes=_list(spec, "dtypes", _choice("dtypes", DTYPES)),
         passes=_list(spec, "passes", _choice("passes", PASSES), default=list(PASSES)),
         budgets=_list(spec, "budgets", lambda v: check_float("budgets", v, low=0.0, high=1.0, low_open=True)),
-        formats=_names_or_all(spec, "formats"),
-        backends=_names_or_all(spec, "backends"),
+        formats=_names_or_all(spec, "formats", FORMATS),
+        backends=_names_or_all(spec, "backends", set(backends.BACKEND_NAMES) - {"auto"}),
         warmup=check_int("timer.warmup", timer.get("warmup", 3), low=0),
         repeats=check_int("timer.repeats", timer.get("repeats", 20), low=1),
+        threads=check_int("timer.threads", timer.get("threads", DEFAULT_CPU_THREADS), low=1),
         gemm_size=peaks.get("gemm_size") and check_int("peaks.gemm_size", peaks["gemm_size"], low=16),
         copy_mib=peaks.get("copy_mib") and check_int("peaks.copy_mib", peaks["copy_mib"], low=1),
         energy_mode=_choice("energy.mode", ENERGY_MODES)(energy.get("mode", "auto")),
@@ -125,8 +140,8 @@ def _choice(key: str, allowed):
 
 
 def selected_formats(preset: Preset) -> list[str]:
-    """Registered formats the preset asks for (names not registered here are skipped)."""
-    names = sorted(FORMATS) if preset.formats is None else [n for n in preset.formats if n in FORMATS]
+    """Formats the preset asks for, dense first (parse_preset has checked the names)."""
+    names = sorted(FORMATS) if preset.formats is None else list(preset.formats)
     return ["dense", *[n for n in names if n != "dense"]]
 
 

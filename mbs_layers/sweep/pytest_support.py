@@ -4,14 +4,19 @@ pytest-benchmark times with a host clock. To make its ``stats`` carry *device* s
 point is first measured by the sweep's own timer (CUDA events, L2 flush, CUDA graphs) and its
 raw samples are then replayed through :data:`REPLAY_CLOCK`, a clock that advances by one
 sample per round (``benchmark.pedantic`` with one iteration per round). Points that were not
-timed (skipped/failed) have no stats; their records are added to the JSON's ``benchmarks``
-with ``"stats": null`` so no record is lost. Under pytest-xdist each worker ships its JSON
-document to the controller, which merges them into the one ``--benchmark-json`` file.
+timed (skipped/failed) have no stats, and pytest-benchmark's loader rejects a file whose
+``benchmarks`` holds an entry without them; their records go to the document's own
+:data:`UNTIMED_KEY` list instead, so no record is lost and pytest-benchmark's ``compare``,
+``--benchmark-compare`` and ``--benchmark-compare-fail`` read the file. Under pytest-xdist
+each worker ships its JSON document to the controller, which merges them into the one
+``--benchmark-json`` file.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from ..records.files import UNTIMED_KEY
 
 WORKER_KEY = "mbs_benchmark_json"  # where a worker puts its JSON document in ``workeroutput``
 
@@ -46,15 +51,15 @@ def replay(benchmark, samples, extra_info: dict | None = None) -> None:
 
 
 def untimed_entry(nodeid: str, name: str, record: dict) -> dict:
-    """A ``benchmarks`` entry for a skipped/failed point (no stats)."""
-    return {"group": None, "name": name, "fullname": nodeid, "params": None, "param": None,
-            "extra_info": record, "options": {}, "stats": None}
+    """An :data:`UNTIMED_KEY` entry for a skipped/failed point: its test and full record."""
+    return {"name": name, "fullname": nodeid, "extra_info": record}
 
 
 def merge_documents(docs: list[dict]) -> dict:
     """One pytest-benchmark JSON document from the xdist workers' documents."""
     merged = dict(docs[0])
     merged["benchmarks"] = [b for doc in docs for b in doc["benchmarks"]]
+    merged[UNTIMED_KEY] = [b for doc in docs for b in doc.get(UNTIMED_KEY, [])]
     merged["machine_info"] = dict(docs[0]["machine_info"], workers=[d["machine_info"] for d in docs])
     return merged
 

@@ -35,12 +35,13 @@ def run_sweep(preset: str | Path, store: str | Path, *, device: str | None = Non
     done_keys = {point_key(r, KEY_FIELDS) for r in done}
     points = expand(spec, session.device.type)
     todo = [p for p in points if p.key not in done_keys]
-    log.info("sweep %s on %s: %d points, %d already in %s", spec.name, session.device_name,
-             len(points), len(points) - len(todo), records.path)
+    log.info("sweep %s on %s: %d points, %d already done in %s, %d to measure", spec.name, session.device_name,
+             len(points), len(points) - len(todo), records.path, len(todo))
     trace = (PowerTrace(session.energy.counter, power_trace_path(records.path), session.device_name)
              if isinstance(session.energy.counter, NvmlCounter) else nullcontext())
-    with trace, tqdm(total=len(points), initial=len(points) - len(todo), disable=not progress,
-                     desc=f"sweep {spec.name}", unit="pt") as bar:
+    # one writer per store: a second sweep on it fails at once instead of doubling every point
+    with records.exclusive(), trace, tqdm(total=len(points), initial=len(points) - len(todo),
+                                          disable=not progress, desc=f"sweep {spec.name}", unit="pt") as bar:
         for point in todo:
             bar.set_postfix_str(str(point), refresh=False)
             records.append(session.measure(point))

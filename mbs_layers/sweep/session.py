@@ -23,12 +23,15 @@ from .timer import make_timer
 from .workload import Workload
 
 WRONG_RESULT = "failed: wrong result"
+# CUDA's and the CPU allocator's words for an allocation that did not fit
+OOM_MESSAGES = ("out of memory", "can't allocate memory")
 
 
 def failure_reason(err: BaseException) -> str:
     """``failed: <reason>`` for an exception raised while checking or timing a point."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [""]
-    if isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in lines[0].lower():
+    if isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)) or any(
+            text in lines[0].lower() for text in OOM_MESSAGES):
         return "failed: out of memory"
     if type(err).__module__.startswith("triton"):  # Triton puts the source first, the error last
         return f"failed: triton compile error: {type(err).__name__}: {lines[-1][:200]}"
@@ -52,7 +55,8 @@ class SweepSession:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.preset = preset
         self.device_name = environment.device_name(self.device)
-        self.timer = make_timer(self.device, warmup=preset.warmup, repeats=preset.repeats)
+        self.timer = make_timer(self.device, warmup=preset.warmup, repeats=preset.repeats, threads=preset.threads)
+        self.cpu_threads = preset.threads if self.device.type == "cpu" else None
         self.peaks = peaks if peaks is not None else measure_peaks(
             self.device, self.device_name, preset.dtypes, gemm_size=preset.gemm_size, copy_mib=preset.copy_mib)
         self.energy = EnergyMeter.open(self.device, mode=preset.energy_mode,
@@ -77,14 +81,14 @@ class SweepSession:
             self._records[point.key] = self._measure(point)
         return self._records[point.key]
 
-    def _median(self, baseline: Point | None, point: Point, own: float | None) -> float | None:
+    def _baseline(self, baseline: Point | None, point: Point, own: dict) -> dict | None:
         if baseline is None:
             return None
-        return own if baseline.key == point.key else self.measure(baseline)["median_s"]
+        return own if baseline.key == point.key else self.measure(baseline)
 
     def _measure(self, point: Point) -> dict:
         record = empty_record(point, self.device_name, environment.versions(), environment.git_commit(),
-                              environment.hostname())
+                              environment.hostname(), self.cpu_threads)
         record.update(self.energy.not_measured("point_not_ok"))
         if point.skip_reason:
             return {**record, "status": f"skipped: {point.skip_reason}"}
@@ -116,10 +120,12 @@ class SweepSession:
         add_latency(record, samples, self.peaks)
         record["status"] = "ok"
         median = record["median_s"]
-        record["speedup_vs_dense"] = speedup(
-            self._median(dense_baseline(point, self.device.type), point, median), median)
-        record["speedup_vs_unstructured"] = speedup(
-            self._median(unstructured_baseline(point, self.device.type), point, median), median)
+        for key, baseline in (("speedup_vs_dense", dense_baseline(point, self.device.type)),
+                              ("speedup_vs_unstructured", unstructured_baseline(point, self.device.type))):
+            base = self._baseline(baseline, point, record)
+            record[key] = speedup(base and base.get("median_s"), median)
+            # a speed-up is only as trustworthy as both timings it divides
+            record["noisy"] = bool(record["noisy"] or (record[key] is not None and base.get("noisy")))
         return record
 
     def _release_memory(self) -> None:

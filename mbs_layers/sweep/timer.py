@@ -4,11 +4,17 @@
 between repeats, so every repeat starts with a cold cache and no host time is counted; a
 call that takes less than ``graph_below_s`` is captured once in a CUDA graph and replayed,
 which removes the launch overhead that would otherwise dominate microsecond-scale kernels.
-``CpuTimer`` is the fallback (``time.perf_counter`` around each repeat) for CPU runs.
-Both return the raw per-repeat samples in seconds; :func:`summarize` gives median/q10/q90.
+``CpuTimer`` is the CPU timer (docs/benchmarking.md, "CPU timing"): torch's thread count
+pinned for the measurement, warm-up until two successive warm-up batches agree, each repeat
+long enough (``min_repeat_s``) that the clock's resolution and a single call's jitter do not
+dominate, at least :data:`MIN_CPU_REPEATS` repeats (so ``mbs compare``'s test can reach its
+alpha), and far-out slow repeats (scheduler preemptions) dropped by :func:`drop_outliers`.
+Both return per-repeat samples in seconds; :func:`summarize` gives median/q10/q90 and
+:func:`is_noisy` says when the spread is too large to trust the point.
 """
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from collections.abc import Callable
@@ -18,6 +24,10 @@ import torch
 
 DEFAULT_FLUSH_BYTES = 256 * 2**20  # used when the device does not report its L2 size
 GRAPH_BELOW_S = 100e-6
+MIN_CPU_REPEATS = 10  # one-sided Mann-Whitney floor 1/C(20, 10) ~ 5e-6: any alpha >= 1e-5 is reachable
+DEFAULT_CPU_THREADS = 1  # a shared host's other cores come and go; one thread is what can be reproduced
+OUTLIER_IQR = 3.0  # Tukey's far-out fence: a repeat above Q3 + 3 IQR was preempted, not slow
+NOISY_SPREAD = 1.5  # q90 / q10 above this: the point's timing is too spread to trust
 
 
 def summarize(samples: list[float]) -> dict:
@@ -28,22 +38,71 @@ def summarize(samples: list[float]) -> dict:
     return {"median_s": statistics.median(samples), "q10_s": deciles[0], "q90_s": deciles[-1]}
 
 
+def drop_outliers(samples: list[float]) -> list[float]:
+    """The samples without far-out slow ones (above Q3 + ``OUTLIER_IQR`` x IQR); fast ones stay,
+    since a repeat cannot be faster than the work it does."""
+    if len(samples) < 4:
+        return list(samples)
+    q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+    fence = q3 + OUTLIER_IQR * (q3 - q1)
+    return [s for s in samples if s <= fence]
+
+
+def is_noisy(samples: list[float]) -> bool:
+    """True when ``q90 / q10`` of the samples exceeds ``NOISY_SPREAD``."""
+    stats = summarize(samples)
+    return stats["q10_s"] <= 0 or stats["q90_s"] / stats["q10_s"] > NOISY_SPREAD
+
+
+@contextlib.contextmanager
+def pinned_threads(threads: int):
+    """torch's intra-op thread count set to ``threads`` for the block, then restored."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @dataclass
 class CpuTimer:
-    """Host wall-clock per repeat (the CPU fallback)."""
+    """Host wall-clock per repeat, thread count pinned, warm-up until stable, outliers dropped."""
 
-    warmup: int = 1
-    repeats: int = 10
+    warmup: int = 1  # calls per warm-up batch
+    repeats: int = MIN_CPU_REPEATS  # raised to MIN_CPU_REPEATS
+    threads: int = DEFAULT_CPU_THREADS
+    min_repeat_s: float = 1e-3  # a repeat loops the call until it lasts this long
+    max_warmup_s: float = 0.2  # warm-up stops here even if not yet stable
+    stable_within: float = 0.1  # successive warm-up batches agree within 10%
 
     def measure(self, fn: Callable[[], object]) -> list[float]:
-        for _ in range(self.warmup):
-            fn()
-        samples = []
-        for _ in range(self.repeats):
+        with pinned_threads(self.threads):
+            calls = self._warm_up(fn)
+            samples = []
+            for _ in range(max(self.repeats, MIN_CPU_REPEATS)):
+                start = time.perf_counter()
+                for _ in range(calls):
+                    fn()
+                samples.append((time.perf_counter() - start) / calls)
+        return drop_outliers(samples)
+
+    def _warm_up(self, fn) -> int:
+        """Run batches of calls (grown until a batch lasts ``min_repeat_s``) until two successive
+        batches agree per call; return the calls per repeat (>= 1)."""
+        deadline, previous, calls = time.perf_counter() + self.max_warmup_s, None, max(1, self.warmup)
+        while True:
             start = time.perf_counter()
-            fn()
-            samples.append(time.perf_counter() - start)
-        return samples
+            for _ in range(calls):
+                fn()
+            elapsed = time.perf_counter() - start
+            per_call = elapsed / calls
+            stable = previous is not None and abs(per_call - previous) <= self.stable_within * previous
+            if stable or time.perf_counter() >= deadline:
+                return max(1, int(self.min_repeat_s / per_call)) if per_call > 0 else 1
+            previous = per_call
+            if elapsed < self.min_repeat_s:  # too short to compare: grow the batch, compare afresh
+                calls, previous = calls * 2, None
 
 
 class CudaTimer:
@@ -97,8 +156,8 @@ def capture_graph(fn: Callable[[], object]) -> Callable[[], None] | None:
     return graph.replay
 
 
-def make_timer(device: torch.device, *, warmup: int, repeats: int):
-    """``CudaTimer`` on CUDA devices, ``CpuTimer`` elsewhere."""
+def make_timer(device: torch.device, *, warmup: int, repeats: int, threads: int = DEFAULT_CPU_THREADS):
+    """``CudaTimer`` on CUDA devices, ``CpuTimer`` (``threads`` pinned) elsewhere."""
     if device.type == "cuda":
         return CudaTimer(device, warmup=warmup, repeats=repeats)
-    return CpuTimer(warmup=warmup, repeats=repeats)
+    return CpuTimer(warmup=warmup, repeats=repeats, threads=threads)

@@ -73,7 +73,8 @@ def test_rerun_resumes_without_duplicates(tmp_path, stages, no_report):
     assert [c[2] for c in stages] == [out / "kernels.jsonl", out / "accuracy.jsonl"] * 2
 
 
-def test_gpu_device_picks_the_default_presets_unless_given(tmp_path, stages, no_report):
+def test_gpu_device_picks_the_default_presets_unless_given(tmp_path, stages, no_report, monkeypatch):
+    monkeypatch.setattr("mbs_layers.cli.check_device", lambda name, text: text)  # no GPU here: pretend
     cli_main(["run", "--out", str(tmp_path), "--device", "cuda", "--quiet"])
     cli_main(["run", "--out", str(tmp_path), "--device", "cuda", "--preset", "models",
               "--accuracy-preset", "smoke", "--quiet"])

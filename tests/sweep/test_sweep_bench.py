@@ -9,6 +9,7 @@ from sweep_helpers import ROOT, clean_env
 
 import mbs_layers as mbs
 from mbs_layers.records import KERNEL_KEYS, RecordStore, point_key, valid_status
+from mbs_layers.records.files import UNTIMED_KEY
 from mbs_layers.sweep.nvml import FIELDS as NVML_FIELDS
 from mbs_layers.sweep.point import KEY_FIELDS, PASSES
 from mbs_layers.sweep.presets import expand, load_preset
@@ -27,15 +28,20 @@ def smoke(tmp_path_factory):
     return json.loads((out / "smoke.json").read_text()), points, RecordStore(out / "smoke.jsonl").records()
 
 
+def entries(doc):
+    """Every point's entry: the timed ``benchmarks`` and the untimed (skipped/failed) ones."""
+    return doc["benchmarks"] + doc[UNTIMED_KEY]
+
+
 def test_every_point_recorded_exactly_once(smoke):
     doc, points, _ = smoke
-    keys = [point_key(b["extra_info"], KEY_FIELDS) for b in doc["benchmarks"]]
+    keys = [point_key(b["extra_info"], KEY_FIELDS) for b in entries(doc)]
     assert sorted(keys) == sorted(points)
 
 
 def test_records_have_the_full_schema(smoke):
     doc, _, _ = smoke
-    for bench in doc["benchmarks"]:
+    for bench in entries(doc):
         record = bench["extra_info"]
         assert set(record) == set(KERNEL_KEYS), sorted(set(record) ^ set(KERNEL_KEYS))
         assert valid_status(record["status"]), record["status"]
@@ -47,7 +53,7 @@ def test_records_have_the_full_schema(smoke):
 
 def test_counts_equal_the_library(smoke):
     doc, points, _ = smoke
-    for bench in doc["benchmarks"]:
+    for bench in entries(doc):
         record = bench["extra_info"]
         if record["status"] != "ok":
             continue
@@ -64,7 +70,9 @@ def test_stats_are_the_recorded_samples(smoke):
     assert timed
     for bench in timed:
         record, stats = bench["extra_info"], bench["stats"]
-        assert stats["data"] == record["samples_s"] and len(record["samples_s"]) == 3
+        # 10 repeats (MIN_CPU_REPEATS), far-out slow ones dropped (at most the top 3 of 10)
+        assert stats["data"] == pytest.approx(record["samples_s"], rel=1e-9) and 7 <= len(record["samples_s"]) <= 10
+        assert record["cpu_threads"] == 1 and isinstance(record["noisy"], bool)
         assert stats["median"] == pytest.approx(record["median_s"])
         assert record["q10_s"] <= record["median_s"] <= record["q90_s"]
         assert record["tflops"] == pytest.approx(record["flops"] / record["median_s"] / 1e12)
@@ -94,4 +102,66 @@ def test_store_holds_the_same_records(smoke):
     def canonical(records):
         return sorted(json.dumps(r, sort_keys=True) for r in records)
 
-    assert canonical(stored) == canonical(b["extra_info"] for b in doc["benchmarks"])
+    assert canonical(stored) == canonical(b["extra_info"] for b in entries(doc))
+
+
+class RecordingLogger:
+    """pytest-benchmark's logger interface, keeping the warnings its loader gives."""
+
+    def __init__(self):
+        self.warnings = []
+
+    def warning(self, text, **_):
+        self.warnings.append(text)
+
+    def info(self, *_, **__):
+        pass
+
+    debug = info
+
+
+def test_pytest_benchmark_loads_our_json_with_its_own_loader(smoke, tmp_path):
+    from pytest_benchmark.storage.file import FileStorage
+
+    doc, _, _ = smoke
+    path = tmp_path / "0001_smoke.json"
+    path.write_text(json.dumps(doc))
+    logger = RecordingLogger()
+    storage = FileStorage(str(tmp_path), logger=logger)
+    loaded = list(storage.load_benchmarks(str(path)))
+    assert not logger.warnings  # the loader drops a whole file with a warning when it cannot read it
+    assert len(loaded) == len(doc["benchmarks"]) > 0 and doc[UNTIMED_KEY]
+    assert all(b["median"] > 0 for b in loaded)
+    assert all(isinstance(b["params"]["point"], str) and "UNSERIALIZABLE" not in b["params"]["point"]
+               for b in doc["benchmarks"])
+    again = tmp_path / "0002_smoke.json"
+    again.write_text(path.read_text())
+    proc = subprocess.run([sys.executable, "-c", "from pytest_benchmark.cli import main; main()", "compare", str(path), str(again)],
+                          cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and doc["benchmarks"][0]["name"] in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_benchmark_compare_fail_end_to_end(smoke, tmp_path):
+    """``--benchmark-compare`` against a saved smoke run whose first point was 1000x faster (and
+    every other 1000x slower): pytest-benchmark itself names exactly that point a regression and
+    exits 1 (raising its own PerformanceRegression, as it does for any suite)."""
+    doc, _, _ = smoke
+    baseline = json.loads(json.dumps(doc))
+    for i, bench in enumerate(baseline["benchmarks"]):
+        scale = 1e-3 if i == 0 else 1e3  # first point "was" much faster, every other much slower
+        bench["stats"] = {k: v * scale if k in ("min", "max", "mean", "median", "stddev", "iqr", "q1", "q3",
+                                                 "ld15iqr", "hd15iqr", "total") else v
+                          for k, v in bench["stats"].items()}
+        bench["stats"]["ops"] = 1 / bench["stats"]["mean"]
+    path = tmp_path / "0001_baseline.json"
+    path.write_text(json.dumps(baseline))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "bench" / "test_sweep.py"), "--preset", "smoke", "-q",
+         "-p", "no:cacheprovider", f"--benchmark-compare={path}", "--benchmark-compare-fail=median:100%"],
+        cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=600)  # storage: tmp_path/.benchmarks
+    out = proc.stdout + proc.stderr
+    assert "INTERNALERROR" not in out, out[-4000:]  # the machine-info hook used to crash here
+    # pytest-benchmark lists each failed check on a tab-indented line, then exits 1
+    regressed = [line for line in out.splitlines() if line.startswith("\t") and "PercentageRegressionCheck" in line]
+    assert proc.returncode == 1 and len(regressed) == 1, out[-4000:]
+    assert baseline["benchmarks"][0]["name"] in regressed[0]

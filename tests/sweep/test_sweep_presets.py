@@ -30,12 +30,12 @@ def test_models_preset_has_the_real_shapes():
 
 def test_user_preset_file(tmp_path):
     path = write_preset(tmp_path / "mine.yaml", shapes=[[48, 80]], widths=[32], tokens=[2, 3],
-                        passes=["fwd"], formats=["lowrank", "not_a_format"])
+                        passes=["fwd"], formats=["lowrank"])
     preset = load_preset(path)
     assert preset.name == "mine" and preset.shapes == [(48, 80), (32, 32)]
     points = expand(preset, "cpu")
     comparators = {"unstructured"} & set(mbs.FORMATS)
-    assert {p.format for p in points} == {"dense", "lowrank"} | comparators  # unregistered names left out
+    assert {p.format for p in points} == {"dense", "lowrank"} | comparators
     assert {(p.in_features, p.out_features, p.tokens) for p in points} == {
         (i, o, t) for i, o in [(48, 80), (32, 32)] for t in (2, 3)}
 
