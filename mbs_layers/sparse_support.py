@@ -88,6 +88,11 @@ class SparseSupportLinear(StructuredLinear):
     def forward_flops(self, tokens):
         return 2 * self.nnz() * tokens
 
+    @classmethod
+    def hparam_flops(cls, in_features, out_features, tokens, **hp):
+        """2 · tokens · nnz without drawing a support (the budget search asks for every setting)."""
+        return 2 * tokens * cls.count_params(in_features, out_features, **hp)
+
     def flops_unseen_by_torch(self, tokens):
         return self.forward_flops(tokens)  # the reference multiplies through torch.sparse.mm
 
