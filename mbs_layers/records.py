@@ -17,7 +17,7 @@ KERNEL_KEYS = (
     "param_count", "storage_bytes", "flops", "min_bytes",
     "median_s", "q10_s", "q90_s", "samples_s", "peak_memory_bytes",
     "tflops", "gbps", "roofline_fraction", "speedup_vs_dense", "speedup_vs_unstructured",
-    "device", "nvml", "status", "versions", "commit",
+    "predicted_s", "device", "nvml", "status", "versions", "commit",
 )
 ACCURACY_KEYS = (
     "format", "hparams", "in_features", "out_features", "param_count",

@@ -17,7 +17,7 @@ from . import environment, nvml
 from .peaks import measure_peaks
 from .point import KEY_FIELDS, Point, dense_baseline, unstructured_baseline
 from .presets import Preset
-from .record import add_latency, counts, empty_record, speedup
+from .record import add_latency, add_prediction, counts, empty_record, speedup
 from .timer import make_timer
 from .workload import Workload
 
@@ -92,6 +92,7 @@ class SweepSession:
             status = failure_reason(err)
         else:
             record.update(counts(work.layer, point.tokens, point.pass_))
+            add_prediction(record)
             try:
                 if point.backend != "torch" and not work.matches_reference():
                     status = WRONG_RESULT
