@@ -129,11 +129,18 @@ def compile_spec(spec: CompileSpec) -> CompileResult:
                          **_sass_counts(compiled.asm["cubin"]), compile_s=time.perf_counter() - start)
 
 
+def cached_result(spec: CompileSpec) -> CompileResult | None:
+    """The cached result of ``spec``, if it was compiled before."""
+    path = cache_dir() / f"{spec.key()}.json"
+    return CompileResult(**json.loads(path.read_text())) if path.exists() else None
+
+
 def compile_cached(spec: CompileSpec) -> CompileResult:
     """``compile_spec`` through the on-disk cache (``$MBS_COMPILE_CACHE``, default ~/.cache/mbs)."""
+    found = cached_result(spec)
+    if found is not None:
+        return found
     path = cache_dir() / f"{spec.key()}.json"
-    if path.exists():
-        return CompileResult(**json.loads(path.read_text()))
     result = compile_spec(spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")

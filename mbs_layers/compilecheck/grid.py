@@ -56,39 +56,43 @@ class Job:
         return aot.specialise(self.launch.kernel, self.launch.args, {**self.launch.kwargs, **extra}, self.arch)
 
 
-def captured_launches(kernels: Iterable[str] | None, dtypes: Iterable[str]) -> list[Launch]:
-    """One launch per distinct specialisation of each selected kernel, per dtype label."""
+def captured_launches(kernels: Iterable[str] | None, dtypes: Iterable[str], *, tokens: int = TOKENS,
+                      per_kernel: int | None = None) -> list[Launch]:
+    """One launch per distinct specialisation of each selected kernel, per dtype label (at most
+    ``per_kernel`` of them per kernel and dtype: the first ones the formats make)."""
     wanted = set(kernels) if kernels else None
-    seen, unique = set(), []
+    seen, unique, count = set(), [], {}
     for dtype in dtypes:
         for name in triton_formats():
             for hp in layer_settings(name):
-                for launch in _capture(name, hp, dtype):
+                for launch in _capture(name, hp, dtype, tokens):
                     if wanted and launch.name not in wanted:
                         continue
                     launch.dtype = _tuning.launch_dtype(launch.named())
                     ident = (launch.dtype, variant(launch))
-                    if ident not in seen:
+                    nth = count.get((launch.name, launch.dtype), 0)
+                    if ident not in seen and (per_kernel is None or nth < per_kernel):
                         seen.add(ident)
+                        count[launch.name, launch.dtype] = nth + 1
                         unique.append(launch)
     return unique
 
 
-def _capture(name: str, hp: dict, dtype: str) -> list[Launch]:
+def _capture(name: str, hp: dict, dtype: str, tokens: int) -> list[Launch]:
     try:
-        return capture(name, hp, SHAPE, TOKENS, dtype)
+        return capture(name, hp, SHAPE, tokens, dtype)
     except (MemoryError, RuntimeError) as err:  # e.g. TT's rank-r intermediates at 4096 tokens
         if "allocate" not in str(err):
             raise
-        launches = capture(name, hp, SHAPE, FALLBACK_TOKENS, dtype)
+        launches = capture(name, hp, SHAPE, min(tokens, FALLBACK_TOKENS), dtype)
         for launch in launches:
-            launch.origin += f" (tokens {FALLBACK_TOKENS})"
+            launch.origin += f" (tokens {min(tokens, FALLBACK_TOKENS)})"
         return launches
 
 
 def jobs_for(launches: list[Launch], archs: Iterable[int], *, all_configs: bool = True) -> list[Job]:
-    """The compiles, ordered so an interrupted grid still covers every kernel: per dtype, each
-    kernel's first launch (all configs, all archs) before any kernel's second launch."""
+    """The compiles, ordered so an interrupted grid still covers every kernel: each kernel's
+    first launch (every dtype, config and arch) before any kernel's second launch."""
     ordinal: dict = {}
     ranked = []
     for launch in launches:
@@ -97,7 +101,7 @@ def jobs_for(launches: list[Launch], archs: Iterable[int], *, all_configs: bool 
         for config in (configs if all_configs else configs[:1]):
             ranked.extend(((launch.dtype, nth), Job(launch, config, arch)) for arch in archs)
     dtype_rank = {d: i for i, d in enumerate(dict.fromkeys(launch.dtype for launch in launches))}
-    ranked.sort(key=lambda item: (dtype_rank[item[0][0]], item[0][1]))  # stable: launch order within
+    ranked.sort(key=lambda item: (item[0][1], dtype_rank[item[0][0]]))  # stable: launch order within
     return [job for _, job in ranked]
 
 
@@ -125,14 +129,17 @@ def kept_by_kernel(job: Job) -> bool:
         return job.config in prune(tuner.configs, nargs, **job.launch.kwargs)
 
 
-def run_grid(jobs: list[Job], *, shard: tuple[int, int] = (0, 1),
+def run_grid(jobs: list[Job], *, shard: tuple[int, int] = (0, 1), cached_only: bool = False,
              progress: Callable[[int, int, Job, aot.CompileResult, float], None] | None = None) -> list[dict]:
-    """Compile ``jobs`` (those of ``shard`` = (index, count), by cache key) through the disk cache."""
+    """Compile ``jobs`` (those of ``shard`` = (index, count), by cache key) through the disk cache;
+    with ``cached_only``, rows for the jobs already in the cache only (an interrupted grid's table)."""
     rows = []
     mine = [j for j in jobs if int(j.spec().key(), 16) % shard[1] == shard[0]]
     for i, job in enumerate(mine, 1):
         start = time.perf_counter()
-        result = aot.compile_cached(job.spec())
+        result = aot.cached_result(job.spec()) if cached_only else aot.compile_cached(job.spec())
+        if result is None:
+            continue
         rows.append(row(job, result, kept_by_kernel(job)))
         if progress:
             progress(i, len(mine), job, result, time.perf_counter() - start)

@@ -16,6 +16,7 @@ from unittest import mock
 
 import torch
 from triton.runtime.autotuner import Autotuner
+from triton.runtime.interpreter import InterpretedFunction
 from triton.runtime.jit import JITFunction
 
 from .. import backends
@@ -69,17 +70,19 @@ def kernel_modules() -> list:
     return [importlib.import_module(f"{kernels.__name__}.{i.name}") for i in pkgutil.iter_modules(kernels.__path__)]
 
 
-def jit_kernels() -> dict[str, JITFunction]:
-    """Every ``@triton.jit`` function launched as a kernel, by name: helpers that other kernels
-    call (``_span(...)`` inside a kernel's source) are left out, autotuned ones unwrapped."""
+def jit_kernels() -> dict[str, object]:
+    """Every ``@triton.jit`` function launched as a kernel, by name (compiled or, under
+    ``TRITON_INTERPRET=1``, interpreted): helpers that other kernels call (``_span(...)`` inside
+    a kernel's source) are left out, autotuned ones unwrapped."""
     found = {}
     for module in kernel_modules():
         for _, obj in inspect.getmembers(module):
             fn = obj.fn if isinstance(obj, Autotuner) else obj
-            if isinstance(fn, JITFunction) and fn.__module__ == module.__name__:
-                found[fn.__name__] = fn
+            if isinstance(fn, (JITFunction, InterpretedFunction)) and fn.fn.__module__ == module.__name__:
+                found[fn.fn.__name__] = fn
+    sources = {name: inspect.getsource(fn.fn) for name, fn in found.items()}
     return {name: fn for name, fn in found.items()
-            if not any(f"{name}(" in other.src for other_name, other in found.items() if other_name != name)}
+            if not any(f"{name}(" in src for other, src in sources.items() if other != name)}
 
 
 @contextlib.contextmanager

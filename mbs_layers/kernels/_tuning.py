@@ -33,6 +33,16 @@ def autotune_configs(candidates: list[dict], *, warps: int = 4, stages: int = 3)
             for c in candidates]
 
 
+def autotune(configs: list[triton.Config], key: list[str], **kwargs):
+    """``triton.autotune`` whose early pruning drops the configs the compiler showed unfit on
+    the launch's architecture and dtype (:func:`prune_unfit`). List the smallest config last:
+    it is the fallback where every config is unfit."""
+    def wrap(kernel):
+        return triton.autotune(configs=configs, key=key,
+                               prune_configs_by={"early_config_prune": prune_unfit(kernel.__name__)}, **kwargs)(kernel)
+    return wrap
+
+
 def dot_precision(dtype: torch.dtype) -> str:
     """``tl.dot`` input precision: TF32 for fp32 only where the user enabled it (as cuBLAS does)."""
     if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:

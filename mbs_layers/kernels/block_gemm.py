@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
-from ._tuning import autotune_configs, dot_precision
+from ._tuning import autotune, autotune_configs, dot_precision
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def _address(i, inner, outer_stride, inner_stride):
     return (i // inner) * outer_stride + (i % inner) * inner_stride
 
 
-@triton.autotune(configs=autotune_configs(GEMM_CONFIGS),
+@autotune(configs=autotune_configs(GEMM_CONFIGS),
                  key=["M_BUCKET", "N", "K_BUCKET", "SPLITS"])
 @triton.jit
 def _block_gemm_kernel(
