@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -29,10 +30,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mbs_layers.datasheet import datasheet_peaks  # noqa: E402
-from mbs_layers.results import load_results  # noqa: E402
-from mbs_layers.sweep import environment  # noqa: E402
-from mbs_layers.sweep.runner import run_sweep  # noqa: E402
+from mbs_layers.datasheet import datasheet_peaks
+from mbs_layers.results import load_results
+from mbs_layers.sweep import environment
+from mbs_layers.sweep.runner import run_sweep
 
 FAST_BACKENDS = ["torch", "triton", "cusparselt", "cusparse"]
 
@@ -86,6 +87,11 @@ def status_text(status: str) -> str:
     return "NO (wrong result)" if "wrong" in status else status.split(":")[0]
 
 
+def _num(record: dict, key: str, scale: float = 1.0, fmt: str = "{:.3f}") -> str:
+    value = record.get(key)
+    return fmt.format(value * scale) if isinstance(value, (int, float)) and not math.isnan(value) else "-"
+
+
 def summary(stores: list[Path]) -> str:
     """One row per (preset, format, backend, dtype, pass): correct?, ms, speed-up, % roofline."""
     frame = load_results([str(p) for p in stores if p.exists()])
@@ -93,13 +99,10 @@ def summary(stores: list[Path]) -> str:
               f"{'ms':>9} {'x dense':>8} {'% roof':>7} {'predicted ms':>12}")
     lines = [header, "-" * len(header)]
     for r in frame.sort_values(["source_file", "format", "backend", "dtype", "pass"]).to_dict("records"):
-        def num(key, scale=1.0, fmt="{:.3f}"):
-            value = r.get(key)
-            return fmt.format(value * scale) if isinstance(value, (int, float)) and value == value else "-"
         lines.append(f"{Path(r['source_file']).stem:<15} {r['format']:<14} {r['backend']:<11} {r['dtype']:<9} "
-                     f"{r['pass']:<8} {status_text(str(r['status']))[:18]:<18} {num('median_s', 1e3):>9} "
-                     f"{num('speedup_vs_dense', fmt='{:.2f}'):>8} {num('roofline_fraction', 100, '{:.1f}'):>7} "
-                     f"{num('predicted_s', 1e3):>12}")
+                     f"{r['pass']:<8} {status_text(str(r['status']))[:18]:<18} {_num(r, 'median_s', 1e3):>9} "
+                     f"{_num(r, 'speedup_vs_dense', fmt='{:.2f}'):>8} "
+                     f"{_num(r, 'roofline_fraction', 100, '{:.1f}'):>7} {_num(r, 'predicted_s', 1e3):>12}")
     return "\n".join(lines)
 
 
