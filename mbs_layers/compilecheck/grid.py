@@ -98,7 +98,8 @@ def jobs_for(launches: list[Launch], archs: Iterable[int], *, all_configs: bool 
     for launch in launches:
         nth = ordinal[launch.name, launch.dtype] = ordinal.get((launch.name, launch.dtype), -1) + 1
         configs = launch.tuner.configs if launch.tuner is not None else [None]
-        for config in (configs if all_configs else configs[:1]):
+        # smallest (last) config first: it is the fallback every arch and dtype must keep
+        for config in (configs[::-1] if all_configs else configs[:1]):
             ranked.extend(((launch.dtype, nth), Job(launch, config, arch)) for arch in archs)
     dtype_rank = {d: i for i, d in enumerate(dict.fromkeys(launch.dtype for launch in launches))}
     ranked.sort(key=lambda item: (item[0][1], dtype_rank[item[0][0]]))  # stable: launch order within

@@ -112,7 +112,7 @@ def _coverage(rows, planned) -> str:
         launches[r["kernel"]].add(r["variant"])
     return (f"**{len(rows)} of the {planned} compiles of the full grid** (the grid was interrupted; it runs each "
             f"kernel's first launch at every config, dtype and arch before any kernel's second launch); distinct "
-            f"launches covered per kernel: " + ", ".join(f"`{k}` {len(v)}" for k, v in sorted(launches.items())))
+            f"(launch, dtype) specialisations covered per kernel: " + ", ".join(f"`{k}` {len(v)}" for k, v in sorted(launches.items())))
 
 
 def _document(command, dtypes, archs, kernels, rows, summary, planned) -> str:
