@@ -2,12 +2,12 @@
 labelled table of A100/H100 predictions, never mixed with measured times."""
 import pandas as pd
 import pytest
+from synthetic_records import kernel_record
 
 from mbs_layers.predicted import predicted_seconds
 from mbs_layers.report.build import build_report
 from mbs_layers.report.predicted import predicted_table
 from mbs_layers.sweep.record import add_prediction
-from synthetic_records import kernel_record
 
 
 def test_prediction_is_the_slower_of_compute_and_memory_at_datasheet_peaks():
