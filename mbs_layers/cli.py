@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
-        cmd = sub.add_parser(info.name, help=module.HELP, description=module.HELP)
+        name = getattr(module, "NAME", info.name)  # e.g. compile_check.py is `compile-check`
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
         cmd.set_defaults(_main=module.main, _out_is_folder=getattr(module, "OUT_IS_FOLDER", False))
     return parser

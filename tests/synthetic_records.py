@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 
+from mbs_layers.predicted import predicted_seconds
 from mbs_layers.records import ACCURACY_KEYS, ENERGY_KEYS, KERNEL_KEYS
 
 H100 = "NVIDIA H100 80GB HBM3"
@@ -40,7 +41,8 @@ def kernel_record(fmt="dense", hparams=None, *, n=1024, tokens=256, dtype="float
         "samples_s": samples if samples is not None else [median_s] * 5,
         "peak_memory_bytes": 4 * min_bytes, "tflops": flops / median_s / 1e12,
         "gbps": min_bytes / median_s / 1e9, "roofline_fraction": flops / median_s / bound,
-        "speedup_vs_dense": None, "speedup_vs_unstructured": None, "device": device,
+        "speedup_vs_dense": None, "speedup_vs_unstructured": None,
+        "predicted_s": predicted_seconds(device, dtype, flops, min_bytes), "device": device,
         "nvml": {"sm_clock_mhz": 1980, "mem_clock_mhz": 2619, "temperature_c": 55,
                  "power_w": 450.0, "throttled": False} if device == H100 else None,
         "status": status, "versions": {"torch": "2.13.0"}, "commit": "abc1234", "hostname": "node0",

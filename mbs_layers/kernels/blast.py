@@ -21,19 +21,21 @@ import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
 from ..formats.blast import BlastLinear, blast_mix
-from ._tuning import autotune_configs, dot_precision
+from ._tuning import autotune, autotune_configs, dot_precision
 
 _PROJECT_CONFIGS = autotune_configs([
     {"BLOCK_T": 64, "BLOCK_R": 32, "BLOCK_K": 32},
     {"BLOCK_T": 128, "BLOCK_R": 64, "BLOCK_K": 32},
     {"BLOCK_T": 128, "BLOCK_R": 128, "BLOCK_K": 32, "num_warps": 8},
     {"BLOCK_T": 64, "BLOCK_R": 128, "BLOCK_K": 64},
+    {"BLOCK_T": 32, "BLOCK_R": 32, "BLOCK_K": 32, "num_stages": 2},  # fp32-IEEE's fallback
 ])
 _EXPAND_CONFIGS = autotune_configs([
     {"BLOCK_T": 64, "BLOCK_P": 32, "BLOCK_R": 32},
     {"BLOCK_T": 128, "BLOCK_P": 64, "BLOCK_R": 32},
     {"BLOCK_T": 128, "BLOCK_P": 128, "BLOCK_R": 32, "num_warps": 8},
     {"BLOCK_T": 64, "BLOCK_P": 256, "BLOCK_R": 32, "num_warps": 8},
+    {"BLOCK_T": 32, "BLOCK_P": 32, "BLOCK_R": 32, "num_stages": 2},  # fp32-IEEE's fallback
 ])
 
 
@@ -44,7 +46,7 @@ def _span(start, BLOCK: tl.constexpr, limit):
     return offs, offs < limit
 
 
-@triton.autotune(configs=_PROJECT_CONFIGS, key=["NB", "Q", "R"])
+@autotune(configs=_PROJECT_CONFIGS, key=["NB", "Q", "R"])
 @triton.jit
 def _block_project_kernel(x_ptr, v_ptr, z_ptr, T, NB, Q, R, stride_vb, stride_vq, stride_vr,
                           PRECISION: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_R: tl.constexpr,
@@ -66,7 +68,7 @@ def _block_project_kernel(x_ptr, v_ptr, z_ptr, T, NB, Q, R, stride_vb, stride_vq
              mask=t_ok[:, None] & r_ok[None, :])
 
 
-@triton.autotune(configs=_EXPAND_CONFIGS, key=["NB", "P", "R"])
+@autotune(configs=_EXPAND_CONFIGS, key=["NB", "P", "R"])
 @triton.jit
 def _mix_expand_kernel(z_ptr, s_ptr, u_ptr, y_ptr, T, NB, P, R, stride_si, stride_sj,
                        PRECISION: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr,

@@ -22,7 +22,7 @@ import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
 from ..formats.blockdiag import BlockDiagLinear
-from ._tuning import autotune_configs, dot_precision
+from ._tuning import autotune, autotune_configs, dot_precision
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def _address(i, inner, outer_stride, inner_stride):
     return (i // inner) * outer_stride + (i % inner) * inner_stride
 
 
-@triton.autotune(configs=autotune_configs(GEMM_CONFIGS),
+@autotune(configs=autotune_configs(GEMM_CONFIGS),
                  key=["M_BUCKET", "N", "K_BUCKET", "SPLITS"])
 @triton.jit
 def _block_gemm_kernel(

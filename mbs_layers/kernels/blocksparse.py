@@ -18,7 +18,7 @@ import triton.language as tl
 from ..backends import register_backend, triton_unsupported
 from ..formats.blocksparse import BlockSparseLinear
 from ..sparse_support import cached_per_version, segment_pointers
-from ._tuning import autotune_configs, dot_precision
+from ._tuning import autotune, autotune_configs, dot_precision
 
 MAX_TILE = 64  # widest tile edge loaded at once: fp32 3-stage pipelines stay <= 144 KB (A100: 164 KB)
 
@@ -29,7 +29,7 @@ _ROWS_CONFIGS = [{"BLOCK_T": 64}, {"BLOCK_T": 128, "num_warps": 8}, {"BLOCK_T": 
 _GRAD_VALUES_CONFIGS = [{"BLOCK_T": 64}, {"BLOCK_T": 32, "num_stages": 2}]
 
 
-@triton.autotune(configs=autotune_configs(_ROWS_CONFIGS), key=["block", "tokens_bucket"])
+@autotune(configs=autotune_configs(_ROWS_CONFIGS), key=["block", "tokens_bucket"])
 @triton.jit
 def _bsr_rows_kernel(x_ptr, v_ptr, y_ptr, out_ptr_ptr, in_block_ptr, val_idx_ptr,
                      tokens, tokens_bucket, block, stride_x, stride_y, stride_vp, stride_vq,
@@ -56,7 +56,7 @@ def _bsr_rows_kernel(x_ptr, v_ptr, y_ptr, out_ptr_ptr, in_block_ptr, val_idx_ptr
     tl.store(y, acc.to(y_ptr.dtype.element_ty), mask=(offs_t[:, None] < tokens) & (offs_p[None, :] < block))
 
 
-@triton.autotune(configs=autotune_configs(_GRAD_VALUES_CONFIGS), key=["block", "tokens_bucket"])
+@autotune(configs=autotune_configs(_GRAD_VALUES_CONFIGS), key=["block", "tokens_bucket"])
 @triton.jit
 def _bsr_grad_values_kernel(gy_ptr, x_ptr, gv_ptr, rows_ptr, cols_ptr, tokens, tokens_bucket, block,
                             stride_gy, stride_x, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr,

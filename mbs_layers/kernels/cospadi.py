@@ -19,7 +19,7 @@ import triton.language as tl
 
 from ..backends import register_backend, triton_unsupported
 from ..formats.cospadi import CoSpaDiLinear
-from ._tuning import autotune_configs
+from ._tuning import autotune, autotune_configs
 
 _CONFIGS = [  # fp32 accumulators in registers only: (BLOCK_T · BLOCK_O) / (32 · warps) per thread
     {"BLOCK_T": 32, "BLOCK_O": 64},
@@ -30,7 +30,7 @@ _CONFIGS = [  # fp32 accumulators in registers only: (BLOCK_T · BLOCK_O) / (32 
 ]
 
 
-@triton.autotune(configs=autotune_configs(_CONFIGS, stages=1), key=["tokens_bucket", "n_out", "sparsity"])
+@autotune(configs=autotune_configs(_CONFIGS, stages=1), key=["tokens_bucket", "n_out", "sparsity"])
 @triton.jit
 def _gather_kernel(z_ptr, index_ptr, codes_ptr, y_ptr, tokens, tokens_bucket, n_out, sparsity,
                    stride_z, stride_y, BLOCK_T: tl.constexpr, BLOCK_O: tl.constexpr):

@@ -19,7 +19,7 @@ import triton.language as tl
 from ..backends import register_backend, triton_unsupported
 from ..formats.btt import BTTLinear
 from ..formats.monarch import MonarchLinear
-from ._tuning import autotune_configs, dot_precision
+from ._tuning import autotune, autotune_configs, dot_precision
 from .block_gemm import Axis, FeatureMap, Plan, Stage, contiguous_map, run_plan, strided_map
 
 MAX_FUSED_RANK = 64
@@ -30,7 +30,8 @@ REREADS_PER_ROUND_TRIP = 8
 # (BLOCK_M, BLOCK_K, stages, warps): with BLOCK_N <= 128 and BLOCK_R <= 64 the pipelined x/R tiles,
 # the L tile and the intermediate stay under ~140 KB in fp32 (A100: 164 KB).
 FUSED_CONFIGS = [{"BLOCK_M": 64, "BLOCK_K": 32}, {"BLOCK_M": 128, "BLOCK_K": 32},
-                 {"BLOCK_M": 64, "BLOCK_K": 64, "num_stages": 2}, {"BLOCK_M": 128, "BLOCK_K": 32, "num_warps": 8}]
+                 {"BLOCK_M": 64, "BLOCK_K": 64, "num_stages": 2}, {"BLOCK_M": 128, "BLOCK_K": 32, "num_warps": 8},
+                 {"BLOCK_M": 32, "BLOCK_K": 32, "num_stages": 2}]  # the last: fp32-IEEE's fallback
 
 
 def _tile(n: int) -> int:
@@ -38,7 +39,7 @@ def _tile(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
-@triton.autotune(configs=autotune_configs(FUSED_CONFIGS), key=["M_BUCKET", "N1", "N2", "M1", "M2"])
+@autotune(configs=autotune_configs(FUSED_CONFIGS), key=["M_BUCKET", "N1", "N2", "M1", "M2"])
 @triton.jit
 def _btt_fused_kernel(
     x_ptr, y_ptr, r_ptr, l_ptr, M, M_BUCKET, N1, N2, M1, M2, RANK, x_stride, y_stride,

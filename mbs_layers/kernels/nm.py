@@ -21,16 +21,20 @@ from ..backends import register_backend, triton_unsupported
 from ..formats.nm import NMSparseLinear, index_bits
 from ..formats.semi24 import Semi24Linear
 from ..sparse_support import cached_per_version, kept_values_linear
-from ._tuning import autotune_configs, dot_precision
+from ._tuning import autotune, autotune_configs, dot_precision
 
-_CONFIGS = [  # ≤ 48 KB of fp32 operand tiles per stage
+# Triton pipelines the raw a/value/metadata loads (not the expanded tile): (T64, C128, R64) needed
+# 196,608 B in fp32, over A100's limit, so the reduction step is 32 wide; the last, small tile is
+# fp32-IEEE's (no tensor cores: FMA dots hold whole tiles in registers). See docs/kernels-compiled.md.
+_CONFIGS = [
     {"BLOCK_T": 64, "BLOCK_C": 64, "BLOCK_R": 32},
     {"BLOCK_T": 128, "BLOCK_C": 64, "BLOCK_R": 32},
-    {"BLOCK_T": 64, "BLOCK_C": 128, "BLOCK_R": 64},
+    {"BLOCK_T": 64, "BLOCK_C": 128, "BLOCK_R": 32},
+    {"BLOCK_T": 32, "BLOCK_C": 32, "BLOCK_R": 32, "num_stages": 2},
 ]
 
 
-@triton.autotune(configs=autotune_configs(_CONFIGS), key=["n_out", "n_in", "tokens_bucket", "TRANSPOSE"])
+@autotune(configs=autotune_configs(_CONFIGS), key=["n_out", "n_in", "tokens_bucket", "TRANSPOSE"])
 @triton.jit
 def _nm_kernel(a_ptr, values_ptr, meta_ptr, y_ptr, tokens, tokens_bucket, n_out, n_in,
                stride_a, stride_y, TRANSPOSE: tl.constexpr, PRECISION: tl.constexpr,

@@ -17,7 +17,7 @@ import triton.language as tl
 from ..backends import register_backend, triton_unsupported
 from ..formats.kronecker import KroneckerLinear
 from ..formats.tt import TTLinear, run_chain
-from ._tuning import autotune_configs, dot_precision
+from ._tuning import autotune, autotune_configs, dot_precision
 
 _FWD_CONFIGS = autotune_configs([
     {"BLOCK_R": 64, "BLOCK_N": 32, "BLOCK_K": 32},
@@ -32,7 +32,7 @@ _WGRAD_CONFIGS = autotune_configs([
 ])
 
 
-@triton.autotune(configs=_FWD_CONFIGS, key=["N", "K", "M"])
+@autotune(configs=_FWD_CONFIGS, key=["N", "K", "M"])
 @triton.jit
 def _mode_product_kernel(g_ptr, s_ptr, out_ptr, X, N, K, M, stride_gn, stride_gk,
                          PRECISION: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -56,7 +56,7 @@ def _mode_product_kernel(g_ptr, s_ptr, out_ptr, X, N, K, M, stride_gn, stride_gk
              acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
 
 
-@triton.autotune(configs=_WGRAD_CONFIGS, key=["N", "K", "M"])
+@autotune(configs=_WGRAD_CONFIGS, key=["N", "K", "M"])
 @triton.jit
 def _mode_product_wgrad_kernel(dout_ptr, s_ptr, part_ptr, X, N, K, M, ROWS_PER_SPLIT,
                                PRECISION: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,

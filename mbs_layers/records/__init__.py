@@ -35,7 +35,7 @@ KERNEL_KEYS = (
     "param_count", "storage_bytes", "flops", "min_bytes",
     "median_s", "q10_s", "q90_s", "samples_s", "peak_memory_bytes",
     "tflops", "gbps", "roofline_fraction", "speedup_vs_dense", "speedup_vs_unstructured",
-    "device", "nvml", "status", "versions", "commit", "hostname",
+    "predicted_s", "device", "nvml", "status", "versions", "commit", "hostname",
     "cpu_threads", "noisy",  # torch threads pinned for a CPU timing (None on GPUs); spread too large to trust
 )
 # energy fields (sweep/energy.py): null with ``energy_reason`` where no counter was read

@@ -14,6 +14,7 @@ from . import analysis as an
 from . import figures
 from .energy import energy_section
 from .history import history_section
+from .predicted import predicted_table
 
 # Figures per section beyond which the rest are listed, not drawn (keeps the page usable).
 MAX_FIGURES = 8
@@ -199,6 +200,13 @@ def _kernel_tables(kernel) -> dict:
     return {"records": _html_table(table), "problems": _html_table(problems) if not bad.empty else ""}
 
 
+def _predicted(kernel) -> str:
+    table = predicted_table(kernel)
+    if table.empty:
+        return ""
+    return _html_table(table.assign(hparams=table.pop("hparams_key").map(hp_text)))
+
+
 def _inputs(df, paths) -> list[dict]:
     counts = df.groupby(["source_file", "kind"]).size() if not df.empty else pd.Series(dtype=int)
     return [{"path": str(p), "kernel": int(counts.get((str(p), "kernel"), 0)),
@@ -245,6 +253,7 @@ def build_report(paths, out_html, *, budgets=an.DEFAULT_BUDGETS, title: str = "m
         "gpu_state": _html_table(devices) if not devices.empty else "",
         "kernel_tables": _kernel_tables(kernel),
         "history": history_section(history) if history else None,
+        "predicted": _predicted(kernel),
     }
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent),
                              autoescape=True, trim_blocks=True, lstrip_blocks=True)

@@ -9,6 +9,7 @@ operand crosses memory exactly once per pass (perfect fusion), the roofline's lo
 """
 from __future__ import annotations
 
+from ..predicted import predicted_seconds
 from ..records import KERNEL_KEYS
 from .nvml import FIELDS as NVML_FIELDS
 from .peaks import roofline_seconds
@@ -38,6 +39,14 @@ def counts(layer, tokens: int, pass_: str) -> dict:
     min_bytes = forward if pass_ == "fwd" else forward + weights + 2 * x + y + params * itemsize
     return {"param_count": params, "storage_bytes": weights,
             "flops": BACKWARD_FACTOR[pass_] * int(layer.forward_flops(tokens)), "min_bytes": min_bytes}
+
+
+def add_prediction(record: dict) -> dict:
+    """``predicted_s``: the roofline bound of the record's counts at its GPU's datasheet peaks
+    (None on a device without one, e.g. a CPU)."""
+    record["predicted_s"] = predicted_seconds(record["device"], record["dtype"], record["flops"],
+                                              record["min_bytes"])
+    return record
 
 
 def dense_equivalent_flops(record: dict) -> int:

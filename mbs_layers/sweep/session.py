@@ -15,7 +15,7 @@ import torch
 from ..records import point_key
 from . import environment, nvml
 from .energy import EnergyMeter
-from .kernel_record import add_latency, counts, empty_record, speedup
+from .kernel_record import add_latency, add_prediction, counts, empty_record, speedup
 from .peaks import measure_peaks
 from .point import KEY_FIELDS, Point, dense_baseline, unstructured_baseline
 from .presets import Preset
@@ -101,6 +101,7 @@ class SweepSession:
             status = failure_reason(err)
         else:
             record.update(counts(work.layer, point.tokens, point.pass_))
+            add_prediction(record)
             try:
                 if point.backend != "torch" and not work.matches_reference():
                     status = WRONG_RESULT

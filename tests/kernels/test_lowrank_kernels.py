@@ -7,7 +7,6 @@ import copy
 
 import pytest
 import torch
-import triton
 
 import mbs_layers as mbs
 from mbs_layers.kernels import lowrank as kernels
@@ -119,17 +118,6 @@ def test_triton_backend_rejects_mismatched_input_dtype(name):
     layer = mbs.build(name, 32, 32, device=DEVICE, backend="triton", **hp)
     with pytest.raises(ValueError, match="dtype"):
         layer(torch.randn(4, 32, dtype=torch.float16, device=DEVICE))
-
-
-def test_autotune_configs_fit_a100_limits():
-    big = triton.Config({"BT": 128, "BK": 32, "BN": 128}, num_warps=8, num_stages=3)
-    small = triton.Config({"BT": 64, "BK": 32, "BN": 64}, num_warps=8, num_stages=3)
-    assert kernels.fits_a100(big, 64, 2)
-    assert not kernels.fits_a100(big, 256, 2)  # z would need 128 registers per thread
-    assert kernels.fits_a100(small, 256, 4)  # fp32 at the largest fused rank: 128 KB, 64 registers
-    x = torch.empty(1, 4, dtype=torch.float32)
-    assert kernels._prune([big, small], {"X": x}, R_PAD=256) == [small]
-    assert kernels._prune([big], {"X": x}, R_PAD=256) == [big]  # never prunes to nothing
 
 
 def test_autotune_keys_bucket_the_token_count():
