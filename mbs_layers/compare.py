@@ -174,13 +174,57 @@ def _lost(base: dict[tuple, str], new: dict[tuple, str]) -> list[dict]:
     return rows
 
 
+ENERGY_VERDICTS = ("energy regression", "energy improvement", "unchanged")
+ENERGY_FIELDS = ["energy_j_per_call", "energy_spread", "energy_resolution"]
+
+
+def _energy(df: pd.DataFrame) -> pd.DataFrame:
+    """The last ok kernel record of each point that has a measured energy per call."""
+    kernel = _kernel(df)
+    if kernel.empty or "energy_j_per_call" not in kernel:
+        return pd.DataFrame(columns=[*POINT, *ENERGY_FIELDS])
+    kernel = kernel[(kernel["status"] == "ok") & (pd.to_numeric(kernel["energy_j_per_call"], errors="coerce") > 0)]
+    kernel = kernel.reindex(columns=list(dict.fromkeys([*kernel.columns, *ENERGY_FIELDS])))
+    return kernel.drop_duplicates(POINT, keep="last")[[*POINT, *ENERGY_FIELDS]]
+
+
+def compare_energy(base: pd.DataFrame, new: pd.DataFrame, *, threshold: float = 0.05) -> pd.DataFrame:
+    """Energy per call of the points measured on both sides (same GPU and dtype), a separate gate.
+
+    A point's energy comes from a few long windows (docs/benchmarking.md, "Energy"), not from
+    many repeats, so no rank test applies. It is an **energy regression** when the ratio
+    new/base of J/call exceeds ``1 + threshold`` *and* the change exceeds the noise both sides
+    state: their window spreads (``energy_spread``) plus their counter resolutions
+    (``energy_resolution``). Improvements are the mirror image.
+    """
+    check_settings(threshold, 0.5)
+    merged = _energy(base).merge(_energy(new), on=POINT, suffixes=("_base", "_new"))
+    rows = []
+    for rec in merged.to_dict("records"):
+        ratio = rec["energy_j_per_call_new"] / rec["energy_j_per_call_base"]
+        noise = sum(float(rec[f"{f}_{side}"]) if pd.notna(rec[f"{f}_{side}"]) else 0.0
+                    for f in ("energy_spread", "energy_resolution") for side in ("base", "new"))
+        verdict = "unchanged"
+        if ratio > 1 + threshold and ratio - 1 > noise:
+            verdict = "energy regression"
+        elif ratio < 1 / (1 + threshold) and 1 - ratio > noise:
+            verdict = "energy improvement"
+        rows.append({**{k: rec[k] for k in POINT}, "base_mj": rec["energy_j_per_call_base"] * 1e3,
+                     "new_mj": rec["energy_j_per_call_new"] * 1e3, "ratio": ratio, "noise": noise,
+                     "verdict": verdict})
+    return pd.DataFrame(rows, columns=[*POINT, "base_mj", "new_mj", "ratio", "noise", "verdict"])
+
+
 def baselines_missing(base: pd.DataFrame, new: pd.DataFrame) -> list[tuple[str, str]]:
     """(GPU, dtype) pairs measured in ``new`` that the baseline has no records for."""
     pairs = lambda df: set(map(tuple, _measured(df)[["device", "dtype"]].itertuples(index=False)))  # noqa: E731
     return sorted(pairs(new) - pairs(base))
 
 
-def compare_files(base_paths, new_paths, **kwargs) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """:func:`compare` on result files, plus the (GPU, dtype) pairs without a baseline."""
+def compare_files(base_paths, new_paths, *, energy_threshold: float = 0.05,
+                  **kwargs) -> tuple[pd.DataFrame, list[tuple[str, str]], pd.DataFrame]:
+    """:func:`compare` on result files, the (GPU, dtype) pairs without a baseline, and
+    :func:`compare_energy` (empty where neither side measured energy)."""
     base, new = load_results(base_paths), load_results(new_paths)
-    return compare(base, new, **kwargs), baselines_missing(base, new)
+    return (compare(base, new, **kwargs), baselines_missing(base, new),
+            compare_energy(base, new, threshold=energy_threshold))

@@ -1,6 +1,8 @@
-"""``mbs compare BASE NEW``: flag kernel-speed regressions and lost points.
+"""``mbs compare BASE NEW``: flag kernel-speed regressions and lost points, and energy
+regressions separately where both files carry measured energy.
 
-Exit 1 on any regression, point now failing, missing point or new failure; exit 2 when
+Exit 1 on any regression, point now failing, missing point, new failure or energy
+regression; exit 2 when
 nothing could be tested (no common point, or every common point untested) unless
 ``--allow-untested``; exit 0 otherwise.
 """
@@ -22,6 +24,9 @@ def add_arguments(parser) -> None:
                         help="significance level of the one-sided Mann-Whitney U test, in (0, 1) (default 0.01)")
     parser.add_argument("--allow-untested", action="store_true",
                         help="exit 0 even when no point could be tested (default: exit 2)")
+    parser.add_argument("--energy-threshold", type=float, default=0.05,
+                        help="minimum rise of the energy per call counted as an energy regression, finite and "
+                             ">= 0 (default 0.05)")
     parser.add_argument("--all", action="store_true", help="print every compared point, not only changes")
 
 
@@ -31,7 +36,10 @@ def main(args) -> int:
     from ..compare import FAILING, TESTED, VERDICTS, check_settings, compare_files
 
     check_settings(args.threshold, args.alpha)  # before loading anything
-    table, missing = compare_files(args.base, args.new, threshold=args.threshold, alpha=args.alpha)
+    check_settings(args.energy_threshold, args.alpha)
+    table, missing, energy = compare_files(args.base, args.new, threshold=args.threshold, alpha=args.alpha,
+                                           energy_threshold=args.energy_threshold)
+    energy_failed = _report_energy(energy, args, pd)
     for device, dtype in missing:
         print(f"no baseline for {device} / {dtype}: not compared")
     shown = table if args.all else table[~table["verdict"].isin(["unchanged", "untested"])]
@@ -44,7 +52,7 @@ def main(args) -> int:
     counts = table["verdict"].value_counts()
     print(", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
           + f" (threshold {args.threshold:.0%}, alpha {args.alpha})")
-    if sum(counts.get(v, 0) for v in FAILING):
+    if sum(counts.get(v, 0) for v in FAILING) or energy_failed:
         return 1
     tested = sum(counts.get(v, 0) for v in TESTED)
     if not tested:
@@ -57,3 +65,20 @@ def main(args) -> int:
         print(f"warning: {counts['untested']} of {tested + counts['untested']} common points were untested "
               "(too few repeats)")
     return 0
+
+
+def _report_energy(energy, args, pd) -> bool:
+    """Print the energy comparison (its own table and counts); True on an energy regression."""
+    from ..compare import ENERGY_VERDICTS
+
+    if energy.empty:
+        return False
+    shown = energy if args.all else energy[energy["verdict"] != "unchanged"]
+    if not shown.empty:
+        with pd.option_context("display.max_rows", None, "display.width", 200):
+            print("energy per call:")
+            print(shown.rename(columns={"hparams_key": "hparams"}).to_string(index=False, float_format="{:.4g}".format))
+    counts = energy["verdict"].value_counts()
+    print("energy: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in ENERGY_VERDICTS)
+          + f" (threshold {args.energy_threshold:.0%}, beyond both sides' window spread and counter resolution)")
+    return bool(counts.get("energy regression", 0))

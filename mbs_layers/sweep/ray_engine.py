@@ -119,8 +119,9 @@ def run_sweep_ray(preset: str | Path, store: str | Path, *, address: str | None 
             if not slot.pending and queue:
                 submit(slot, queue.popleft())
 
-    with tqdm(total=len(points), initial=len(points) - len(todo), disable=not progress,
-              desc=f"ray sweep {spec.name}", unit="pt") as bar:
+    # the driver is the store's only writer: a second sweep on it fails at once
+    with records.exclusive(), tqdm(total=len(points), initial=len(points) - len(todo), disable=not progress,
+                                   desc=f"ray sweep {spec.name}", unit="pt") as bar:
         fill()
         while any(slot.pending for slot in slots):
             heads = {slot.pending[0][0]: slot for slot in slots if slot.pending}

@@ -34,7 +34,7 @@ def run(path, n_points, *, slowdown=1.0, run_sigma=0.05, noise=0.01, repeats=10,
 def test_two_runs_of_the_same_code_flag_almost_nothing(tmp_path):
     """Repeats understate run-to-run variation; a test on repeats alone flags a large share."""
     base, new = run(tmp_path / "a.jsonl", 200, seed=1), run(tmp_path / "b.jsonl", 200, seed=2)
-    table, _ = compare_files(base, new)
+    table, _, _ = compare_files(base, new)
     flagged = table["verdict"].isin(["regression", "improvement"]).mean()
     assert flagged <= 0.02, table["verdict"].value_counts()
     # the within-run band alone (what one run can show) still flags a large share: tight
@@ -61,7 +61,7 @@ def test_lost_points_are_regressions(tmp_path, capsys):
     new = run(tmp_path / "b.jsonl", 10, seed=2, drop={0, 1}, statuses={2: "failed: wrong result"})
     RecordStore(new).append(kernel_record("lowrank", {"rank": 99}, n=256, tokens=16, dtype="float32", device=CPU,
                                           status="failed: out of memory"))
-    table, _ = compare_files(base, new)
+    table, _, _ = compare_files(base, new)
     verdicts = table.set_index("hparams_key")["verdict"]
     assert verdicts['{"rank": 1}'] == verdicts['{"rank": 2}'] == "missing"
     assert verdicts['{"rank": 3}'] == "now failing"

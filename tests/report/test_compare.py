@@ -34,7 +34,7 @@ POINTS = [("dense", {}, 64, 1e-4), ("lowrank", {"rank": 16}, 64, 5e-5), ("lowran
 def test_ten_percent_slowdown_with_tight_noise_is_flagged(tmp_path, seed):
     base = write(tmp_path / "base.jsonl", POINTS, seed=seed)
     new = write(tmp_path / "new.jsonl", POINTS, slowdown=1.10, seed=seed + 100)
-    table, missing = compare_files(base, new)
+    table, missing, _ = compare_files(base, new)
     assert missing == [] and len(table) == len(POINTS)
     assert (table["verdict"] == "regression").all()
     assert cli_main(["compare", str(base), str(new)]) == 1
@@ -44,7 +44,7 @@ def test_ten_percent_slowdown_with_tight_noise_is_flagged(tmp_path, seed):
 def test_pure_noise_is_not_flagged(tmp_path, seed):
     base = write(tmp_path / "base.jsonl", POINTS, noise=0.03, seed=seed)
     new = write(tmp_path / "new.jsonl", POINTS, noise=0.03, seed=seed + 100)
-    table, _ = compare_files(base, new)
+    table, _, _ = compare_files(base, new)
     assert len(table) == len(POINTS) and (table["verdict"] == "unchanged").all()
     assert cli_main(["compare", str(base), str(new)]) == 0
 
@@ -59,7 +59,7 @@ def test_speedup_is_an_improvement_not_a_failure(tmp_path):
 def test_other_gpus_and_dtypes_are_not_compared(tmp_path, capsys):
     base = write(tmp_path / "base.jsonl", POINTS, device=A100, seed=1)
     new = write(tmp_path / "new.jsonl", POINTS, slowdown=3.0, seed=2)
-    table, missing = compare_files(base, new)
+    table, missing, _ = compare_files(base, new)
     assert table.empty and missing == [(H100, "float16")]
     assert cli_main(["compare", str(base), str(new)]) == 2
     assert f"no baseline for {H100} / float16" in capsys.readouterr().out
