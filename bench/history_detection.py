@@ -75,8 +75,8 @@ def measure(detector: Detector, *, trials: int, commits: int, cv: float, step: f
         oracle += abs(oracle_index(values) - k) <= 1
         alarms += bool(detector.change_points(series(rng, commits, cv, 0.0)[0]))
     return {"max_pvalue": detector.max_pvalue, "min_segment": detector.min_segment, "cv": cv,
-            "found": found / trials, "interior": inside_found / max(inside, 1), "gated": gated / trials, "oracle": oracle / trials,
-            "false_alarms": alarms / trials}
+            "found": found / trials, "interior": inside_found / max(inside, 1), "gated": gated / trials,
+            "oracle": oracle / trials, "false_alarms": alarms / trials}
 
 
 def flat_history(rng, commits: int, cv: float, repeat_cv: float, repeats: int) -> pd.DataFrame:
@@ -150,7 +150,8 @@ def main(argv=None) -> int:
         rows.append(check_false_failures(trials=args.trials, commits=args.commits, cv=cv, repeat_cv=args.repeat_cv,
                                          repeats=args.repeats, threshold=args.threshold, seed=args.seed))
         print(f"run-to-run cv {cv:.1%}  job fails {rows[-1]['fails_any']:6.2%}  (change point "
-              f"{rows[-1]['fails_change_point']:.2%}, newest run {rows[-1]['fails_newest_run']:.2%}; bare pairwise test {rows[-1]['fails_bare_pairwise']:.2%})",
+              f"{rows[-1]['fails_change_point']:.2%}, newest run {rows[-1]['fails_newest_run']:.2%}; "
+              f"bare pairwise test {rows[-1]['fails_bare_pairwise']:.2%})",
               flush=True)
     print(f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
     if args.out:

@@ -29,20 +29,7 @@ __all__ = ["FORMATS", "StructuredLinear", "register_format"]  # format modules i
 from .validation import check_choice, check_finite_float, check_int
 
 
-def check_activations(X, in_features: int) -> torch.Tensor:
-    """``X`` must be a finite floating (tokens, in_features) tensor with tokens >= 1."""
-    shape = tuple(getattr(X, "shape", ()))
-    if not isinstance(X, torch.Tensor) or X.dim() != 2 or X.shape[1] != in_features or X.shape[0] < 1:
-        raise ValueError(f"X must be a 2-D (tokens, in_features={in_features}) tensor of calibration "
-                         f"activations, got {shape if isinstance(X, torch.Tensor) else type(X).__name__}")
-    if not X.is_floating_point():
-        raise ValueError(f"X must be a floating tensor: got dtype={X.dtype}, allowed float16/bfloat16/float32/float64")
-    if not torch.isfinite(X).all():
-        raise ValueError("X must be finite: allowed no NaN or inf entries")
-    return X
-
-
-def check_activations(X, in_features: int) -> torch.Tensor:
+def check_activations(X: object, in_features: int) -> torch.Tensor:
     """``X`` must be a finite floating (tokens, in_features) tensor with tokens >= 1."""
     shape = tuple(getattr(X, "shape", ()))
     if not isinstance(X, torch.Tensor) or X.dim() != 2 or X.shape[1] != in_features or X.shape[0] < 1:
@@ -165,20 +152,20 @@ class StructuredLinear(nn.Module):
         return next(p.dtype for n, p in self.named_parameters() if n != "bias")
 
     @classmethod
-    def budget_preference(cls, in_features: int, out_features: int, hp: dict) -> tuple:
+    def budget_preference(cls, in_features: int, out_features: int, hp: dict[str, Any]) -> tuple[float, ...]:
         """Sort key among settings that fit a budget, compared before their parameter count
         (larger is preferred). Default: none, so the largest count wins; Kronecker ranks balanced
         factor splits first."""
         return ()
 
     @classmethod
-    def hparam_flops(cls, in_features: int, out_features: int, tokens: int, **hp) -> int:
+    def hparam_flops(cls, in_features: int, out_features: int, tokens: int, **hp: Any) -> int:
         """``forward_flops(tokens)`` of a layer with ``hp``, without allocating its weights (meta device)."""
         return cls(in_features, out_features, bias=False, device="meta", **hp).forward_flops(tokens)
 
     @classmethod
     def hparams_for_budget(cls, in_features: int, out_features: int, params: int, *,
-                           allow_more_flops: bool = False) -> dict:
+                           allow_more_flops: bool = False) -> dict[str, Any]:
         """The preferred setting whose ``count_params`` fits ``params``: highest
         ``budget_preference``, then the largest count. Settings whose forward costs more FLOPs than
         the dense layer (over a square batch of max(in, out) tokens) are skipped unless

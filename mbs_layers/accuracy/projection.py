@@ -5,9 +5,10 @@ weights of a pretrained encoder that ships in a package (all-MiniLM-L6-v2, see `
 For the pretrained weights two data-aware errors are recorded too, on the real input
 activations X of that layer over corpus sentences: the output error ‖(W − Ŵ)X‖_F / ‖WX‖_F,
 which a few outlier output rows can dominate, and its row-normalised form (every output row's
-relative error weighted equally, :func:`output_errors`). The ``real`` source (``real/minilm/<layer>``) repeats the pretrained weights with calibration:
-the activations of a disjoint sample of sentences are passed as ``X`` to ``approximate`` for
-the formats with a data-aware projection (``data_aware``), and every format's output errors are
+relative error weighted equally, :func:`output_errors`). The ``real`` source
+(``real/minilm/<layer>``) repeats the pretrained weights with calibration: the activations of
+a disjoint sample of sentences are passed as ``X`` to ``approximate`` for the formats with a
+data-aware projection (``data_aware``), and every format's output errors are
 measured on held-out sentences, so calibrated and plain projections compare where it matters.
 Unstructured sparsity (magnitude pruning) is the reference lower bound.
 

@@ -10,7 +10,8 @@ def add_arguments(parser) -> None:
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument("--db", default="bench/history.db", help="history database (default bench/history.db)")
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = sub.add_parser("add", parents=[db], help="add result files as runs of one commit (the same run twice is a no-op)")
+    add = sub.add_parser("add", parents=[db],
+                         help="add result files as runs of one commit (the same run twice is a no-op)")
     add.add_argument("results", nargs="+", help="sweep JSONL stores, pytest-benchmark JSON files or folders")
     add.add_argument("--commit", required=True, help="the commit the results were measured at")
     add.add_argument("--branch", help="the branch of that commit (kept for the record)")

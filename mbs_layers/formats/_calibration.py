@@ -30,7 +30,7 @@ def whitening(X: torch.Tensor) -> torch.Tensor:
     g = gram(X)
     n = g.shape[0]
     ridge = RIDGE * g.diagonal().sum().clamp_min(torch.finfo(torch.float64).tiny) / n
-    lower = torch.linalg.cholesky(g + ridge * torch.eye(n, dtype=g.dtype, device=g.device))
+    lower: torch.Tensor = torch.linalg.cholesky(g + ridge * torch.eye(n, dtype=g.dtype, device=g.device))
     return lower.T
 
 

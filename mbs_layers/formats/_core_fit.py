@@ -24,7 +24,7 @@ POWER_STEPS = 10  # an underestimate only costs a backtracking step
 BACKTRACKS = 6
 
 
-def largest_eigenvalue(apply: Callable, n: int, like: torch.Tensor) -> float:
+def largest_eigenvalue(apply: Callable[[torch.Tensor], torch.Tensor], n: int, like: torch.Tensor) -> float:
     """Estimate of the largest eigenvalue of a symmetric PSD operator on vectors of length ``n``."""
     v = torch.ones(n, 1, dtype=like.dtype, device=like.device)
     lam = 0.0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -68,17 +69,18 @@ class ArmorLinear(ChainLinear):
         stages = [BlockDiagLinear(n, n, nblocks=n // b, **fk), Semi24Linear(n, m, **fk),
                   BlockDiagLinear(m, m, nblocks=m // b, **fk)]
         with torch.no_grad():  # the paper's start: identity wrappers around a 2:4 core
-            for wrapper in (stages[0], stages[2]):
-                wrapper.blocks.copy_(torch.eye(b).expand_as(wrapper.blocks))
+            for wrapper in stages:
+                if isinstance(wrapper, BlockDiagLinear):
+                    wrapper.blocks.copy_(torch.eye(b).expand_as(wrapper.blocks))
         return stages
 
     @torch.no_grad()
     def _project(self, weight, X=None):
         h = hessian_diag(X).to(weight.device) if X is not None else None
         fit = fit_armor(weight, self.hp["block"], h)
-        self.stages[0].blocks.copy_(fit.B)
+        self.stage(0, BlockDiagLinear).blocks.copy_(fit.B)
         load_2_of_4(self.stages[1], fit.C, fit.mask)
-        self.stages[2].blocks.copy_(fit.A)
+        self.stage(2, BlockDiagLinear).blocks.copy_(fit.A)
 
 
 def block_left(blocks: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
@@ -104,7 +106,8 @@ def _solve_blocks(gram: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     b = gram.shape[-1]
     ridge = 1e-12 * gram.diagonal(dim1=-2, dim2=-1).sum(-1).clamp_min(1e-300)
     eye = torch.eye(b, dtype=gram.dtype, device=gram.device)
-    return torch.linalg.solve(gram + ridge[:, None, None] * eye, rhs)
+    solved: torch.Tensor = torch.linalg.solve(gram + ridge[:, None, None] * eye, rhs)  # torch.linalg is typed Any
+    return solved
 
 
 @dataclass
@@ -113,7 +116,7 @@ class ArmorFit:
     C: torch.Tensor      # (out, in), zero off the mask
     B: torch.Tensor      # (in/b, b, b) blocks
     mask: torch.Tensor   # (out, in) bool, 2:4
-    losses: list         # the proxy loss at the start and after every block-coordinate step
+    losses: list[float]  # the proxy loss at the start and after every block-coordinate step
 
 
 def fit_armor(weight: torch.Tensor, block: int, h: torch.Tensor | None = None,
@@ -157,7 +160,7 @@ def fit_armor(weight: torch.Tensor, block: int, h: torch.Tensor | None = None,
         # C: the quadratic in C with P = AᵀA and Q = B diag(h) Bᵀ (both block-diagonal).
         At = fit.A.transpose(1, 2)
         P, Qb = At @ fit.A, (fit.B * hv.reshape(-1, 1, block)) @ fit.B.transpose(1, 2)
-        problem = CoreProblem(left=lambda M, P=P: block_left(P, M), right=lambda M, Qb=Qb: block_right(M, Qb),
+        problem = CoreProblem(left=partial(block_left, P), right=partial(block_right, blocks=Qb),
                               R=block_left(At, block_right(W * hv, fit.B.transpose(1, 2))),
                               const=float((W.pow(2) * hv).sum()))
         accept(C=problem.refine(fit.C, fit.mask, CG_STEPS))

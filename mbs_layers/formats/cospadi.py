@@ -45,6 +45,7 @@ class CoSpaDiLinear(StructuredLinear):
     """Ŵᵀ = D S, ``atoms`` k ≤ out atoms of length in, ``sparsity`` s ≤ k per column; params k·in + s·out."""
 
     name = "cospadi"
+    code_index: torch.Tensor  # a buffer, typed for the checker
     hparam_names = ("atoms", "sparsity")
     data_aware = True
     recovers_own_format = False
@@ -162,12 +163,15 @@ def fit_cospadi(weight: torch.Tensor, atoms: int, sparsity: int, X: torch.Tensor
         Y = L @ Y
     start = torch.randperm(Y.shape[1], device=Y.device)[:atoms]
     D = Y[:, start] / Y[:, start].norm(dim=0).clamp_min(1e-300)
-    best, errors = None, []
+    best: tuple[float, torch.Tensor, torch.Tensor] | None = None
+    errors: list[float] = []
     for _ in range(iterations):
         D, S, residual = ksvd_round(D, Y, sparsity)
         errors.append(float(residual.pow(2).sum()))
         if best is None or errors[-1] < best[0]:
             best = (errors[-1], D.clone(), S.clone())
+    if best is None:
+        raise ValueError(f"iterations={iterations} is out of range: allowed iterations >= 1")
     _, D, S = best
     if L is not None:
         D = torch.linalg.solve_triangular(L, D, upper=True)

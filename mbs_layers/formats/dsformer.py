@@ -69,7 +69,7 @@ class DSFormerLinear(ChainLinear):
     def _project(self, weight, X=None):
         D, S, mask, _ = fit_dsformer(weight, self.hp["rank"], X)
         load_2_of_4(self.stages[0], S, mask)
-        self.stages[1].weight.copy_(D)
+        self.stage(1, DenseLinear).weight.copy_(D)
 
 
 def fit_dsformer(weight: torch.Tensor, rank: int, X: torch.Tensor | None = None,
@@ -108,7 +108,7 @@ def fit_dsformer(weight: torch.Tensor, rank: int, X: torch.Tensor | None = None,
             D = D_new
             losses.append(new_loss)
         P = D.T @ D
-        problem = CoreProblem(left=lambda C, P=P: P @ C, right=right, R=D.T @ WG, const=const)
+        problem = CoreProblem(left=P.matmul, right=right, R=D.T @ WG, const=const)
         S, mask = problem.hard_threshold(S, mask)
         S = problem.refine(S, mask, CG_STEPS)
         losses.append(problem.loss(S))

@@ -47,22 +47,25 @@ LANCZOS_MAX_FRACTION = 1 / 8
 # hash of the bytes), so a changed or different matrix never hits; CPU matrices up to
 # SVD_CACHE_MAX_ELEMENTS only (U, S, Vᴴ in float64 take ~2 x 8 bytes per element).
 SVD_CACHE_ENTRIES, SVD_CACHE_MAX_ELEMENTS = 2, 1 << 22
-_svd_cache: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = OrderedDict()
+SVD = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (U, S, Vᴴ)
+_svd_cache: OrderedDict[tuple[tuple[int, ...], bytes], SVD] = OrderedDict()
 
 
-def full_svd(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def full_svd(weight: torch.Tensor) -> SVD:
     """``torch.linalg.svd(weight.double(), full_matrices=False)``, reused for equal matrices.
 
     The returned tensors are shared with the cache: callers must not modify them in place.
     """
     w = weight.double()
     if w.device.type != "cpu" or w.numel() > SVD_CACHE_MAX_ELEMENTS:
-        return torch.linalg.svd(w, full_matrices=False)
+        svd: SVD = torch.linalg.svd(w, full_matrices=False)  # torch.linalg's functions are typed Any
+        return svd
     key = (tuple(w.shape), hashlib.blake2b(w.contiguous().numpy().tobytes(), digest_size=16).digest())
     if key in _svd_cache:
         _svd_cache.move_to_end(key)
         return _svd_cache[key]
-    result = _svd_cache[key] = torch.linalg.svd(w, full_matrices=False)
+    result: SVD = torch.linalg.svd(w, full_matrices=False)
+    _svd_cache[key] = result
     while len(_svd_cache) > SVD_CACHE_ENTRIES:
         _svd_cache.popitem(last=False)
     return result

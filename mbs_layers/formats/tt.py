@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import ClassVar
+from typing import ClassVar, overload
 
 import torch
 from torch import nn
@@ -104,9 +104,25 @@ def _plan_for(out_factors, in_factors, ranks, tokens, limit) -> Plan:
     return plan(operands, tuple(sorted(sizes.items())), output, limit)
 
 
+def _checked_plan(out_factors, in_factors, ranks, tokens: int | None, limit: int) -> Plan:
+    """The cheapest plan within ``limit``; ``ValueError`` where it needs over ``MEMORY_FACTOR`` x ``limit``."""
+    best = _plan_for(out_factors, in_factors, ranks, tokens, limit)
+    if best.peak > MEMORY_FACTOR * limit:
+        raise ValueError(
+            f"tt chain out_factors={tuple(out_factors)}, in_factors={tuple(in_factors)}, ranks={tuple(ranks)} "
+            f"needs an intermediate of {best.peak} elements, over {MEMORY_FACTOR}x its inputs and result "
+            f"({limit}): allowed bond ranks that keep each core's unfoldings near its factor sizes")
+    return best
+
+
+@overload
+def chain_schedule(out_factors, in_factors, ranks, tokens: int) -> tuple[int, Plan, Plan | None, int]: ...
+@overload
+def chain_schedule(out_factors, in_factors, ranks, tokens: None) -> tuple[None, Plan, None, int]: ...
 @lru_cache(maxsize=4096)
-def chain_schedule(out_factors, in_factors, ranks, tokens: int | None) -> tuple[int, Plan, Plan | None, int]:
-    """(chunk, plan per full chunk, plan for the last partial chunk or None, total FLOPs).
+def chain_schedule(out_factors, in_factors, ranks, tokens: int | None) -> tuple[int | None, Plan, Plan | None, int]:
+    """(chunk, plan per full chunk, plan for the last partial chunk or None, total FLOPs); chunk
+    is None when ``tokens`` is (the chain computes W itself, in one piece).
 
     The memory allowed for any intermediate is ``limit`` = elements of x + result + cores. The
     FLOP-optimal order is used as is when it fits; otherwise tokens are processed in chunks small
@@ -116,18 +132,13 @@ def chain_schedule(out_factors, in_factors, ranks, tokens: int | None) -> tuple[
     """
     operands, sizes, output = chain_network(out_factors, in_factors, ranks, tokens)
     limit = _elements(operands, sizes, output)
-    chunk = tokens
-    if tokens is not None:
-        free = _plan_for(out_factors, in_factors, ranks, tokens, None)
-        if free.peak > limit:
-            chunk = max(1, tokens * limit // free.peak)
-    full = _plan_for(out_factors, in_factors, ranks, chunk, limit)
-    if full.peak > MEMORY_FACTOR * limit:
-        raise ValueError(
-            f"tt chain out_factors={tuple(out_factors)}, in_factors={tuple(in_factors)}, ranks={tuple(ranks)} "
-            f"needs an intermediate of {full.peak} elements, over {MEMORY_FACTOR}x its inputs and result "
-            f"({limit}): allowed bond ranks that keep each core's unfoldings near its factor sizes")
-    if tokens is None or chunk == tokens:
+    if tokens is None:
+        full = _checked_plan(out_factors, in_factors, ranks, None, limit)
+        return None, full, None, full.flops
+    free = _plan_for(out_factors, in_factors, ranks, tokens, None)
+    chunk = tokens if free.peak <= limit else max(1, tokens * limit // free.peak)
+    full = _checked_plan(out_factors, in_factors, ranks, chunk, limit)
+    if chunk == tokens:
         return chunk, full, None, full.flops
     rest = tokens % chunk
     last = _plan_for(out_factors, in_factors, ranks, rest, limit) if rest else None
@@ -180,9 +191,11 @@ def run_chain(cores, x2d: torch.Tensor | None, contract=mode_product) -> torch.T
     ranks = tuple(c.shape[3] for c in cores[:-1])
     if x2d is None:
         return _run_plan(cores, None, chain_schedule(out_f, in_f, ranks, None)[1], contract)
-    chunk, full, last, _ = chain_schedule(out_f, in_f, ranks, x2d.shape[0])
-    parts = [_run_plan(cores, x2d[i:i + chunk], full if i + chunk <= x2d.shape[0] else last, contract)
-             for i in range(0, x2d.shape[0], chunk)]
+    tokens = x2d.shape[0]
+    chunk, full, last, _ = chain_schedule(out_f, in_f, ranks, tokens)
+    parts = [_run_plan(cores, x2d[i:i + chunk], full, contract) for i in range(0, tokens - chunk + 1, chunk)]
+    if last is not None:  # the partial chunk left after the full ones
+        parts.append(_run_plan(cores, x2d[len(parts) * chunk:], last, contract))
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
@@ -200,11 +213,10 @@ def _run_plan(cores, x2d, steps_plan: Plan, contract) -> torch.Tensor:
         tensors[i] = tensors[j] = None  # free inputs as soon as they are used
         tensors.append(res)
         labels.append(lab)
-    res, lab = tensors[-1], labels[-1]
-    res = res.permute([lab.index(x) for x in output])
+    result: torch.Tensor = tensors[-1].permute([labels[-1].index(x) for x in output])
     if x2d is None:
-        return res.reshape(math.prod(out_f), math.prod(in_f))
-    return res.reshape(tokens, math.prod(out_f))
+        return result.reshape(math.prod(out_f), math.prod(in_f))
+    return result.reshape(x2d.shape[0], math.prod(out_f))
 
 
 def tt_flops(tokens: int, out_factors, in_factors, ranks) -> int:

@@ -65,4 +65,5 @@ def history_section(db_path, *, max_figures: int = 8, threshold: float = 0.05) -
             for _, title, members, mine, metric in drawn[:max_figures]]
     note = f"{len(drawn) - max_figures} more trend plots not drawn." if len(drawn) > max_figures else ""
     return {"db": str(db_path), "commits": len(commits), "gpus": sorted(set(frame["gpu"])), "figures": figs,
-            "note": note, "findings": readable(findings).to_html(index=False, classes="data", border=0) if len(findings) else ""}
+            "note": note,
+            "findings": readable(findings).to_html(index=False, classes="data", border=0) if len(findings) else ""}

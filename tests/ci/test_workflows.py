@@ -64,7 +64,8 @@ def test_gpu_workflow_runs_on_the_gpu_runner_and_keeps_the_history():
     (job,) = doc["jobs"].values()
     assert set(job["runs-on"]) == {"self-hosted", "gpu"}
     commands = [argv[:2] for argv in mbs_commands(doc)]
-    assert commands == [["sweep", "--preset"], ["history", "add"], ["history", "check"], ["report", "results/sweep.jsonl"]]
+    assert commands == [["sweep", "--preset"], ["history", "add"], ["history", "check"],
+                        ["report", "results/sweep.jsonl"]]
     uses = [step.get("uses", "").split("@")[0] for step in steps(doc)]
     assert {"actions/cache/restore", "actions/cache/save", "actions/upload-artifact"} <= set(uses)
     assert set(doc["on"]["workflow_dispatch"]["inputs"]["preset"]["options"]) <= set(PACKAGED)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import mbs_layers as mbs
-from mbs_layers.formats.cospadi import omp
+from mbs_layers.formats.cospadi import fit_cospadi, omp
 
 
 def union_of_subspaces(rng, n_in, n_out, subspaces, dim):
@@ -74,3 +74,9 @@ def test_counts_are_exact():
 def test_bad_hparams_raise_named_errors(hp, message):
     with pytest.raises(ValueError, match=message):
         mbs.build("cospadi", 64, 48, **hp)
+
+
+def test_fit_without_rounds_raises_a_named_error():
+    """K-SVD keeps its best round, so there must be one."""
+    with pytest.raises(ValueError, match="iterations=0 is out of range"):
+        fit_cospadi(torch.randn(16, 8), atoms=4, sparsity=2, iterations=0)

@@ -35,7 +35,8 @@ def test_counts_storage_flops_and_budget():
 
 
 @pytest.mark.parametrize("fan_in,message", [
-    (None, "fan_in is required"), (0, "fan_in=0 is out of range"), (31, "fan_in <= 30"), (2.0, "fan_in must be an integer"),
+    (None, "fan_in is required"), (0, "fan_in=0 is out of range"), (31, "fan_in <= 30"),
+    (2.0, "fan_in must be an integer"),
 ])
 def test_bad_fan_in_raises_named_error(fan_in, message):
     with pytest.raises(ValueError, match=message):
