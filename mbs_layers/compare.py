@@ -81,7 +81,8 @@ def run_to_run_sigma(ratios) -> float:
 
 
 def classify(base: list[float], new: list[float], *, threshold: float = 0.05, alpha: float = 0.01,
-             min_samples: int = 3, base_runs=(), new_runs=(), run_sigma: float = 0.0) -> tuple[float, float | None, str]:
+             min_samples: int = 3, base_runs=(), new_runs=(),
+             run_sigma: float = 0.0) -> tuple[float, float | None, str]:
     """(median ratio new/base, p-value of the one-sided test in the ratio's direction, verdict).
 
     ``base_runs``/``new_runs``: medians of earlier runs of the point, which widen the

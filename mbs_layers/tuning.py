@@ -84,7 +84,8 @@ def load_table() -> dict[str, str]:
         table = err
     if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
         log.warning("tuning table %s is damaged and ignored (%s); backend='auto' uses its priority rule. "
-                    "Rebuild it with `mbs tune`.", path, table if isinstance(table, Exception) else "not an object of names")
+                    "Rebuild it with `mbs tune`.", path,
+                    table if isinstance(table, Exception) else "not an object of names")
         return {}
     return {key: MERGED if value == _LEGACY_MERGED else value for key, value in table.items()}
 

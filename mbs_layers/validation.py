@@ -80,7 +80,8 @@ def check_device(name: str, text: str):
     try:
         device = torch.device(text)
     except (RuntimeError, TypeError) as err:
-        raise ValueError(f"{name}={text!r} is not a torch device: allowed e.g. 'cpu', 'cuda', 'cuda:0' ({err})") from None
+        raise ValueError(f"{name}={text!r} is not a torch device: allowed e.g. 'cpu', 'cuda', 'cuda:0' "
+                         f"({err})") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"{name}={text!r}: this torch build or machine has no usable CUDA device: allowed 'cpu'")

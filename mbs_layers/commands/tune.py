@@ -68,7 +68,8 @@ def main(args) -> int:
         print("no ok forward records in these results: nothing to tune")
         return 2
     first = Path(args.paths[0])
-    out = table_path() if args.install else Path(args.out or (first if first.is_dir() else first.parent) / "tuning.json")
+    beside = first if first.is_dir() else first.parent
+    out = table_path() if args.install else Path(args.out or beside / "tuning.json")
     path = save_table(table, out)
     counts = ", ".join(f"{backend} {n}" for backend, n in Counter(table.values()).most_common())
     print(f"tuning table with {len(table)} points ({counts}) written to {path}")

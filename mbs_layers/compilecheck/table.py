@@ -56,7 +56,8 @@ def _tensor_cores(rows, arch) -> str:
     wg = sum(1 for r in dot if r["hgmma"])
     mma = sum(1 for r in dot if r["hmma"] and not r["hgmma"])
     none = len(dot) - wg - mma
-    parts = [f"HGMMA {wg}" if arch == "sm90" else None, f"HMMA {mma}" if mma else None, f"none {none}" if none else None]
+    parts = [f"HGMMA {wg}" if arch == "sm90" else None, f"HMMA {mma}" if mma else None,
+             f"none {none}" if none else None]
     return ", ".join(p for p in parts if p) or "HMMA 0"
 
 
@@ -94,7 +95,8 @@ def write(rows: list[dict], out: str | Path, *, command: str, dtypes, archs, pla
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(rows)
     kernels = sorted({r["kernel"] for r in rows})
-    doc = {"command": command, "registered": registered_kernels(), "planned_compiles": planned, "dtypes": list(dtypes), "archs": [f"sm{a}" for a in archs], "kernels": kernels,
+    doc = {"command": command, "registered": registered_kernels(), "planned_compiles": planned,
+           "dtypes": list(dtypes), "archs": [f"sm{a}" for a in archs], "kernels": kernels,
            "summary": [{"kernel": k, "arch": a, "dtype": d, **s} for (k, a, d), s in summary.items()],
            "rows": rows}
     json_path = out / "kernels-compiled.json"
@@ -112,7 +114,8 @@ def _coverage(rows, planned) -> str:
         launches[r["kernel"]].add(r["variant"])
     return (f"**{len(rows)} of the {planned} compiles of the full grid** (the grid was interrupted; it runs each "
             f"kernel's first launch at every config, dtype and arch before any kernel's second launch); distinct "
-            f"(launch, dtype) specialisations covered per kernel: " + ", ".join(f"`{k}` {len(v)}" for k, v in sorted(launches.items())))
+            "(launch, dtype) specialisations covered per kernel: "
+            + ", ".join(f"`{k}` {len(v)}" for k, v in sorted(launches.items())))
 
 
 def _document(command, dtypes, archs, kernels, rows, summary, planned) -> str:

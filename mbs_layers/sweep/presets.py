@@ -93,7 +93,8 @@ def parse_preset(name: str, spec) -> Preset:
     if unknown:
         raise ValueError(f"preset {name!r} has unknown key(s) {unknown}: allowed {list(KEYS)}")
     if not isinstance(spec.get("shapes", []), list):
-        raise ValueError(f"preset key 'shapes' must be a list of [in_features, out_features] pairs, got {spec['shapes']!r}")
+        raise ValueError("preset key 'shapes' must be a list of [in_features, out_features] pairs, "
+                         f"got {spec['shapes']!r}")
     shapes = [_shape(s) for s in spec.get("shapes", [])]
     if "widths" in spec:
         shapes += [(w, w) for w in _list(spec, "widths", lambda v: check_int("widths", v, low=1))]

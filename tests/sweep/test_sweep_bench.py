@@ -136,7 +136,8 @@ def test_pytest_benchmark_loads_our_json_with_its_own_loader(smoke, tmp_path):
                for b in doc["benchmarks"])
     again = tmp_path / "0002_smoke.json"
     again.write_text(path.read_text())
-    proc = subprocess.run([sys.executable, "-c", "from pytest_benchmark.cli import main; main()", "compare", str(path), str(again)],
+    cli = "from pytest_benchmark.cli import main; main()"
+    proc = subprocess.run([sys.executable, "-c", cli, "compare", str(path), str(again)],
                           cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and doc["benchmarks"][0]["name"] in proc.stdout, proc.stdout + proc.stderr
 
