@@ -176,3 +176,13 @@ def test_wrong_input_width_raises():
     layer = mbs.build("dense", 8, 4)
     with pytest.raises(ValueError, match="in_features=8"):
         layer(torch.randn(2, 9))
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_an_empty_batch_gives_an_empty_output_and_gradients(name):
+    """As nn.Linear: zero tokens in, (0, out) out, and backward runs (zero gradients)."""
+    layer = layer_for(name, 48, 96, 0.5)
+    y = layer(torch.randn(0, 48, dtype=torch.float64))
+    assert y.shape == (0, 96)
+    y.sum().backward()
+    assert all(p.grad is None or not p.grad.any() for p in layer.parameters())
