@@ -39,7 +39,10 @@ def largest_eigenvalue(apply: Callable[[torch.Tensor], torch.Tensor], n: int, li
 
 @dataclass
 class CoreProblem:
-    """f(C) = const − 2⟨C, R⟩ + ⟨C, left(right(C))⟩ with left(C) = P C, right(C) = C Q."""
+    """f(C) = const − 2⟨C, R⟩ + ⟨C, left(right(C))⟩ with left(C) = P C, right(C) = C Q.
+
+    ``left`` must return a new tensor (a product, never its argument): the solvers update its
+    result in place to keep the fit's peak memory down."""
 
     left: Callable[[torch.Tensor], torch.Tensor]
     right: Callable[[torch.Tensor], torch.Tensor]
@@ -56,19 +59,21 @@ class CoreProblem:
         """C after ``steps`` conjugate-gradient steps on its values (support ``mask`` fixed)."""
         C = C * mask
         r = (self.R - self._curvature(C)) * mask  # −∇f/2 on the support
-        p, rs = r.clone(), float((r * r).sum())
+        p, rs = r.clone(), float((r * r).sum())  # r and p change in place below
         for _ in range(steps):
             if rs <= 1e-30:
                 break
-            Ap = self._curvature(p) * mask
+            Ap = self._curvature(p).mul_(mask)  # left(...) is a fresh product: safe to update
             curv = float((p * Ap).sum())
             if curv <= 0.0:
                 break
             alpha = rs / curv
-            C = C + alpha * p
-            r = r - alpha * Ap
+            # In place (same values as C + αp etc.): fresh n×n copies each step raised the peak.
+            C += alpha * p
+            r -= alpha * Ap
+            del Ap
             rs_new = float((r * r).sum())
-            p, rs = r + (rs_new / rs) * p, rs_new
+            p, rs = p.mul_(rs_new / rs).add_(r), rs_new
         return C
 
     def hard_threshold(self, C: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,10 +87,11 @@ class CoreProblem:
         half_grad = self._curvature(C) - self.R
         before = self.loss(C)
         for _ in range(BACKTRACKS):
-            moved = C - step * half_grad
-            new_mask = keep_2_of_4(moved.abs())
-            candidate = moved * new_mask
+            candidate = C - step * half_grad
+            new_mask = keep_2_of_4(candidate.abs())
+            candidate.mul_(new_mask)  # in place: a second n×n copy would raise the fit's peak
             if self.loss(candidate) <= before:
                 return candidate, new_mask
+            del candidate
             step /= 2
         return C, mask

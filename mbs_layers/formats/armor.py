@@ -123,18 +123,19 @@ def fit_armor(weight: torch.Tensor, block: int, h: torch.Tensor | None = None,
               sweeps: int | None = None) -> ArmorFit:
     """The block-coordinate descent of the module docstring (``SWEEPS`` sweeps by default), in float64."""
     sweeps = SWEEPS if sweeps is None else sweeps
-    W = weight.double()
-    m, n = W.shape
-    hv = h.double() if h is not None else torch.ones(n, dtype=W.dtype, device=W.device)
-    eye = torch.eye(block, dtype=W.dtype, device=W.device)
+    # W in float64 is made where a step needs it (``weight.double()``, exact, so the same values)
+    # rather than kept: a lasting copy would sit under the conjugate-gradient peak for nothing.
+    m, n = weight.shape
+    hv = h.double() if h is not None else torch.ones(n, dtype=torch.float64, device=weight.device)
+    eye = torch.eye(block, dtype=torch.float64, device=weight.device)
     A, B = eye.repeat(m // block, 1, 1), eye.repeat(n // block, 1, 1)
-    mask = keep_2_of_4(W.pow(2) * hv)
-    C = W * mask
+    mask = keep_2_of_4(weight.double().pow(2) * hv)
 
     def loss(A, C, B):
-        return proxy_loss(W, block_left(A, block_right(C, B)), hv)
+        return proxy_loss(weight, block_left(A, block_right(C, B)), hv)
 
-    fit = ArmorFit(A, C, B, mask, [loss(A, C, B)])
+    fit = ArmorFit(A, weight.double() * mask, B, mask, [])
+    fit.losses.append(loss(fit.A, fit.C, fit.B))
 
     def accept(**new):
         candidate = {"A": fit.A, "C": fit.C, "B": fit.B, **new}
@@ -147,25 +148,42 @@ def fit_armor(weight: torch.Tensor, block: int, h: torch.Tensor | None = None,
         return False
 
     root = hv.sqrt()
-    Wh = W * root
     for _ in range(sweeps):
-        # A: block i minimises ‖(W_i − A_i P_i) diag(√h)‖², P = C B (weighted least squares).
-        Ph = (block_right(fit.C, fit.B) * root).reshape(m // block, block, n)
-        Wi = Wh.reshape(m // block, block, n)
-        accept(A=_solve_blocks(Ph @ Ph.transpose(1, 2), Ph @ Wi.transpose(1, 2)).transpose(1, 2))
-        # B: ℓ separates over columns, so block j is the least-squares fit of W_j by (A C)_j B_j.
-        Q = block_left(fit.A, fit.C).reshape(m, n // block, block).transpose(0, 1)
-        Wj = W.reshape(m, n // block, block).transpose(0, 1)
-        accept(B=_solve_blocks(Q.transpose(1, 2) @ Q, Q.transpose(1, 2) @ Wj))
-        # C: the quadratic in C with P = AᵀA and Q = B diag(h) Bᵀ (both block-diagonal).
-        At = fit.A.transpose(1, 2)
-        P, Qb = At @ fit.A, (fit.B * hv.reshape(-1, 1, block)) @ fit.B.transpose(1, 2)
-        problem = CoreProblem(left=partial(block_left, P), right=partial(block_right, blocks=Qb),
-                              R=block_left(At, block_right(W * hv, fit.B.transpose(1, 2))),
-                              const=float((W.pow(2) * hv).sum()))
+        # Each step builds its n×n temporaries inside a helper, so they are freed before the next
+        # (keeping them alive across the sweep cost ~4 float64 copies of W at the peak).
+        accept(A=_best_A(weight, fit, root, block))
+        accept(B=_best_B(weight, fit, block))
+        problem = _core_problem(weight, fit, hv, block)
         accept(C=problem.refine(fit.C, fit.mask, CG_STEPS))
-        C, mask = problem.hard_threshold(fit.C, fit.mask)
-        if accept(C=C):
+        candidate, mask = problem.hard_threshold(fit.C, fit.mask)
+        if accept(C=candidate):
             fit.mask = mask
+        del problem, candidate, mask
     fit.A, fit.C, fit.B = (t.to(weight.dtype) for t in (fit.A, fit.C, fit.B))
     return fit
+
+
+def _best_A(weight: torch.Tensor, fit: ArmorFit, root: torch.Tensor, block: int) -> torch.Tensor:
+    """Block i minimises ‖(W_i − A_i P_i) diag(√h)‖², P = C B (weighted least squares)."""
+    m, n = weight.shape
+    Ph = (block_right(fit.C, fit.B) * root).reshape(m // block, block, n)
+    Wi = (weight.double() * root).reshape(m // block, block, n)
+    return _solve_blocks(Ph @ Ph.transpose(1, 2), Ph @ Wi.transpose(1, 2)).transpose(1, 2)
+
+
+def _best_B(weight: torch.Tensor, fit: ArmorFit, block: int) -> torch.Tensor:
+    """ℓ separates over columns, so block j is the least-squares fit of W_j by (A C)_j B_j."""
+    m, n = weight.shape
+    Q = block_left(fit.A, fit.C).reshape(m, n // block, block).transpose(0, 1)
+    Wj = weight.double().reshape(m, n // block, block).transpose(0, 1)
+    return _solve_blocks(Q.transpose(1, 2) @ Q, Q.transpose(1, 2) @ Wj)
+
+
+def _core_problem(weight: torch.Tensor, fit: ArmorFit, hv: torch.Tensor, block: int) -> CoreProblem:
+    """The quadratic in C with P = AᵀA and Q = B diag(h) Bᵀ (both block-diagonal)."""
+    W = weight.double()
+    At = fit.A.transpose(1, 2)
+    P, Qb = At @ fit.A, (fit.B * hv.reshape(-1, 1, block)) @ fit.B.transpose(1, 2)
+    return CoreProblem(left=partial(block_left, P), right=partial(block_right, blocks=Qb),
+                       R=block_left(At, block_right(W * hv, fit.B.transpose(1, 2))),
+                       const=float((W.pow(2) * hv).sum()))

@@ -193,7 +193,8 @@ def run_chain(cores, x2d: torch.Tensor | None, contract=mode_product) -> torch.T
         return _run_plan(cores, None, chain_schedule(out_f, in_f, ranks, None)[1], contract)
     tokens = x2d.shape[0]
     if tokens == 0:  # an empty batch, as nn.Linear accepts: nothing to contract
-        return x2d.new_zeros(0, math.prod(out_f)) + 0 * sum(c.sum() for c in cores)
+        empty: torch.Tensor = x2d.new_zeros(0, math.prod(out_f)) + 0 * sum(c.sum() for c in cores)
+        return empty
     chunk, full, last, _ = chain_schedule(out_f, in_f, ranks, tokens)
     parts = [_run_plan(cores, x2d[i:i + chunk], full, contract) for i in range(0, tokens - chunk + 1, chunk)]
     if last is not None:  # the partial chunk left after the full ones
