@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 NAME = "compile-check"
+OUT_IS_FOLDER = True  # --out names the folder of kernels-compiled.md/.json (checked by the CLI)
 HELP = ("compile every Triton kernel at every autotune config and dtype for sm80/sm90 ahead of time; "
         "report registers, spills, shared memory and tensor-core use")
 
