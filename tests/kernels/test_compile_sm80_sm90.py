@@ -49,7 +49,9 @@ def test_every_kernel_compiles_for_sm80_and_sm90(compiled):
 def test_dot_kernels_use_tensor_cores(compiled):
     """bf16 tl.dot lowers to HMMA on sm80 and to HGMMA (wgmma) or HMMA on sm90."""
     dots = [r for r in compiled["rows"] if r["uses_dot"]]
-    assert {r["kernel"] for r in dots} >= {"_block_gemm_kernel", "_chain_kernel", "_nm_kernel"}
+    # kernels whose first captured launch always multiplies (the chain kernel's first one can be
+    # constant fan-in's gather-only epilogue; its GEMM launches are in the committed table)
+    assert {r["kernel"] for r in dots} >= {"_block_gemm_kernel", "_mode_product_kernel", "_nm_kernel"}
     for r in dots:
         assert (r["hmma"] if r["arch"] == "sm80" else r["hmma"] + r["hgmma"]) > 0, r
 
