@@ -30,6 +30,7 @@ class ProjectionPreset:
     seeds: tuple[int, ...] = (0,)
     budgets: tuple[float, ...] = SMOKE_PROJECTION_BUDGETS
     encoder_layers: tuple[int, ...] = (0,)    # pretrained encoder layers whose linears are sources
+    encoder_linears: str | None = None        # regex on the linears' names within those layers; None: all
     sentences: int = 16                       # corpus sentences whose activations X give ‖(W−Ŵ)X‖
     calibration_sentences: int = 16           # `real` source: disjoint sentences whose activations
                                               # are passed as X to data-aware projections; 0: no `real`
@@ -72,7 +73,10 @@ class FinetunePreset:
 
 PRESETS = {
     "projection": {
-        "smoke": ProjectionPreset(),
+        # smoke: only the 384x384 attention linears of the pretrained layer, so the iterative fits
+        # (BLAST, ARMOR, DSFormer, CoSpaDi) keep `mbs run` CPU-sized; the MLP's 384x1536 ones are
+        # in default and thesis
+        "smoke": ProjectionPreset(encoder_linears=r"attention\."),
         "default": ProjectionPreset(sizes=(256, 1024), seeds=(0, 1, 2), budgets=BUDGETS,
                                     encoder_layers=(0, 5), sentences=64, calibration_sentences=64),
         "thesis": ProjectionPreset(sizes=(256, 1024, 1296), seeds=(0, 1, 2, 3, 4), budgets=BUDGETS,

@@ -20,6 +20,7 @@ randomised / iterative projections.
 """
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,6 +71,13 @@ def gaussian_sources(sizes, device) -> list[Source]:
     return [Source(f"randn{n}", n, n, lambda seed, n=n: gaussian(n, seed, str(device))) for n in sizes]
 
 
+def selected_linear(cfg: ProjectionPreset, inside, name: str) -> bool:
+    """Whether the encoder linear ``name`` is in the preset's layers (``inside``) and matches its
+    ``encoder_linears`` pattern (every linear where that is None)."""
+    pattern = cfg.encoder_linears
+    return bool(inside.search(name)) and (pattern is None or re.search(pattern, name) is not None)
+
+
 def encoder_sources(cfg: ProjectionPreset, device) -> list[Source]:
     """Every ``nn.Linear`` of the selected encoder layers, with its activations on corpus sentences."""
     if not cfg.encoder_layers:
@@ -84,7 +92,7 @@ def encoder_sources(cfg: ProjectionPreset, device) -> list[Source]:
     inside = block_pattern(cfg.encoder_layers)
     sources = []
     for name, module in model.named_modules():
-        if name in inputs and inside.search(name):
+        if name in inputs and selected_linear(cfg, inside, name):
             w = module.weight.detach().to(device)
             sources.append(Source(f"minilm/{name}", *w.shape, lambda seed, w=w: w, inputs[name].to(device)))
     return sources
@@ -124,7 +132,7 @@ def real_sources(cfg: ProjectionPreset, device) -> list[Source]:
     calib = bert.linear_inputs(model, *tokenizer(calibration))
     inside = block_pattern(cfg.encoder_layers)
     weights = {name: m.weight.detach().to(device) for name, m in model.named_modules()
-               if name in inputs and inside.search(name)}
+               if name in inputs and selected_linear(cfg, inside, name)}
     return [Source(f"real/minilm/{name}", *w.shape, lambda seed, w=w: w, inputs[name].to(device),
                    calib[name].to(device), uncalibrated=f"minilm/{name}") for name, w in weights.items()]
 
