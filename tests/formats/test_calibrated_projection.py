@@ -79,7 +79,9 @@ def test_calibrated_low_rank_reaches_the_optimum_and_beats_svd(name, out_f, in_f
     plain = mbs.approximate(name, w, rank=rank).dense_weight()
     assert output_error(w, aware, X) == pytest.approx(optimum, rel=1e-4)
     assert output_error(w, aware, X) < 0.9 * output_error(w, plain, X)
-    assert torch.linalg.matrix_rank(aware) == rank
+    # rank at float64 round-off: Low-Rank Light's U[I | V] re-expression leaves ~1e-14·σ₁ of
+    # cancellation noise in the other singular values, just above matrix_rank's default cut
+    assert torch.linalg.matrix_rank(aware, rtol=1e-10) == rank
 
 
 def test_calibrated_low_rank_survives_rank_deficient_activations(rng):
