@@ -36,6 +36,8 @@ from mbs_layers.sweep import environment  # noqa: E402
 from mbs_layers.sweep.runner import run_sweep  # noqa: E402
 
 FAST_BACKENDS = ["torch", "triton", "cusparselt", "cusparse"]
+CUDA_ONLY = {"sparse24-short": "sparse24 subset (cuSPARSELt is CUDA-only)",
+             "energy": "energy sweep (it reads the GPU's energy counter)"}
 
 
 def sweeps(tiny: bool, formats: list[str] | str) -> dict[str, dict]:
@@ -43,7 +45,8 @@ def sweeps(tiny: bool, formats: list[str] | str) -> dict[str, dict]:
     width, tokens, big = (64, 32, 64) if tiny else (4096, 4096, 8192)
     timer = {"warmup": 1, "repeats": 2} if tiny else {"warmup": 3, "repeats": 10}
     peaks = {"gemm_size": 64, "copy_mib": 1} if tiny else {}
-    common = {"timer": timer, "peaks": peaks, "backends": FAST_BACKENDS}
+    # energy windows cost seconds a point: the speed checks skip them, one small sweep measures them
+    common = {"timer": timer, "peaks": peaks, "backends": FAST_BACKENDS, "energy": {"mode": "off"}}
     return {
         "check": {**common, "description": "every fast backend vs the torch reference, bf16 and fp16",
                   "widths": [width], "tokens": [tokens], "dtypes": ["bfloat16", "float16"], "passes": ["fwd"],
@@ -54,6 +57,9 @@ def sweeps(tiny: bool, formats: list[str] | str) -> dict[str, dict]:
         "sparse24-short": {**common, "description": "the sparse24 preset, bf16 only",
                            "widths": [big], "tokens": [big], "dtypes": ["bfloat16"], "passes": ["fwd"],
                            "budgets": [0.5], "formats": ["dense", "semi24"]},
+        "energy": {**common, "description": "energy per call (NVML) of dense and low-rank, bf16 forward",
+                   "widths": [width], "tokens": [tokens], "dtypes": ["bfloat16"], "passes": ["fwd"],
+                   "budgets": [0.1], "formats": ["dense", "lowrank"], "energy": {"mode": "auto", "repeats": 3}},
     }
 
 
@@ -126,8 +132,8 @@ def main(argv=None) -> int:
     formats = "all" if args.formats == "all" else ["dense", *args.formats.split(",")]
     stores = []
     for name, spec in sweeps(args.tiny, formats).items():
-        if name == "sparse24-short" and not cuda:
-            print("gpu_check: no CUDA device: skipping the sparse24 subset (cuSPARSELt is CUDA-only)", flush=True)
+        if name in CUDA_ONLY and not cuda:
+            print(f"gpu_check: no CUDA device: skipping the {CUDA_ONLY[name]}", flush=True)
             continue
         preset = folder / f"{name}.yaml"
         preset.write_text(yaml.safe_dump(spec, sort_keys=False))
