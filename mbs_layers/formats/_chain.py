@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..base import StructuredLinear
+from .nm import top_in_groups
 from .semi24 import GROUP, KEPT
 
 Layer = TypeVar("Layer", bound=StructuredLinear)
@@ -71,9 +72,8 @@ class ChainLinear(StructuredLinear):
 def keep_2_of_4(scores: torch.Tensor) -> torch.Tensor:
     """Boolean mask keeping the 2 largest ``scores`` of every 4 consecutive entries of a row."""
     m, n = scores.shape
-    groups = scores.reshape(m, n // GROUP, GROUP)
-    mask = torch.zeros_like(groups, dtype=torch.bool)
-    mask.scatter_(-1, groups.topk(KEPT, dim=-1).indices, True)
+    mask = torch.zeros(m, n // GROUP, GROUP, dtype=torch.bool, device=scores.device)
+    mask.scatter_(-1, top_in_groups(scores, KEPT, GROUP), True)
     return mask.reshape(m, n)
 
 

@@ -38,6 +38,13 @@ def check_in_features_multiple(in_features: int, m: int, pattern: str) -> None:
                          f"allowed in_features in multiples of {m}")
 
 
+def top_in_groups(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """Positions (rows, cols/m, n), within each group of ``m`` consecutive entries of a row, of
+    the group's ``n`` largest ``scores`` (unordered)."""
+    rows, cols = scores.shape
+    return scores.reshape(rows, cols // m, m).topk(n, dim=-1, sorted=False).indices
+
+
 class GroupSparseLinear(SparseSupportLinear):
     """Shared by the N:M formats: ``group_shape`` (N, M) decides counts, support and storage."""
 
@@ -51,8 +58,7 @@ class GroupSparseLinear(SparseSupportLinear):
 
     def _select_support(self, scores):
         (n, m), (rows, cols) = self.group_shape, scores.shape
-        groups = scores.reshape(rows, cols // m, m)
-        within = groups.topk(n, dim=-1, sorted=False).indices.sort(dim=-1).values
+        within = top_in_groups(scores, n, m).sort(dim=-1).values
         group_start = torch.arange(0, cols, m, device=scores.device)
         row_start = torch.arange(0, rows * cols, cols, device=scores.device)
         return (within + group_start[:, None] + row_start[:, None, None]).flatten()
