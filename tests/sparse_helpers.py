@@ -1,6 +1,11 @@
 """Helpers shared by the sparse format and kernel tests."""
 import torch
 
+import mbs_layers as mbs
+
+CPU_DTYPES = [torch.float32, torch.float16]  # the interpreter loads bfloat16 wrongly
+GPU_DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+
 # Normwise relative tolerance of a low-precision result against a float64 reference.
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 
@@ -49,3 +54,15 @@ def check_follows_a_new_support(layer, tokens: int, generator=None) -> None:
     layer(x)
     layer._project(torch.randn(layer.out_features, layer.in_features, generator=generator))
     torch.testing.assert_close(layer(x), x @ layer.dense_weight().T, rtol=1e-4, atol=1e-4)
+
+
+def dropped_norm(scores_sq: torch.Tensor, kept: int) -> torch.Tensor:
+    """Root of the sum of all but the ``kept`` largest squared scores along the last dim."""
+    return scores_sq.sort(dim=-1).values[..., : scores_sq.shape[-1] - kept].sum().sqrt()
+
+
+def check_reference_runs_in(rng, name, hp, dtype) -> None:
+    """The torch reference of ``name`` runs in ``dtype`` and matches the float64 product."""
+    layer = mbs.build(name, 16, 8, dtype=dtype, backend="torch", bias=False, **hp)
+    x = torch.randn(5, 16, generator=rng).to(dtype)
+    assert_close_to_reference(layer(x), x.double() @ layer.dense_weight().double().T)

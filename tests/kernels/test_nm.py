@@ -1,7 +1,7 @@
 """The one Triton N:M kernel (shared by ``semi24`` and ``nm``) against the torch reference."""
 import pytest
 import torch
-from sparse_helpers import check_backend_matches_reference, check_follows_a_new_support
+from sparse_helpers import CPU_DTYPES, GPU_DTYPES, check_backend_matches_reference, check_follows_a_new_support
 
 import mbs_layers as mbs
 from mbs_layers.kernels.nm import nm_metadata
@@ -36,4 +36,23 @@ def test_triton_nm_follows_a_new_support(rng):
 def test_triton_nm_matches_reference_on_gpu(dtype, n, m, in_f, out_f, tokens):
     layer = mbs.build("nm", in_f, out_f, n=n, m=m, dtype=dtype, device="cuda")
     assert layer.resolved_backend() == "triton"
+    check_backend_matches_reference(layer, tokens)
+
+
+# ----- semi24 (2:4) on the same kernel -----
+SEMI24_CASES = [(64, 48, 19), (36, 70, 5), (200, 24, 130)]  # (in, out, tokens): none a multiple of the tiles
+
+
+@pytest.mark.parametrize("dtype", CPU_DTYPES)
+@pytest.mark.parametrize("in_f,out_f,tokens", SEMI24_CASES)
+def test_triton_semi24_matches_reference(rng, dtype, in_f, out_f, tokens):
+    layer = mbs.build("semi24", in_f, out_f, dtype=dtype, backend="triton")
+    check_backend_matches_reference(layer, tokens, rng)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", GPU_DTYPES)
+@pytest.mark.parametrize("in_f,out_f,tokens", SEMI24_CASES + [(1024, 512, 1000)])
+def test_triton_semi24_matches_reference_on_gpu(dtype, in_f, out_f, tokens):
+    layer = mbs.build("semi24", in_f, out_f, dtype=dtype, device="cuda", backend="triton")
     check_backend_matches_reference(layer, tokens)

@@ -1,11 +1,10 @@
 """DSFormer and ARMOR fast paths (each stage on its format's kernel) against the float64 reference."""
 import pytest
 import torch
-from sparse_helpers import check_backend_matches_reference
+from sparse_helpers import CPU_DTYPES, check_backend_matches_reference
 
 import mbs_layers as mbs
 
-CPU_DTYPES = [torch.float32, torch.float16]  # the interpreter loads bfloat16 wrongly
 CASES = [  # (format, in, out, hparams, tokens): odd token counts, rectangular, non power-of-2 widths
     ("dsformer", 32, 16, {"rank": 8}, 19),
     ("dsformer", 48, 40, {"rank": 12}, 5),

@@ -1,11 +1,10 @@
 """CoSpaDi's Triton gather kernel (after the dense GEMM to the atoms) against the float64 reference."""
 import pytest
 import torch
-from sparse_helpers import check_backend_matches_reference
+from sparse_helpers import CPU_DTYPES, check_backend_matches_reference
 
 import mbs_layers as mbs
 
-CPU_DTYPES = [torch.float32, torch.float16]  # the interpreter loads bfloat16 wrongly
 CASES = [  # (in, out, atoms, sparsity, tokens): odd sizes, tiles with masked rows and columns
     (40, 70, 20, 5, 37),
     (32, 16, 16, 16, 3),   # every atom used by every output
