@@ -24,8 +24,9 @@ from pathlib import Path
 
 from ..records import RecordStore, point_key
 from .kernel_record import empty_record
+from .plan import expand
 from .point import KEY_FIELDS, Point
-from .presets import Preset, expand, load_preset
+from .presets import Preset, load_preset
 from .session import SweepSession
 
 log = logging.getLogger(__name__)

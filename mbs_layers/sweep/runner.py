@@ -7,8 +7,9 @@ from pathlib import Path
 
 from ..records import RecordStore, point_key
 from .energy import NvmlCounter, PowerTrace, power_trace_path
+from .plan import expand
 from .point import KEY_FIELDS
-from .presets import expand, load_preset
+from .presets import load_preset
 from .session import SweepSession
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,8 @@
 formats/backends that cannot run it are ``skipped: <reason>``; a fast backend that disagrees
 with the torch reference is ``failed: wrong result`` and is never timed; OOM, Triton
 compile errors and any other exception become ``failed: <reason>``. Speedups use the dense
-and unstructured baselines (see ``point.py``), measured on demand when not yet measured.
+and unstructured baselines the plan resolved (``point.dense``, ``point.unstructured``),
+measured on demand when not yet measured.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from . import environment, nvml
 from .energy import EnergyMeter
 from .kernel_record import add_latency, add_prediction, counts, empty_record, speedup
 from .peaks import measure_peaks
-from .point import KEY_FIELDS, Point, dense_baseline, unstructured_baseline
+from .point import KEY_FIELDS, Point
 from .presets import Preset
 from .timer import make_timer
 from .workload import Workload
@@ -121,8 +122,7 @@ class SweepSession:
         add_latency(record, samples, self.peaks)
         record["status"] = "ok"
         median = record["median_s"]
-        for key, baseline in (("speedup_vs_dense", dense_baseline(point, self.device.type)),
-                              ("speedup_vs_unstructured", unstructured_baseline(point, self.device.type))):
+        for key, baseline in (("speedup_vs_dense", point.dense), ("speedup_vs_unstructured", point.unstructured)):
             base = self._baseline(baseline, point, record)
             record[key] = speedup(base and base.get("median_s"), median)
             # a speed-up is only as trustworthy as both timings it divides
