@@ -16,6 +16,8 @@ from ..registry import FORMATS
 
 KEY_FIELDS = ("format", "hparams", "in_features", "out_features", "tokens", "dtype", "backend", "pass")
 PASSES = ("fwd", "fwd_bwd")
+# a pass's FLOPs over the forward's: each product of the forward has two of the same size in the backward
+BACKWARD_FACTOR = {"fwd": 1, "fwd_bwd": 3}
 DTYPES = ("float32", "float16", "bfloat16")
 
 
