@@ -1,4 +1,8 @@
-"""``run_sweep``: a preset's points timed one by one into an append-only, resumable store."""
+"""``run_sweep``: a preset's points timed one by one into an append-only, resumable store.
+
+The runner only wires the stages: load the preset (``presets``), plan it (``plan``), drop the
+points the store already holds, measure and record each remaining one (``session``), append.
+"""
 from __future__ import annotations
 
 import logging
