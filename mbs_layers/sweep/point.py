@@ -59,4 +59,3 @@ class Point:
             return int(FORMATS[self.format].count_params(self.in_features, self.out_features, **self.hparams))
         except (TypeError, ValueError):
             return None
-

@@ -140,4 +140,3 @@ def _choice(key: str, allowed):
         return value
 
     return check
-
