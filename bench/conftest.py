@@ -18,8 +18,9 @@ import torch  # noqa: E402
 
 from mbs_layers.records import RecordStore, point_key  # noqa: E402
 from mbs_layers.sweep import environment  # noqa: E402
+from mbs_layers.sweep.plan import expand  # noqa: E402
 from mbs_layers.sweep.point import KEY_FIELDS  # noqa: E402
-from mbs_layers.sweep.presets import PACKAGED, expand, load_preset  # noqa: E402
+from mbs_layers.sweep.presets import PACKAGED, load_preset  # noqa: E402
 from mbs_layers.sweep.pytest_support import UNTIMED_KEY, WORKER_KEY, XdistMerge, dumps, untimed_entry  # noqa: E402
 from mbs_layers.sweep.session import SweepSession, measured_on  # noqa: E402
 

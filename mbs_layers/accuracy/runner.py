@@ -16,7 +16,7 @@ from ..sweep import environment as sweep_env
 
 # The kernel sweep's budget -> hyper-parameters rule: accuracy and kernel records join on the
 # hparams it gives, so both sides must use this one function (through ``representable_hparams``).
-from ..sweep.presets import budget_hparams
+from ..sweep.plan import budget_hparams
 
 # Fractions of a layer's dense parameter count, ~1% .. 100% (the thesis's range).
 BUDGETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)

@@ -30,7 +30,7 @@ def triton_formats() -> list[str]:
 
 def layer_settings(format_name: str) -> list[dict]:
     """The format's hyper-parameters at the preset budgets (its defaults where none fits)."""
-    from ..sweep.presets import budget_hparams
+    from ..sweep.plan import budget_hparams
 
     found = []
     for budget in BUDGETS:

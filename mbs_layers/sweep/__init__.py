@@ -1,9 +1,12 @@
-"""Kernel sweeps: presets expanded into points, each timed on the device and recorded.
+"""Kernel sweeps: a preset planned into points, each measured on the device and recorded.
 
 ``run_sweep(preset, store)`` is the entry point (``mbs sweep`` and ``pytest bench/`` use the
-same pieces): ``presets`` expands a YAML preset into :class:`~mbs_layers.sweep.point.Point`s,
-``session.SweepSession`` builds, checks, times and records each one (``timer``, ``peaks``,
-``nvml``, ``record``), and ``runner`` appends the records to a resumable JSONL store.
+same pieces). The data flows one way, one module per stage (docs/architecture.md):
+``presets`` reads a YAML preset into a ``Preset``; ``plan`` expands it into
+:class:`~mbs_layers.sweep.point.Point`s with every choice made (hyper-parameters, backends,
+baselines); ``session.SweepSession`` builds, checks and times each one (``workload``,
+``timer``, ``energy``) into a measurement; ``kernel_record`` turns that into the record; and
+``runner`` wires them, appending the records to a resumable JSONL store.
 """
 from __future__ import annotations
 

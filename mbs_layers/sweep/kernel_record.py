@@ -1,22 +1,51 @@
-"""Point -> kernel record (docs/benchmarking.md, "Records"): counts, latency and roofline fields.
+"""The record stage: a point and its :class:`Measurement` -> kernel record (docs/benchmarking.md, "Records").
 
-Every record has exactly ``mbs_layers.records.KERNEL_KEYS``. ``flops`` is what the layer
-executes (``forward_flops``; x3 for forward+backward: each product in the forward has two of
-the same size in the backward). For 2:4 and other sparse formats that is the *actual* count;
-the *dense-equivalent* count (what dense would execute at this shape) is
-:func:`dense_equivalent_flops`, derivable from any record. ``min_bytes`` assumes every
-operand crosses memory exactly once per pass (perfect fusion), the roofline's lower bound.
+Every record has exactly ``mbs_layers.records.KERNEL_KEYS``: the point's identity, the
+environment, the workload's counts (``workload.counts``), latency statistics and the rates and
+roofline fraction derived from them, the energy fields, and the speedups over the point's
+baselines' records. ``flops`` is what the layer executes; the *dense-equivalent* count (what
+dense would execute at this shape) is :func:`dense_equivalent_flops`, derivable from any record.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from ..predicted import predicted_seconds
 from ..records import KERNEL_KEYS
 from .nvml import FIELDS as NVML_FIELDS
 from .peaks import roofline_seconds
-from .point import Point
+from .point import BACKWARD_FACTOR, Point
 from .timer import is_noisy, summarize
 
-BACKWARD_FACTOR = {"fwd": 1, "fwd_bwd": 3}
+
+@dataclass
+class Measurement:
+    """What measuring one point found (``SweepSession`` fills it); the record stage's input."""
+
+    status: str  # "ok", "skipped: <reason>" or "failed: <reason>"
+    energy: dict  # the energy fields: measured, or null with the reason
+    counts: dict | None = None  # ``workload.counts`` of the built layer (None: never built)
+    samples: list[float] | None = None  # seconds per call (None: not timed)
+    nvml: dict | None = None  # the GPU's state after timing (None: not timed)
+    peak_memory_bytes: int | None = None
+
+
+def kernel_record(point: Point, measurement: Measurement, environment: dict, peaks: dict | None) -> dict:
+    """The point's record without speedups (:func:`add_speedups` adds them once its baselines'
+    records exist). ``environment``: ``device, versions, commit, hostname, cpu_threads``."""
+    record = empty_record(point, **environment)
+    record.update(measurement.energy)
+    if measurement.counts is not None:
+        record.update(measurement.counts)
+        add_prediction(record)
+    if measurement.nvml is not None:
+        record["nvml"] = measurement.nvml
+    if measurement.peak_memory_bytes is not None:
+        record["peak_memory_bytes"] = measurement.peak_memory_bytes
+    if measurement.status == "ok" and measurement.samples is not None:
+        add_latency(record, measurement.samples, peaks)
+    record["status"] = measurement.status
+    return record
 
 
 def empty_record(point: Point, device: str, versions: dict, commit: str | None,
@@ -27,18 +56,6 @@ def empty_record(point: Point, device: str, versions: dict, commit: str | None,
                   cpu_threads=cpu_threads,
                   nvml=dict.fromkeys(NVML_FIELDS), param_count=point.param_count)
     return record
-
-
-def counts(layer, tokens: int, pass_: str) -> dict:
-    """``param_count, storage_bytes, flops, min_bytes`` of one pass over ``tokens`` rows."""
-    itemsize = layer.weight_dtype.itemsize
-    weights, params = layer.storage_bytes(), layer.param_count()
-    x, y = tokens * layer.in_features * itemsize, tokens * layer.out_features * itemsize
-    forward = weights + x + y
-    # backward reads W, x, dy and writes dx, dW
-    min_bytes = forward if pass_ == "fwd" else forward + weights + 2 * x + y + params * itemsize
-    return {"param_count": params, "storage_bytes": weights,
-            "flops": BACKWARD_FACTOR[pass_] * int(layer.forward_flops(tokens)), "min_bytes": min_bytes}
 
 
 def add_prediction(record: dict) -> dict:
@@ -72,3 +89,12 @@ def speedup(baseline_median: float | None, median: float | None) -> float | None
     if not baseline_median or not median:
         return None
     return baseline_median / median
+
+
+def add_speedups(record: dict, dense: dict | None, unstructured: dict | None) -> dict:
+    """``speedup_vs_dense`` and ``speedup_vs_unstructured`` of an ok record from its baselines'
+    records (None: no such baseline); a speedup is only as trustworthy as both timings it divides."""
+    for key, base in (("speedup_vs_dense", dense), ("speedup_vs_unstructured", unstructured)):
+        record[key] = speedup(base and base.get("median_s"), record["median_s"])
+        record["noisy"] = bool(record["noisy"] or (record[key] is not None and base.get("noisy")))
+    return record

@@ -1,4 +1,6 @@
-"""Sweep presets: small YAML files (packaged or the user's own) expanded into points.
+"""Sweep presets: small YAML files (packaged or the user's own) read into a validated :class:`Preset`.
+
+The first stage of a sweep, pure configuration: ``plan.expand`` turns a preset into points.
 
 A preset names shapes (``shapes: [[in, out], ...]`` and/or square ``widths``), ``tokens``,
 ``dtypes``, ``passes``, parameter ``budgets`` (fractions of dense), ``formats`` and
@@ -17,7 +19,7 @@ import yaml
 from .. import backends
 from ..registry import FORMATS
 from ..validation import check_choice, check_float, check_int
-from .point import DTYPES, PASSES, Point, auto_backend, dense_baseline, hparams_for_budget, unstructured_baseline
+from .point import DTYPES, PASSES
 from .preset_names import PACKAGED
 from .timer import DEFAULT_CPU_THREADS
 
@@ -138,70 +140,3 @@ def _choice(key: str, allowed):
         return value
 
     return check
-
-
-def selected_formats(preset: Preset) -> list[str]:
-    """Formats the preset asks for, dense first (parse_preset has checked the names)."""
-    names = sorted(FORMATS) if preset.formats is None else list(preset.formats)
-    return ["dense", *[n for n in names if n != "dense"]]
-
-
-def backends_for(format_name: str, device_type: str, requested: list[str] | None) -> list[str]:
-    """Backends to time for a format: ``torch`` plus fast ones (CUDA only) or the preset's list."""
-    fast = sorted(backends.fast_backends(format_name))
-    if requested is None:
-        return ["torch", *(fast if device_type == "cuda" else [])]
-    return [b for b in requested if b == "torch" or b in fast]
-
-
-def budget_hparams(name: str, n_in: int, n_out: int, budget: float) -> dict:
-    """The format's hyper-parameters at ``budget`` (a fraction of dense params; dense ignores it)."""
-    fraction = 1.0 if name == "dense" else budget
-    return hparams_for_budget(name, n_in, n_out, max(1, int(fraction * n_in * n_out)))
-
-
-def format_points(preset: Preset, name: str, proto: Point, device_type: str) -> list[Point]:
-    """Points of one format at every budget (one skipped point where no setting fits)."""
-    n_in, n_out = proto.in_features, proto.out_features
-    settings = []
-    for budget in preset.budgets:  # dense ignores the budget: its duplicates are dropped by expand
-        try:
-            settings.append((budget_hparams(name, n_in, n_out, budget), None))
-        except ValueError as err:
-            settings.append(({}, f"no {name} setting fits {budget:g} of dense params: {err}"))
-    points = []
-    for hp, reason in settings:
-        chosen = [auto_backend(name, device_type)] if reason else backends_for(name, device_type, preset.backends)
-        points += [Point(name, hp, n_in, n_out, proto.tokens, proto.dtype, b, proto.pass_, reason) for b in chosen]
-    return points
-
-
-def expand(preset: Preset, device_type: str) -> list[Point]:
-    """Every point of the preset, each group (shape, dtype, tokens, pass) ordered baselines first.
-
-    Dense and the unstructured comparators come before the formats that are compared with
-    them, so their medians exist when a format's speedups are computed. No duplicates.
-    """
-    points, seen = [], set()
-
-    def add(point):
-        if point is not None and point.key not in seen:
-            seen.add(point.key)
-            points.append(point)
-
-    for n_in, n_out in preset.shapes:
-        for dtype in preset.dtypes:
-            for tokens in preset.tokens:
-                for pass_ in preset.passes:
-                    proto = Point("dense", {}, n_in, n_out, tokens, dtype, "torch", pass_)
-                    add(dense_baseline(proto, device_type))
-                    group = [p for name in selected_formats(preset)
-                             for p in format_points(preset, name, proto, device_type)]
-                    # a skipped point of a format without hyper-parameters has the key of its
-                    # runnable one: list runnable points first so the skip is the duplicate
-                    group.sort(key=lambda p: p.skip_reason is not None)
-                    for point in group:
-                        add(None if point.skip_reason else unstructured_baseline(point, device_type))
-                    for point in group:
-                        add(point)
-    return points

@@ -12,8 +12,8 @@ import torch
 
 from ..registry import FORMATS
 from ..validation import check_choice, check_int
+from .plan import budget_hparams
 from .point import DTYPES, PASSES, Point
-from .presets import budget_hparams
 from .workload import Workload
 
 WARMUP_STEPS = 2

@@ -1,10 +1,11 @@
 """``run_sweep_ray``: a preset's points measured across a Ray cluster, recorded by the driver alone.
 
-The driver expands the preset, drops the points its store already holds (resume), and hands
-each group of points that share a shape, dtype, tokens and pass (baselines first, as
-``expand`` orders them) to one worker: a Ray actor holding a ``SweepSession`` on its node's
-device (one GPU each where the cluster has GPUs), so peaks are measured once per worker and
-a group's speedups come from baselines measured on the same GPU. Workers return records; only
+The driver plans the preset (``plan.expand``), drops the points its store already holds
+(resume), and hands each group of points that share a shape, dtype, tokens and pass
+(baselines first, as the plan orders them; each point carries its baselines) to one worker:
+a Ray actor holding a ``SweepSession`` on its node's device (one GPU each where the cluster
+has GPUs), so peaks are measured once per worker and a group's speedups come from baselines
+measured on the same GPU. Workers return records; only
 the driver appends them to the crash-safe JSONL store, one at a time as they arrive, so a
 driver killed mid-run loses only points in flight and a re-run resumes.
 
@@ -24,8 +25,9 @@ from pathlib import Path
 
 from ..records import RecordStore, point_key
 from .kernel_record import empty_record
+from .plan import expand
 from .point import KEY_FIELDS, Point
-from .presets import Preset, expand, load_preset
+from .presets import Preset, load_preset
 from .session import SweepSession
 
 log = logging.getLogger(__name__)

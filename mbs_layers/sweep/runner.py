@@ -1,4 +1,8 @@
-"""``run_sweep``: a preset's points timed one by one into an append-only, resumable store."""
+"""``run_sweep``: a preset's points timed one by one into an append-only, resumable store.
+
+The runner only wires the stages: load the preset (``presets``), plan it (``plan``), drop the
+points the store already holds, measure and record each remaining one (``session``), append.
+"""
 from __future__ import annotations
 
 import logging
@@ -7,8 +11,9 @@ from pathlib import Path
 
 from ..records import RecordStore, point_key
 from .energy import NvmlCounter, PowerTrace, power_trace_path
+from .plan import expand
 from .point import KEY_FIELDS
-from .presets import expand, load_preset
+from .presets import load_preset
 from .session import SweepSession
 
 log = logging.getLogger(__name__)

@@ -1,26 +1,32 @@
-"""A measuring session: one device, its peaks and timer, and every point measured so far.
+"""The measuring stage: one device, its peaks and timer, and every point measured so far.
 
-``SweepSession.measure(point)`` returns the point's record and never raises for a point:
-formats/backends that cannot run it are ``skipped: <reason>``; a fast backend that disagrees
-with the torch reference is ``failed: wrong result`` and is never timed; OOM, Triton
-compile errors and any other exception become ``failed: <reason>``. Speedups use the dense
-and unstructured baselines (see ``point.py``), measured on demand when not yet measured.
+``SweepSession.measure(point)`` measures a planned point (``workload`` builds it, ``timer``
+times it, ``energy`` reads the energy counter) into a ``kernel_record.Measurement`` and hands
+that to the record stage (``kernel_record``) for the point's record. It chooses nothing: the
+backend, hyper-parameters and baselines come on the point (``plan.py``). It never raises for a
+point: formats/backends that cannot run it are ``skipped: <reason>``; a fast backend that
+disagrees with the torch reference is ``failed: wrong result`` and is never timed; OOM, Triton
+compile errors and any other exception become ``failed: <reason>``. A baseline not measured
+yet (a pytest-xdist worker may get a point without its baselines) is measured on demand.
 """
 from __future__ import annotations
 
 import gc
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..records import point_key
 from . import environment, nvml
 from .energy import EnergyMeter
-from .kernel_record import add_latency, add_prediction, counts, empty_record, speedup
+from .kernel_record import Measurement, add_speedups, kernel_record
 from .peaks import measure_peaks
-from .point import KEY_FIELDS, Point, dense_baseline, unstructured_baseline
-from .presets import Preset
+from .point import KEY_FIELDS, Point
 from .timer import make_timer
-from .workload import Workload
+from .workload import Workload, counts
+
+if TYPE_CHECKING:  # the session reads the preset's timer, peaks and energy settings
+    from .presets import Preset
 
 WRONG_RESULT = "failed: wrong result"
 # CUDA's and the CPU allocator's words for an allocation that did not fit
@@ -78,56 +84,56 @@ class SweepSession:
     def measure(self, point: Point) -> dict:
         """The point's record (cached: a point is measured once per session)."""
         if point.key not in self._records:
-            self._records[point.key] = self._measure(point)
+            self._records[point.key] = self._record(point)
         return self._records[point.key]
 
     def _baseline(self, baseline: Point | None, point: Point, own: dict) -> dict | None:
+        """The record of a baseline the plan resolved (``own`` where the point is its own)."""
         if baseline is None:
             return None
         return own if baseline.key == point.key else self.measure(baseline)
 
-    def _measure(self, point: Point) -> dict:
-        record = empty_record(point, self.device_name, environment.versions(), environment.git_commit(),
-                              environment.hostname(), self.cpu_threads)
-        record.update(self.energy.not_measured("point_not_ok"))
+    def _record(self, point: Point) -> dict:
+        record = kernel_record(point, self._measure(point), self._environment(), self.peaks)
+        if record["status"] == "ok":
+            add_speedups(record, self._baseline(point.dense, point, record),
+                         self._baseline(point.unstructured, point, record))
+        return record
+
+    def _environment(self) -> dict:
+        return {"device": self.device_name, "versions": environment.versions(), "commit": environment.git_commit(),
+                "hostname": environment.hostname(), "cpu_threads": self.cpu_threads}
+
+    def _measure(self, point: Point) -> Measurement:
+        result = Measurement("ok", self.energy.not_measured("point_not_ok"))
         if point.skip_reason:
-            return {**record, "status": f"skipped: {point.skip_reason}"}
-        status, samples = None, None
+            result.status = f"skipped: {point.skip_reason}"
+            return result
         try:
             work = Workload(point, self.device)
         except ValueError as err:  # the format or backend cannot represent/run this point
-            return {**record, "status": f"skipped: {err}"}
+            result.status = f"skipped: {err}"
+            return result
         except Exception as err:  # noqa: BLE001  (OOM while building, ...)
-            status = failure_reason(err)
+            result.status = failure_reason(err)
         else:
-            record.update(counts(work.layer, point.tokens, point.pass_))
-            add_prediction(record)
+            result.counts = counts(work.layer, point.tokens, point.pass_)
             try:
                 if point.backend != "torch" and not work.matches_reference():
-                    status = WRONG_RESULT
+                    result.status = WRONG_RESULT
                 else:
-                    samples = self.timer.measure(work.run)
-                    record["nvml"] = nvml.gpu_state(self.device)
-                    record["peak_memory_bytes"] = work.peak_memory_bytes()
+                    result.samples = self.timer.measure(work.run)
+                    result.nvml = nvml.gpu_state(self.device)
+                    result.peak_memory_bytes = work.peak_memory_bytes()
                     # after the gate and the timing, never instead of them
-                    record.update(self.energy.measure(work.run, per_call_s=min(samples),
-                                                      tokens=point.tokens))
+                    result.energy = self.energy.measure(work.run, per_call_s=min(result.samples),
+                                                        tokens=point.tokens)
             except Exception as err:  # noqa: BLE001  (OOM, Triton compile errors, kernel bugs)
-                status = failure_reason(err)
+                result.status = failure_reason(err)
             del work  # before releasing memory: the next point may need all of it
-        if status is not None:
+        if result.status != "ok":
             self._release_memory()
-            return {**record, "status": status}
-        add_latency(record, samples, self.peaks)
-        record["status"] = "ok"
-        median = record["median_s"]
-        for key, baseline in (("speedup_vs_dense", dense_baseline(point, self.device.type)),
-                              ("speedup_vs_unstructured", unstructured_baseline(point, self.device.type))):
-            base = self._baseline(baseline, point, record)
-            record[key] = speedup(base and base.get("median_s"), median)
-            # a speed-up is only as trustworthy as both timings it divides
-            record["noisy"] = bool(record["noisy"] or (record[key] is not None and base.get("noisy")))
-        return record
+        return result
 
     def _release_memory(self) -> None:
         """Return what a failed point left behind (tracebacks hold its tensors) to the device."""

@@ -3,17 +3,33 @@
 ``fwd`` times inference (``torch.no_grad``); ``fwd_bwd`` times the forward plus the gradients
 w.r.t. the input and every parameter (``torch.autograd.grad``, so nothing accumulates between
 repeats). Layers are built without bias so the timed work is exactly what ``forward_flops``
-counts.
+counts. :func:`counts` is what one call computes and moves: ``flops`` as the layer executes
+them (``forward_flops``; x3 for forward+backward: each product in the forward has two of the
+same size in the backward), the *actual* count for 2:4 and other sparse formats; ``min_bytes``
+assumes every operand crosses memory exactly once per pass (perfect fusion), the roofline's
+lower bound.
 """
 from __future__ import annotations
 
 import torch
 
 from .. import backends, build
-from .point import Point
+from .point import BACKWARD_FACTOR, Point
 
 # Normwise relative error allowed between a fast backend and the torch reference.
 TOLERANCE = {"float32": 5e-3, "float16": 2e-2, "bfloat16": 5e-2}
+
+
+def counts(layer, tokens: int, pass_: str) -> dict:
+    """``param_count, storage_bytes, flops, min_bytes`` of one pass over ``tokens`` rows."""
+    itemsize = layer.weight_dtype.itemsize
+    weights, params = layer.storage_bytes(), layer.param_count()
+    x, y = tokens * layer.in_features * itemsize, tokens * layer.out_features * itemsize
+    forward = weights + x + y
+    # backward reads W, x, dy and writes dx, dW
+    min_bytes = forward if pass_ == "fwd" else forward + weights + 2 * x + y + params * itemsize
+    return {"param_count": params, "storage_bytes": weights,
+            "flops": BACKWARD_FACTOR[pass_] * int(layer.forward_flops(tokens)), "min_bytes": min_bytes}
 
 
 class Workload:

@@ -146,9 +146,9 @@ def test_unrepresentable_points_are_skipped_and_errors_recorded_as_failed(tmp_pa
 def test_accuracy_and_sweep_share_the_budget_rule_and_the_environment():
     from mbs_layers.accuracy import runner
     from mbs_layers.sweep import environment as sweep_env
-    from mbs_layers.sweep import presets
+    from mbs_layers.sweep import plan
 
-    assert runner.budget_hparams is presets.budget_hparams  # the accuracy/kernel join relies on it
+    assert runner.budget_hparams is plan.budget_hparams  # the accuracy/kernel join relies on it
     env = runner.environment()
     assert set(env) == {"commit", "torch", "python", "cuda"}
     assert env["commit"] == sweep_env.git_commit() and env["torch"] == sweep_env.versions()["torch"]

@@ -107,3 +107,31 @@ def test_registry_is_the_bottom():
 def test_importing_the_package_does_not_import_torch():
     code = "import sys, mbs_layers, mbs_layers.registry; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# A sweep's stages in the order its data flows (docs/architecture.md, "Data flow of a sweep"):
+# preset -> plan -> measure -> record. A stage imports the Point it passes on, the device
+# instruments (timer, peaks, nvml, energy, environment) and the stage it hands its output to,
+# never a stage its input came from: that input arrives as an argument. Only the runners
+# (run_sweep, the Ray driver) join the preset, the plan and the measuring session.
+SWEEP_STAGES = {"presets": 1, "plan": 2, "workload": 3, "session": 3, "kernel_record": 4}
+SWEEP_RUNNERS = {"runner", "ray_engine"}
+
+
+def sweep_imports(module: str) -> set[str]:
+    """The ``mbs_layers.sweep`` modules ``mbs_layers.sweep.<module>`` imports, by short name."""
+    prefix = f"{PACKAGE}.sweep."
+    return {m.removeprefix(prefix) for m in imports_of(prefix + module) if m.startswith(prefix)}
+
+
+def test_sweep_stages_import_in_one_direction():
+    for module, stage in SWEEP_STAGES.items():
+        imported = sweep_imports(module)
+        earlier = {m for m in imported if SWEEP_STAGES.get(m, stage) < stage}
+        assert not earlier, f"sweep stage {module} imports an earlier stage: {sorted(earlier)}"
+        assert not imported & SWEEP_RUNNERS, f"sweep stage {module} imports a runner"
+    # the plan hands its points to the runner, which hands them to the measuring session
+    assert not sweep_imports("plan") & {"workload", "session", "kernel_record"}
+    # a point is data: it chooses nothing and measures nothing
+    assert not sweep_imports("point") & (set(SWEEP_STAGES) | SWEEP_RUNNERS)
+    assert {"presets", "plan", "session"} <= sweep_imports("runner")

@@ -6,7 +6,8 @@ import torch
 from sweep_helpers import FIXED_PEAKS
 
 from mbs_layers.compare import classify
-from mbs_layers.sweep.presets import expand, load_preset
+from mbs_layers.sweep.plan import expand
+from mbs_layers.sweep.presets import load_preset
 from mbs_layers.sweep.session import SweepSession
 from mbs_layers.sweep.timer import MIN_CPU_REPEATS, CpuTimer, drop_outliers, is_noisy
 

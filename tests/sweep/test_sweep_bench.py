@@ -11,8 +11,9 @@ import mbs_layers as mbs
 from mbs_layers.records import KERNEL_KEYS, RecordStore, point_key, valid_status
 from mbs_layers.records.files import UNTIMED_KEY
 from mbs_layers.sweep.nvml import FIELDS as NVML_FIELDS
+from mbs_layers.sweep.plan import expand
 from mbs_layers.sweep.point import KEY_FIELDS, PASSES
-from mbs_layers.sweep.presets import expand, load_preset
+from mbs_layers.sweep.presets import load_preset
 
 
 @pytest.fixture(scope="module")

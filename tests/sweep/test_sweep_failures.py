@@ -86,8 +86,9 @@ def test_failure_reasons_name_the_cause():
 
 def test_a_store_from_another_device_is_neither_resumed_nor_used_as_baseline(tmp_path):
     from mbs_layers.records import point_key
+    from mbs_layers.sweep.plan import expand
     from mbs_layers.sweep.point import KEY_FIELDS
-    from mbs_layers.sweep.presets import expand, load_preset
+    from mbs_layers.sweep.presets import load_preset
 
     preset = write_preset(tmp_path / "p.yaml", passes=["fwd"])
     store = RecordStore(tmp_path / "s.jsonl")

@@ -1,10 +1,12 @@
-"""Presets: packaged and user YAML files load, expand baselines-first without duplicates, reject bad keys."""
+"""Presets and the plan: packaged and user YAML files load and reject bad keys; the plan expands them
+baselines-first without duplicates, each point carrying its resolved baselines."""
 import pytest
 from sweep_helpers import write_preset
 
 import mbs_layers as mbs
-from mbs_layers.sweep.point import Point, dense_baseline, unstructured_baseline
-from mbs_layers.sweep.presets import PACKAGED, expand, load_preset
+from mbs_layers.sweep.plan import expand
+from mbs_layers.sweep.point import Point
+from mbs_layers.sweep.presets import PACKAGED, load_preset
 
 
 def test_every_packaged_preset_loads():
@@ -19,9 +21,10 @@ def test_packaged_presets_expand_without_duplicates(name, device_type):
     assert len(keys) == len(set(keys)) > 0
     index = {p.key: i for i, p in enumerate(points)}
     for i, point in enumerate(points):  # baselines are measured before the points compared with them
-        assert index[dense_baseline(point, device_type).key] <= i
-        unstructured = unstructured_baseline(point, device_type)
-        assert unstructured is None or index[unstructured.key] <= i
+        for baseline in (point.dense, point.unstructured):
+            # the plan's own point (carrying its baselines in turn), listed before this one
+            assert baseline is None or (index[baseline.key] <= i and points[index[baseline.key]] is baseline)
+        assert point.dense.format == "dense" and point.dense.pass_ == point.pass_
 
 def test_models_preset_has_the_real_shapes():
     shapes = set(load_preset("models").shapes)

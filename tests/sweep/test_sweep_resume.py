@@ -6,8 +6,9 @@ import time
 from sweep_helpers import ROOT, clean_env
 
 from mbs_layers.records import RecordStore, point_key
+from mbs_layers.sweep.plan import expand
 from mbs_layers.sweep.point import KEY_FIELDS
-from mbs_layers.sweep.presets import expand, load_preset
+from mbs_layers.sweep.presets import load_preset
 
 # Slow enough (~0.05 s a point) to be killed part-way through.
 PRESET = """

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 import mbs_layers as mbs
-from mbs_layers.sweep.kernel_record import counts, dense_equivalent_flops
+from mbs_layers.sweep.kernel_record import dense_equivalent_flops
 from mbs_layers.sweep.peaks import datasheet_peaks, measure_peaks, roofline_seconds
 from mbs_layers.sweep.pytest_support import WORKER_KEY, ReplayClock, XdistMerge, dumps, merge_documents
 from mbs_layers.sweep.timer import CpuTimer, summarize
+from mbs_layers.sweep.workload import counts
 
 
 def test_summarize_quantiles():
