@@ -26,6 +26,9 @@ def add_arguments(parser) -> None:
                         help="rewrite mbs_layers/kernels/unfit_configs.json from the results")
     parser.add_argument("--cached-only", action="store_true",
                         help="compile nothing: tabulate only the results already cached (an interrupted grid)")
+    parser.add_argument("--merge", action="store_true",
+                        help="with --out: keep the other kernels' rows of the kernels-compiled.json already there "
+                             "(re-run some kernels without recompiling the rest)")
     parser.add_argument("--shard", default="0/1", help="I/N: compile only this share of the grid (fills the cache)")
 
 
@@ -75,9 +78,12 @@ def main(args) -> int:
         return 0
     summary = table.summarise(rows)
     print(table.summary_markdown(summary, archs))
+    command, planned = " ".join(["mbs", *sys.argv[sys.argv.index(NAME):]]), len(jobs)
+    if args.merge and args.out:  # the table (and pruning) of every kernel, these kernels' rows replaced
+        rows, command, planned = table.merged(rows, args.out, set(args.kernels or grid.registered_kernels()),
+                                              command=command, planned=planned)
     if args.out:
-        paths = table.write(rows, args.out, command=" ".join(["mbs", *sys.argv[sys.argv.index(NAME):]]),
-                            dtypes=dtypes, archs=archs, planned=len(jobs))
+        paths = table.write(rows, args.out, command=command, dtypes=dtypes, archs=archs, planned=planned)
         print(f"wrote {', '.join(map(str, paths))}")
     if args.write_prune:
         print(f"wrote {table.write_unfit(rows)}")

@@ -146,6 +146,21 @@ spilled registers, or needed more shared memory than the limit; the kernels' aut
 """
 
 
+def merged(rows: list[dict], out: str | Path, kernels: set[str], *, command: str,
+           planned: int) -> tuple[list[dict], str, int]:
+    """``rows`` (of ``kernels``) merged into the table already in ``out``: its rows of other
+    kernels kept, its command extended, its planned count adjusted by the replaced rows."""
+    path = Path(out) / "kernels-compiled.json"
+    if not path.exists():
+        return rows, command, planned
+    old = json.loads(path.read_text())
+    registered = set(registered_kernels())
+    kept = [r for r in old["rows"] if r["kernel"] not in kernels and r["kernel"] in registered]
+    replaced = len(old["rows"]) - len(kept)
+    return (kept + rows, f"{old['command']} (then `{command}` replaced the rows of {', '.join(sorted(kernels))})",
+            old["planned_compiles"] - replaced + planned)
+
+
 def write_unfit(rows: list[dict]) -> Path:
     _tuning.UNFIT_PATH.write_text(json.dumps(unfit(rows), indent=1, sort_keys=True) + "\n")
     _tuning.unfit_table.cache_clear()

@@ -3,7 +3,8 @@
 A module is named after the format it serves (``blast``, ``blocksparse``, ``sltrain``,
 ``unstructured`` (cuSPARSE), ``semi24_cusparselt``, ``cospadi``, ``fanin``), or after its
 family where one kernel serves several formats:
-  * ``lowrank``: the fused low-rank chain, for lowrank and lowrank_light (sltrain reuses it);
+  * ``lowrank``: the fused low-rank chain, for lowrank and lowrank_light (sltrain reuses it),
+    and its ELL gather kernel alone (fanin, sltrain above the fused ranks);
   * ``monarch``: the fused two-factor kernel, for monarch and btt;
   * ``tt``: the tensor-train core chain, for tt and kronecker (a two-core TT);
   * ``nm``: the N:M kernel, for nm and its fixed 2:4 case semi24 (Triton);

@@ -1,9 +1,9 @@
 """Triton backend for ``fanin``: a gather over the (out, fan_in) column-index table.
 
 Constant fan-in makes the support an ELL table without padding, exactly what the sparse
-epilogue of the low-rank chain kernel (``kernels/lowrank.py``, written for SLTrain) reads:
+epilogue of the low-rank chain (``kernels/lowrank.py``, written for SLTrain) reads:
 y[:, o] = Σ_s x[:, idx[o, s]] · values[pos[o, s]]. The forward runs that epilogue alone
-(``ell_accumulate``); grad_x = grad_y W runs it on the transposed, padded ELL table (input
+(``_ell_kernel`` through ``ell_accumulate``); grad_x = grad_y W runs it on the transposed, padded ELL table (input
 column → the outputs that read it, built by SLTrain's ``ell_table``), and the kept values'
 gradient is SLTrain's sampled product (SDDMM) gathering grad_y and x on the support. No tensor
 cores: each output gathers fan_in scattered inputs, so this pays off at low fan-in where dense

@@ -1,24 +1,37 @@
 """Fused low-rank chain y = (x Aᵀ [+ x_id]) Bᵀ [+ x Sᵀ]: Low-Rank, Low-Rank Light and SLTrain.
 
-One program owns a block of BT tokens: it accumulates the rank-r intermediate z (BT × r) over
-the input features in registers, adds Low-Rank Light's identity part x[:, :r] as the first
-GEMM's epilogue, then sweeps the output features with z as the left operand of the second
-GEMM — z never reaches HBM (it is written once, for the weight gradient, when asked). With
-few token blocks the output sweep is split over ``split`` programs that each recompute z,
-trading a little first-GEMM work for enough programs to fill the GPU. An optional sparse
-epilogue adds x Sᵀ from padded ELL tables (SLTrain, see ``kernels/sltrain.py``).
+Two kernels, in the style of Triton's matrix-multiplication tutorial (named strides, ``offs_*``, pointer blocks):
 
-Above ``MAX_FUSED_RANK`` z no longer fits in registers; there the low-rank part runs as two
-cuBLAS GEMMs through torch (its round trip through HBM is then small next to the GEMMs), and
-the sparse epilogue alone is added by the same kernel.
+* ``_chain_kernel`` — one program owns BLOCK_T tokens: it accumulates the rank-r
+  intermediate z (BLOCK_T × R_PAD, fp32) over the input features in registers, adds
+  Low-Rank Light's identity part x_id as the first GEMM's epilogue, optionally stores z (for
+  the weight gradient), then sweeps the output features with z as the left operand of the
+  second GEMM — z never makes an HBM round trip. With few token blocks the output sweep is
+  split over ``split`` programs that each recompute z (a little first-GEMM work for enough
+  programs to fill the GPU). An optional sparse epilogue adds x Sᵀ from a padded ELL table
+  (SLTrain, see ``kernels/sltrain.py``).
+* ``_ell_kernel`` — that sparse epilogue alone, y += x Sᵀ on a y already holding the rest:
+  constant fan-in (``kernels/fanin.py``) and the chain above ``MAX_FUSED_RANK``, where z no
+  longer fits in registers and the low-rank part runs as two cuBLAS GEMMs through torch (its
+  round trip through HBM is then small next to the GEMMs).
 
-Backward reuses the forward kernel on the transposed factors: gz = gy U and
-gx = gz [I | V] (Light: gx[:, :r] = gz written as the stored z, gx[:, r:] = gz V), while the
-weight gradients (U's gyᵀ z, V's gzᵀ x) are plain long-K GEMMs left to cuBLAS.
+Which optional parts a launch compiles in is decided in one place, :class:`ChainSpec` (a frozen
+description of the chain: rank, identity part, stored z, ELL width), whose ``constexprs()``
+are the kernel's flags; ``chain`` and ``ell_accumulate`` are the only launchers. ``chain``
+also hands the kernel 16-byte aligned factors (``_aligned``: ragged weight strides spilled
+registers) and, for IEEE fp32 only, adds S with ``_ell_kernel`` after the chain (the fused
+gather spilled there at every config).
+
+Backward reuses the forward kernel on the transposed factors: gz = gy U and gx = gz [I | V] (Light:
+gx[:, :r] = gz written as the stored z, gx[:, r:] = gz V); the weight gradients (U's gyᵀ z, V's gzᵀ x)
+are plain long-K GEMMs left to cuBLAS. FLOPs, minimum bytes, roofline bound (4096 × 4096, rank 256,
+4096 tokens: 17.2 GFLOP and 71 MB in bf16, 241 FLOP/B — compute-bound on A100, just memory-bound on
+H100): docs/lowrank.md, "FLOPs, minimum bytes, roofline bound".
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -37,80 +50,160 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+@dataclass(frozen=True)
+class ChainSpec:
+    """What one fused chain launch computes: y = (x Aᵀ [+ x_id]) Bᵀ [+ x Sᵀ], z stored or not.
+
+    ``rank`` is r (A's rows, at most ``MAX_FUSED_RANK``: z must fit in registers);
+    ``identity`` adds Low-Rank Light's x_id to z before the second GEMM; ``store_z`` writes z
+    (the weight gradient's operand); ``ell_width`` is the width of S's padded ELL table
+    (0: no sparse part). :meth:`constexprs` turns it into the kernel's compile-time flags.
+    """
+
+    rank: int
+    identity: bool = False
+    store_z: bool = False
+    ell_width: int = 0
+
+    def __post_init__(self):
+        if not 0 <= self.rank <= MAX_FUSED_RANK:
+            raise ValueError(f"ChainSpec: rank={self.rank} is outside the fused range 0..{MAX_FUSED_RANK} "
+                             "(z must fit in registers; chain() runs larger ranks as two GEMMs)")
+        if self.ell_width < 0:
+            raise ValueError(f"ChainSpec: ell_width={self.ell_width} is negative (0 = no sparse part)")
+
+    @property
+    def r_pad(self) -> int:
+        """z's padded width: a power of two, at least 16 (the smallest MMA tile side)."""
+        return max(16, triton.next_power_of_2(self.rank))
+
+    def constexprs(self) -> dict:
+        return {"R_PAD": self.r_pad, "HAS_IDENTITY": self.identity, "STORE_Z": self.store_z,
+                "HAS_ELL": self.ell_width > 0}
+
+
 # Which configs fit each architecture (shared memory, spills) is the compiler's word, not an
-# estimate: ``autotune`` prunes by docs/kernels-compiled.md's results. (BT64, BK64, BN128) is
-# two-stage: Triton double-buffers the second GEMM's tile too, so three stages needed 180 KB.
-# z (BT x R_PAD fp32) lives in registers: small BT for large ranks and for fp32-IEEE.
+# estimate: ``autotune`` prunes by docs/kernels-compiled.md's results. z (BLOCK_T × R_PAD fp32)
+# lives in registers, so large token tiles take 8 warps: on sm90 every BLOCK_T ≥ 64 config
+# runs on wgmma (HGMMA; its M is 64 rows a warp group), below 64 rows on mma.sync (HMMA).
+# fp32-IEEE dots run on CUDA cores and keep only the small tiles. Smallest config last.
 if _interpreting():  # the interpreter cannot benchmark: one small config, blocks of 16
-    _CONFIGS = [triton.Config({"BT": 16, "BK": 16, "BN": 16}, num_warps=1, num_stages=1)]
+    _CHAIN_CONFIGS = [triton.Config({"BLOCK_T": 16, "BLOCK_K": 16, "BLOCK_N": 16}, num_warps=1, num_stages=1)]
+    _ELL_CONFIGS = [triton.Config({"BLOCK_T": 16, "BLOCK_N": 16}, num_warps=1, num_stages=1)]
 else:
-    _CONFIGS = [
-        triton.Config({"BT": 128, "BK": 32, "BN": 128}, num_warps=8, num_stages=3),
-        triton.Config({"BT": 64, "BK": 64, "BN": 128}, num_warps=8, num_stages=2),
-        triton.Config({"BT": 64, "BK": 32, "BN": 64}, num_warps=4, num_stages=3),
-        triton.Config({"BT": 32, "BK": 32, "BN": 64}, num_warps=4, num_stages=2),
-        triton.Config({"BT": 16, "BK": 32, "BN": 64}, num_warps=4, num_stages=2),
+    _CHAIN_CONFIGS = [
+        triton.Config({"BLOCK_T": 128, "BLOCK_K": 32, "BLOCK_N": 64}, num_warps=8, num_stages=3),
+        triton.Config({"BLOCK_T": 64, "BLOCK_K": 64, "BLOCK_N": 128}, num_warps=8, num_stages=2),
+        triton.Config({"BLOCK_T": 64, "BLOCK_K": 32, "BLOCK_N": 64}, num_warps=8, num_stages=3),
+        triton.Config({"BLOCK_T": 32, "BLOCK_K": 32, "BLOCK_N": 64}, num_warps=4, num_stages=2),
+        triton.Config({"BLOCK_T": 16, "BLOCK_K": 32, "BLOCK_N": 64}, num_warps=4, num_stages=2),
+    ]
+    _ELL_CONFIGS = [
+        triton.Config({"BLOCK_T": 64, "BLOCK_N": 64}, num_warps=4, num_stages=2),
+        triton.Config({"BLOCK_T": 32, "BLOCK_N": 64}, num_warps=4, num_stages=2),
+        triton.Config({"BLOCK_T": 32, "BLOCK_N": 32}, num_warps=4, num_stages=2),
     ]
 
 
-@autotune(configs=_CONFIGS, key=["T_BUCKET", "K", "N", "R_PAD", "KS"], restore_value=["Y"])
+@triton.jit
+def _ell_gather(acc, x_ptr, ell_idx_ptr, ell_pos_ptr, ell_val_ptr, offs_t, offs_n, mask_t, mask_n,
+                ELL_WIDTH, stride_xt, stride_xk):
+    """``acc[:, j] += Σ_s x[:, idx[n_j, s]] · vals[pos[n_j, s]]`` for the output columns offs_n:
+    row n of the padded ELL table (idx, pos: (N, ELL_WIDTH) contiguous int32, idx -1 = pad)
+    lists the input columns x is gathered at and where their values are stored."""
+    for s in range(0, ELL_WIDTH):
+        col = tl.load(ell_idx_ptr + offs_n * ELL_WIDTH + s, mask=mask_n, other=-1)
+        valid = col >= 0
+        pos = tl.load(ell_pos_ptr + offs_n * ELL_WIDTH + s, mask=valid, other=0)
+        val = tl.load(ell_val_ptr + pos, mask=valid, other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + offs_t[:, None] * stride_xt + col[None, :] * stride_xk,
+                    mask=mask_t[:, None] & valid[None, :], other=0.0)
+        acc += x.to(tl.float32) * val[None, :]
+    return acc
+
+
+@autotune(configs=_CHAIN_CONFIGS, key=["T_BUCKET", "K", "N", "R_PAD", "ELL_WIDTH"])
 @triton.jit
 def _chain_kernel(
-    X, A, XID, B, Y, Z, SP_IDX, SP_POS, SP_VALS,
-    T, T_BUCKET, K, R, N, KS,  # T_BUCKET (next power of 2 of T) keys the tuning only
-    sxt, sxk, sar, sak, sit, sir, sbn, sbr, syt, syn, szt, szr,
-    R_PAD: tl.constexpr, LOWRANK: tl.constexpr, HAS_XID: tl.constexpr, STORE_Z: tl.constexpr,
-    HAS_SPARSE: tl.constexpr, PRECISION: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr,
+    # x (T, K), a (R, K), b (N, R), y (T, N); then the optional parts' operands, read only
+    # when their flag is on: x_id (T, R), z (T, R), S's padded ELL table (N, ELL_WIDTH)
+    x_ptr, a_ptr, b_ptr, y_ptr, xid_ptr, z_ptr, ell_idx_ptr, ell_pos_ptr, ell_val_ptr,
+    T, T_BUCKET, K, N, R, ELL_WIDTH,  # T_BUCKET (next power of 2 of T) keys the tuning only
+    stride_xt, stride_xk, stride_ar, stride_ak, stride_bn, stride_br, stride_yt, stride_yn,
+    stride_xid_t, stride_xid_r, stride_zt, stride_zr,
+    # the chain (ChainSpec.constexprs()), the dot precision and the autotuned tile
+    R_PAD: tl.constexpr, HAS_IDENTITY: tl.constexpr, STORE_Z: tl.constexpr, HAS_ELL: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
+    """y = (x aᵀ [+ x_id]) bᵀ [+ x Sᵀ] for BLOCK_T tokens; program_id(1) picks the share of
+    the output features this program sweeps (each share recomputes z)."""
     pid_t = tl.program_id(0)
     pid_s = tl.program_id(1)
-    t_idx = pid_t.to(tl.int64) * BT + tl.arange(0, BT)  # 64-bit: T · stride may pass 2³¹
-    t_mask = t_idx < T
-    r_idx = tl.arange(0, R_PAD)
-    r_mask = r_idx < R
-    if LOWRANK:
-        # First GEMM: z = x Aᵀ over the K input features, kept in registers.
-        z = tl.zeros((BT, R_PAD), dtype=tl.float32)
-        for k0 in range(0, K, BK):
-            k_idx = k0 + tl.arange(0, BK)
-            k_mask = k_idx < K
-            x = tl.load(X + t_idx[:, None] * sxt + k_idx[None, :] * sxk,
-                        mask=t_mask[:, None] & k_mask[None, :], other=0.0)
-            a = tl.load(A + r_idx[None, :] * sar + k_idx[:, None] * sak,
-                        mask=k_mask[:, None] & r_mask[None, :], other=0.0)
-            z = tl.dot(x, a, z, input_precision=PRECISION)
-        if HAS_XID:  # Low-Rank Light's identity part, as the first GEMM's epilogue
-            z += tl.load(XID + t_idx[:, None] * sit + r_idx[None, :] * sir,
-                         mask=t_mask[:, None] & r_mask[None, :], other=0.0).to(tl.float32)
-        zc = z.to(X.dtype.element_ty)
-        if STORE_Z:
-            if pid_s == 0:
-                tl.store(Z + t_idx[:, None] * szt + r_idx[None, :] * szr, zc,
-                         mask=t_mask[:, None] & r_mask[None, :])
-    # Second GEMM over this program's share of the output features.
-    for n0 in range(pid_s * BN, N, tl.num_programs(1) * BN):
-        n_idx = n0 + tl.arange(0, BN)
-        n_mask = n_idx < N
-        y_ptr = Y + t_idx[:, None] * syt + n_idx[None, :] * syn
-        y_mask = t_mask[:, None] & n_mask[None, :]
-        if LOWRANK:
-            b = tl.load(B + n_idx[None, :] * sbn + r_idx[:, None] * sbr,
-                        mask=r_mask[:, None] & n_mask[None, :], other=0.0)
-            acc = tl.dot(zc, b, input_precision=PRECISION)
-        else:  # the low-rank part is already in Y (two-GEMM fallback)
-            acc = tl.load(y_ptr, mask=y_mask, other=0.0).to(tl.float32)
-        if HAS_SPARSE:  # y[:, j] += Σ_s x[:, idx[j, s]] · vals[pos[j, s]], padded ELL (idx -1 = pad)
-            for s in range(0, KS):
-                idx = tl.load(SP_IDX + n_idx * KS + s, mask=n_mask, other=-1)
-                valid = idx >= 0
-                pos = tl.load(SP_POS + n_idx * KS + s, mask=valid, other=0)
-                val = tl.load(SP_VALS + pos, mask=valid, other=0.0).to(tl.float32)
-                xg = tl.load(X + t_idx[:, None] * sxt + idx[None, :] * sxk,
-                             mask=t_mask[:, None] & valid[None, :], other=0.0)
-                acc += xg.to(tl.float32) * val[None, :]
-        tl.store(y_ptr, acc.to(Y.dtype.element_ty), mask=y_mask)
+    offs_t = pid_t.to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)  # 64-bit: T · stride may pass 2³¹
+    offs_r = tl.arange(0, R_PAD)
+    offs_k = tl.arange(0, BLOCK_K)
+    mask_t = offs_t < T
+    mask_r = offs_r < R
 
+    # ---- first GEMM: z = x aᵀ (BLOCK_T × R_PAD, fp32) over the K input features, in registers
+    x_ptrs = x_ptr + offs_t[:, None] * stride_xt + offs_k[None, :] * stride_xk
+    at_ptrs = a_ptr + offs_k[:, None] * stride_ak + offs_r[None, :] * stride_ar  # aᵀ (BLOCK_K × R_PAD)
+    z = tl.zeros((BLOCK_T, R_PAD), dtype=tl.float32)
+    for k in range(0, tl.cdiv(K, BLOCK_K)):
+        mask_k = offs_k < K - k * BLOCK_K
+        x = tl.load(x_ptrs, mask=mask_t[:, None] & mask_k[None, :], other=0.0)
+        at = tl.load(at_ptrs, mask=mask_k[:, None] & mask_r[None, :], other=0.0)
+        z = tl.dot(x, at, z, input_precision=PRECISION)
+        x_ptrs += BLOCK_K * stride_xk
+        at_ptrs += BLOCK_K * stride_ak
+
+    # ---- its epilogue: Low-Rank Light's identity part, the cast, z stored for the weight gradient
+    mask_tr = mask_t[:, None] & mask_r[None, :]
+    if HAS_IDENTITY:
+        xid_ptrs = xid_ptr + offs_t[:, None] * stride_xid_t + offs_r[None, :] * stride_xid_r
+        z += tl.load(xid_ptrs, mask=mask_tr, other=0.0).to(tl.float32)
+    zc = z.to(x_ptr.dtype.element_ty)  # rounded to the input dtype, as the torch reference does
+    if STORE_Z:
+        if pid_s == 0:  # one writer per token block
+            tl.store(z_ptr + offs_t[:, None] * stride_zt + offs_r[None, :] * stride_zr, zc, mask=mask_tr)
+
+    # ---- second GEMM: y = zc bᵀ over this program's contiguous run of output blocks. The loop
+    # starts at 0 (the program's offset goes into offs_n): with a program-dependent start
+    # (range(pid_s · BLOCK_N, N, step)) ptxas spilled z on every wgmma config.
+    blocks_per_program = tl.cdiv(tl.cdiv(N, BLOCK_N), tl.num_programs(1))
+    for j in range(0, blocks_per_program):
+        offs_n = (pid_s * blocks_per_program + j) * BLOCK_N + tl.arange(0, BLOCK_N)
+        mask_n = offs_n < N
+        bt_ptrs = b_ptr + offs_r[:, None] * stride_br + offs_n[None, :] * stride_bn  # bᵀ (R_PAD × BLOCK_N)
+        bt = tl.load(bt_ptrs, mask=mask_r[:, None] & mask_n[None, :], other=0.0)
+        acc = tl.dot(zc, bt, input_precision=PRECISION)
+        if HAS_ELL:  # SLTrain's sparse part, on the output tile in registers
+            acc = _ell_gather(acc, x_ptr, ell_idx_ptr, ell_pos_ptr, ell_val_ptr, offs_t, offs_n, mask_t, mask_n,
+                              ELL_WIDTH, stride_xt, stride_xk)
+        y_ptrs = y_ptr + offs_t[:, None] * stride_yt + offs_n[None, :] * stride_yn
+        tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask_t[:, None] & mask_n[None, :])
+
+
+@autotune(configs=_ELL_CONFIGS, key=["T_BUCKET", "N", "ELL_WIDTH"], restore_value=["y_ptr"])
+@triton.jit
+def _ell_kernel(
+    x_ptr, y_ptr, ell_idx_ptr, ell_pos_ptr, ell_val_ptr,  # x (T, K), y (T, N), ELL table (N, ELL_WIDTH)
+    T, T_BUCKET, N, ELL_WIDTH,  # T_BUCKET (next power of 2 of T) keys the tuning only
+    stride_xt, stride_xk, stride_yt, stride_yn,
+    BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """y += x Sᵀ on a (BLOCK_T × BLOCK_N) tile of y, S a padded ELL table over y's columns."""
+    offs_t = tl.program_id(0).to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)
+    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_t = offs_t < T
+    mask_n = offs_n < N
+    y_ptrs = y_ptr + offs_t[:, None] * stride_yt + offs_n[None, :] * stride_yn
+    mask_y = mask_t[:, None] & mask_n[None, :]
+    acc = tl.load(y_ptrs, mask=mask_y, other=0.0).to(tl.float32)
+    acc = _ell_gather(acc, x_ptr, ell_idx_ptr, ell_pos_ptr, ell_val_ptr, offs_t, offs_n, mask_t, mask_n,
+                      ELL_WIDTH, stride_xt, stride_xk)
+    tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask_y)
 
 
 def _split(t_blocks: int, n_blocks: int, device: torch.device) -> int:
@@ -122,6 +215,27 @@ def _split(t_blocks: int, n_blocks: int, device: torch.device) -> int:
     return max(1, min(MAX_SPLIT, n_blocks, triton.cdiv(sms, t_blocks)))
 
 
+def _aligned(w: torch.Tensor) -> torch.Tensor:
+    """``w`` (2-D) if Triton can vectorise its loads (unit inner stride, 16-byte aligned start
+    and row stride), else a copy that can, rows padded to 16 bytes. Ragged weight strides
+    (Light's V with n − r columns, the backward's transposed factors) made scalar loads whose
+    addresses spilled registers at every config; the copy costs one pass over the weight."""
+    step = 16 // w.element_size()
+    if w.stride(-1) == 1 and w.stride(0) % step == 0 and w.data_ptr() % 16 == 0:
+        return w
+    rows, cols = w.shape
+    padded = torch.empty(rows, triton.cdiv(cols, step) * step, dtype=w.dtype, device=w.device)
+    return padded[:, :cols].copy_(w)
+
+
+def _ell_operands(sparse, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(idx, pos, vals) checked: idx and pos (n, width) int tables of one shape, contiguous."""
+    idx, pos, vals = sparse
+    if idx.shape != pos.shape or idx.dim() != 2 or idx.shape[0] != n:
+        raise ValueError(f"ELL tables idx {tuple(idx.shape)} and pos {tuple(pos.shape)} must both be ({n}, width)")
+    return idx.contiguous(), pos.contiguous(), vals
+
+
 def chain(x, a, b, y, *, x_id=None, z=None, sparse=None, split=None):
     """Write ``(x aᵀ + x_id) bᵀ + x Sᵀ`` into ``y``; store the intermediate into ``z`` if given.
 
@@ -129,8 +243,7 @@ def chain(x, a, b, y, *, x_id=None, z=None, sparse=None, split=None):
     fine). ``sparse`` = (idx, pos, vals): padded ELL over y's N columns gathering x's columns.
     ``split`` forces the programs per token block (tests); default: sized to the GPU.
     """
-    fused = a.shape[0] <= MAX_FUSED_RANK
-    if not fused:
+    if a.shape[0] > MAX_FUSED_RANK:  # z would not fit in registers: two cuBLAS GEMMs, then S
         zz = x @ a.T
         if x_id is not None:
             zz = zz + x_id
@@ -140,40 +253,51 @@ def chain(x, a, b, y, *, x_id=None, z=None, sparse=None, split=None):
             torch.matmul(zz, b.T, out=y)
         else:
             y.copy_(zz @ b.T)
-        if sparse is None:
-            return
-        a = b = x_id = z = None  # the kernel adds the sparse epilogue alone
-    _launch(x, a, b, y, x_id, z, sparse, split)
+        if sparse is not None:
+            ell_accumulate(x, y, sparse)
+        return
+    # IEEE fp32's CUDA-core dot with the gather in its loop spilled at every config (tens of KB,
+    # the pre-ChainSpec kernel too): there S is added by the ELL kernel after the chain.
+    fuse_ell = sparse is not None and dot_precision(x.dtype) != "ieee"
+    idx, pos, vals = _ell_operands(sparse, y.shape[1]) if fuse_ell else (x, x, x)
+    spec = ChainSpec(a.shape[0], identity=x_id is not None, store_z=z is not None,
+                     ell_width=idx.shape[1] if fuse_ell else 0)
+    _launch_chain(spec, x, _aligned(a), _aligned(b), y, x_id, z, (idx, pos, vals), split)
+    if sparse is not None and not fuse_ell:
+        ell_accumulate(x, y, sparse)
+
+
+def _launch_chain(spec: ChainSpec, x, a, b, y, x_id, z, ell, split) -> None:
+    """``_chain_kernel`` for ``spec``; x stands in for the operands of parts the spec leaves out
+    (their flag is off, so they are never read)."""
+    T, K = x.shape
+    N = y.shape[1]
+    x_id = x_id if spec.identity else x
+    z = z if spec.store_z else x
+
+    def grid(meta):
+        t_blocks = triton.cdiv(T, meta["BLOCK_T"])
+        return t_blocks, split or _split(t_blocks, triton.cdiv(N, meta["BLOCK_N"]), x.device)
+
+    _chain_kernel[grid](
+        x, a, b, y, x_id, z, *ell,
+        T, triton.next_power_of_2(T), K, N, spec.rank, spec.ell_width,
+        *x.stride(), *a.stride(), *b.stride(), *y.stride(), *x_id.stride(), *z.stride(),
+        **spec.constexprs(), PRECISION=dot_precision(x.dtype),
+    )
 
 
 def ell_accumulate(x, y, sparse) -> None:
-    """``y += x Sᵀ`` for S as a padded ELL table (idx, pos, vals) over y's columns: the chain
-    kernel's sparse epilogue alone (constant fan-in's forward and backward, see ``kernels/fanin.py``)."""
-    _launch(x, None, None, y, None, None, sparse, None)
-
-
-def _launch(x, a, b, y, x_id, z, sparse, split):
-    """The chain kernel on y (T, N); without ``a`` the low-rank part is already in y."""
-    T, K = x.shape
-    N, fused = y.shape[1], a is not None
-    R = a.shape[0] if fused else 0
-    # x stands in for absent operands: their constexpr flag is off, so they are never read.
-    has_sparse, has_xid, store_z = sparse is not None, x_id is not None, z is not None
-    idx, pos, vals = sparse if has_sparse else (x, x, x)
+    """``y += x Sᵀ`` for S as a padded ELL table (idx, pos, vals) over y's columns (``_ell_kernel``):
+    constant fan-in's forward and backward (``kernels/fanin.py``) and the sparse part of a chain
+    above ``MAX_FUSED_RANK``."""
+    T, N = y.shape
+    idx, pos, vals = _ell_operands(sparse, N)
 
     def grid(meta):
-        t_blocks = triton.cdiv(T, meta["BT"])
-        return t_blocks, split or _split(t_blocks, triton.cdiv(N, meta["BN"]), x.device)
+        return triton.cdiv(T, meta["BLOCK_T"]), triton.cdiv(N, meta["BLOCK_N"])
 
-    _chain_kernel[grid](
-        x, a if fused else x, x_id if has_xid else x, b if fused else x, y, z if store_z else x, idx, pos, vals,
-        T, triton.next_power_of_2(T), K, R, N, idx.shape[1] if has_sparse else 0,
-        *x.stride(), *(a.stride() if fused else (0, 0)), *(x_id.stride() if has_xid else (0, 0)),
-        *(b.stride() if fused else (0, 0)), *y.stride(),
-        *(z.stride() if store_z else (0, 0)),
-        R_PAD=max(16, triton.next_power_of_2(R)) if fused else 16, LOWRANK=fused, HAS_XID=has_xid,
-        STORE_Z=store_z, HAS_SPARSE=has_sparse, PRECISION=dot_precision(x.dtype),
-    )
+    _ell_kernel[grid](x, y, idx, pos, vals, T, triton.next_power_of_2(T), N, idx.shape[1], *x.stride(), *y.stride())
 
 
 class _LowRankFn(torch.autograd.Function):

@@ -54,29 +54,29 @@ def ell_tables(layer) -> dict:
 
 
 @triton.jit
-def _sddmm_kernel(GY, X, ROWS, COLS, OUT, T, NNZ, sgt, sgn, sxt, sxk,
-                  BT: tl.constexpr, BZ: tl.constexpr):
-    """out[p] = Σ_t gy[t, rows[p]] · x[t, cols[p]] for a block of BZ support positions."""
-    p = tl.program_id(0) * BZ + tl.arange(0, BZ)
-    p_mask = p < NNZ
-    rows = tl.load(ROWS + p, mask=p_mask, other=0)
-    cols = tl.load(COLS + p, mask=p_mask, other=0)
-    acc = tl.zeros((BZ,), dtype=tl.float32)
-    for t0 in range(0, T, BT):
-        t = (t0 + tl.arange(0, BT)).to(tl.int64)
-        mask = (t < T)[:, None] & p_mask[None, :]
-        g = tl.load(GY + t[:, None] * sgt + rows[None, :] * sgn, mask=mask, other=0.0)
-        x = tl.load(X + t[:, None] * sxt + cols[None, :] * sxk, mask=mask, other=0.0)
-        acc += tl.sum(g.to(tl.float32) * x.to(tl.float32), axis=0)
-    tl.store(OUT + p, acc.to(OUT.dtype.element_ty), mask=p_mask)
+def _sddmm_kernel(gy_ptr, x_ptr, rows_ptr, cols_ptr, out_ptr, T, NNZ, stride_gyt, stride_gyn, stride_xt, stride_xk,
+                  BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr):
+    """out[p] = Σ_t gy[t, rows[p]] · x[t, cols[p]] for a block of BLOCK_P support positions."""
+    offs_p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    mask_p = offs_p < NNZ
+    rows = tl.load(rows_ptr + offs_p, mask=mask_p, other=0)
+    cols = tl.load(cols_ptr + offs_p, mask=mask_p, other=0)
+    acc = tl.zeros((BLOCK_P,), dtype=tl.float32)
+    for t0 in range(0, T, BLOCK_T):
+        offs_t = (t0 + tl.arange(0, BLOCK_T)).to(tl.int64)
+        mask = (offs_t < T)[:, None] & mask_p[None, :]
+        gy = tl.load(gy_ptr + offs_t[:, None] * stride_gyt + rows[None, :] * stride_gyn, mask=mask, other=0.0)
+        x = tl.load(x_ptr + offs_t[:, None] * stride_xt + cols[None, :] * stride_xk, mask=mask, other=0.0)
+        acc += tl.sum(gy.to(tl.float32) * x.to(tl.float32), axis=0)
+    tl.store(out_ptr + offs_p, acc.to(out_ptr.dtype.element_ty), mask=mask_p)
 
 
 def sampled_grad(gy, x, rows, cols, dtype) -> torch.Tensor:
     """(gyᵀ x) sampled at the support (rows, cols): the gradient of S's values."""
     out = torch.empty(rows.numel(), dtype=dtype, device=gy.device)
-    bt, bz = (16, 16) if gy.device.type == "cpu" else (32, 128)
-    _sddmm_kernel[(triton.cdiv(rows.numel(), bz),)](
-        gy, x, rows, cols, out, gy.shape[0], rows.numel(), *gy.stride(), *x.stride(), BT=bt, BZ=bz)
+    block_t, block_p = (16, 16) if gy.device.type == "cpu" else (32, 128)
+    _sddmm_kernel[(triton.cdiv(rows.numel(), block_p),)](
+        gy, x, rows, cols, out, gy.shape[0], rows.numel(), *gy.stride(), *x.stride(), BLOCK_T=block_t, BLOCK_P=block_p)
     return out
 
 

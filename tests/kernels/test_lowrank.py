@@ -1,4 +1,5 @@
-"""Low-rank Triton kernels vs the torch reference: forward and gradients on fresh random inputs.
+"""``kernels/lowrank.py`` (the fused chain kernel, the ELL kernel, ``ChainSpec``) vs the torch
+reference: forward and gradients on fresh random inputs.
 
 On CPU they run under TRITON_INTERPRET=1 with 16-wide blocks, so the odd sizes below leave
 partial token, feature and rank blocks.
@@ -124,6 +125,7 @@ def test_autotune_keys_bucket_the_token_count():
     """Token counts key the tuning by power-of-2 bucket, so each new batch size does not re-tune."""
     from mbs_layers.kernels import block_gemm, monarch
     assert "T" not in kernels._chain_kernel.keys and "T_BUCKET" in kernels._chain_kernel.keys
+    assert "T" not in kernels._ell_kernel.keys and "T_BUCKET" in kernels._ell_kernel.keys
     assert {"M", "K_CHUNK"}.isdisjoint(block_gemm._block_gemm_kernel.keys)
     assert "M" not in monarch._btt_fused_kernel.keys
 
@@ -144,3 +146,91 @@ def test_weight_grads_without_input_grad_match_reference(name, in_f, out_f, hp, 
         scale = max(1.0, e.abs().max().item()) if e.numel() else 1.0
         tol = TOL[torch.float32]
         torch.testing.assert_close(g.double(), e, rtol=tol, atol=tol * scale)
+
+
+def random_ell(n_rows, n_cols, width, rng, n_values=50):
+    """A padded ELL table (idx, pos) with -1 pads (at least one per row when width > 1) and its values."""
+    idx = torch.randint(0, n_cols, (n_rows, width), generator=rng, dtype=torch.int32)
+    pos = torch.randint(0, n_values, (n_rows, width), generator=rng, dtype=torch.int32)
+    pad = torch.rand(n_rows, width, generator=rng) < 0.3
+    pad[:, -1] |= width > 1
+    idx[pad], pos[pad] = -1, -1
+    return idx.to(DEVICE), pos.to(DEVICE), torch.randn(n_values, generator=rng).to(DEVICE)
+
+
+def ell_dense(idx, pos, vals, n_cols):
+    """The (rows, n_cols) matrix S of a padded ELL table (repeated columns add up)."""
+    s = torch.zeros(idx.shape[0], n_cols, dtype=torch.float64, device=idx.device)
+    keep = idx >= 0
+    rows = torch.arange(idx.shape[0], device=idx.device)[:, None].expand_as(idx)
+    s.index_put_((rows[keep], idx[keep].long()), vals[pos[keep].long()].double(), accumulate=True)
+    return s
+
+
+@pytest.mark.parametrize("tokens,n,width", [(21, 37, 5), (16, 16, 1), (40, 9, 12)])
+def test_ell_kernel_alone_adds_x_st_to_strided_y(tokens, n, width, rng):
+    """``ell_accumulate`` (the ELL kernel) adds x Sᵀ to what y holds, on strided views and partial blocks."""
+    x = torch.randn(tokens, 50, generator=rng).to(DEVICE)[:, 3:33]  # (tokens, 30), row stride 50
+    idx, pos, vals = random_ell(n, 30, width, rng)
+    y0 = torch.randn(tokens, n + 8, generator=rng).to(DEVICE)
+    y = y0.clone()[:, 4:4 + n]
+    kernels.ell_accumulate(x, y, (idx, pos, vals))
+    expected = y0[:, 4:4 + n].double() + x.double() @ ell_dense(idx, pos, vals, 30).T
+    torch.testing.assert_close(y.double(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])  # S after the chain (IEEE fp32), fused
+@pytest.mark.parametrize("split", [1, 2])
+def test_chain_with_every_part_at_once(split, dtype, rng):
+    """Identity part, stored z and the ELL part together (no format uses all three), split sweeps;
+    the factors' ragged strides (9 columns) go through the aligned copies."""
+    def rand(*shape):
+        return torch.randn(*shape, generator=rng).to(DEVICE, dtype)
+
+    x, a, b, x_id = rand(19, 33), rand(7, 33), rand(9, 45).T[:, 1:8], rand(19, 7)
+    idx, pos, vals = random_ell(45, 33, 4, rng)
+    vals = vals.to(dtype)
+    y = torch.full((19, 45), float("nan"), device=DEVICE, dtype=dtype)
+    z = torch.empty(19, 7, device=DEVICE, dtype=dtype)
+    kernels.chain(x, a, b, y, x_id=x_id, z=z, sparse=(idx, pos, vals), split=split)
+    z_ref = x.double() @ a.double().T + x_id.double()
+    tol = TOL[dtype] * 4
+    torch.testing.assert_close(z.double(), z_ref, rtol=tol, atol=tol)
+    expected = z.double() @ b.double().T + x.double() @ ell_dense(idx, pos, vals, 33).T
+    torch.testing.assert_close(y.double(), expected, rtol=tol, atol=tol * 10)
+
+
+def test_ragged_weights_are_copied_aligned_and_aligned_ones_are_not():
+    w = torch.randn(5, 30)
+    ok = torch.randn(5, 32)
+    assert kernels._aligned(ok) is ok
+    for ragged in (w, w.T, torch.randn(5, 40)[:, 3:35]):
+        got = kernels._aligned(ragged)
+        assert torch.equal(got, ragged) and got.stride(-1) == 1 and got.stride(0) % 4 == 0
+        assert got.data_ptr() % 16 == 0
+
+
+def test_chain_spec_decides_the_kernel_flags():
+    spec = kernels.ChainSpec(17, identity=True, ell_width=3)
+    assert spec.r_pad == 32 and kernels.ChainSpec(3).r_pad == 16
+    assert spec.constexprs() == {"R_PAD": 32, "HAS_IDENTITY": True, "STORE_Z": False, "HAS_ELL": True}
+    assert kernels.ChainSpec(5, store_z=True).constexprs()["HAS_ELL"] is False
+    with pytest.raises(AttributeError):
+        spec.rank = 3  # frozen: one launch's description
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"rank": kernels.MAX_FUSED_RANK + 1}, "fused range"), ({"rank": -1}, "fused range"),
+    ({"rank": 4, "ell_width": -2}, "ell_width")])
+def test_chain_spec_rejects_what_the_kernel_cannot_run(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        kernels.ChainSpec(**kwargs)
+
+
+def test_mismatched_ell_tables_are_rejected(rng):
+    x, y = torch.randn(4, 6, device=DEVICE), torch.zeros(4, 5, device=DEVICE)
+    idx, pos, vals = random_ell(5, 6, 3, rng)
+    with pytest.raises(ValueError, match="ELL tables"):
+        kernels.ell_accumulate(x, y, (idx, pos[:, :2], vals))
+    with pytest.raises(ValueError, match="ELL tables"):
+        kernels.ell_accumulate(x, y, (idx[:4], pos[:4], vals))

@@ -1,4 +1,4 @@
-"""The constant fan-in gather (the chain kernel's ELL epilogue) against the torch reference."""
+"""``kernels/fanin.py``: the constant fan-in gather (``lowrank._ell_kernel``) against the torch reference."""
 import pytest
 import torch
 from sparse_helpers import check_backend_matches_reference, check_follows_a_new_support
