@@ -39,6 +39,7 @@ REASONS = {
     "rapl_unreadable": "no readable RAPL package counter under /sys/class/powercap",
     "counter_stalled": "the counter did not move during a measurement window",
     "counter_wrapped": "the counter went backwards and its range is unknown",
+    "not_selected": "the preset reads the energy of other points only (energy: points)",
     "point_not_ok": "the point was skipped or failed, so nothing was measured",
 }
 TARGET_RESOLUTION = 0.02  # one counter update is at most 2% of a window

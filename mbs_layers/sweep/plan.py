@@ -158,4 +158,20 @@ def expand(preset: Preset, device_type: str) -> list[Point]:
                         add(None if point.skip_reason else unstructured_baseline(point, device_type))
                     for point in group:
                         add(point)
+    select_energy(points, preset.energy_points)
     return points
+
+
+def select_energy(points: list[Point], selection: dict | None) -> None:
+    """Set ``point.energy``: the points ``selection`` (a preset's ``energy_points``) names, and
+    their baselines, so every energy speed-up has both of its energies; all points for None."""
+    if selection is None:
+        return
+    for point in points:
+        fields = {"formats": point.format, "shapes": (point.in_features, point.out_features),
+                  "tokens": point.tokens, "dtypes": point.dtype, "passes": point.pass_, "backends": point.backend}
+        point.energy = all(fields[key] in allowed for key, allowed in selection.items())
+    for point in [p for p in points if p.energy]:
+        for baseline in (point.dense, point.unstructured):
+            if baseline is not None:
+                baseline.energy = True

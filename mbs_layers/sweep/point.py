@@ -36,6 +36,8 @@ class Point:
     # the baselines the plan resolved (not part of the identity)
     dense: Point | None = field(default=None, compare=False, repr=False)
     unstructured: Point | None = field(default=None, compare=False, repr=False)
+    # whether the energy counter is read for this point (the plan applies the preset's energy.points)
+    energy: bool = field(default=True, compare=False)
 
     def identity(self) -> dict:
         """The record keys that identify this point (``KEY_FIELDS``)."""

@@ -6,7 +6,9 @@ A preset names shapes (``shapes: [[in, out], ...]`` and/or square ``widths``), `
 ``dtypes``, ``passes``, parameter ``budgets`` (fractions of dense), ``formats`` and
 ``backends`` (``all`` or lists), the timer's ``warmup``/``repeats``, optionally the sizes
 of the ``peaks`` measurement and the ``energy`` measurement (``mode``: auto | on | off,
-``min_window_s``, ``repeats``; see ``sweep/energy.py``). See ``presets/*.yaml`` and docs/benchmarking.md.
+``min_window_s``, ``repeats``, and ``points``: the subset of points whose energy is read, by
+``formats``/``shapes``/``widths``/``tokens``/``dtypes``/``passes``/``backends``; see
+``sweep/energy.py``). See ``presets/*.yaml`` and docs/benchmarking.md.
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ from .timer import DEFAULT_CPU_THREADS
 KEYS = ("description", "shapes", "widths", "tokens", "dtypes", "passes", "budgets", "formats",
         "backends", "timer", "peaks", "energy")
 ENERGY_MODES = ("auto", "on", "off")
+ENERGY_KEYS = ("mode", "min_window_s", "repeats", "points")
+ENERGY_POINT_KEYS = ("formats", "shapes", "widths", "tokens", "dtypes", "passes", "backends")
 
 
 @dataclass
@@ -47,6 +51,9 @@ class Preset:
     energy_mode: str = "auto"  # auto: GPU counter on CUDA, nothing on CPU; on: RAPL on CPU too
     energy_min_window_s: float = 1.0
     energy_repeats: int = 3
+    # which points' energy is read (field -> allowed values: format, shape, tokens, dtype, pass,
+    # backend); None: every point. Energy costs seconds a point, timing milliseconds.
+    energy_points: dict | None = None
 
 
 def load_preset(preset: str | Path) -> Preset:
@@ -121,11 +128,51 @@ def parse_preset(name: str, spec) -> Preset:
         threads=check_int("timer.threads", timer.get("threads", DEFAULT_CPU_THREADS), low=1),
         gemm_size=peaks.get("gemm_size") and check_int("peaks.gemm_size", peaks["gemm_size"], low=16),
         copy_mib=peaks.get("copy_mib") and check_int("peaks.copy_mib", peaks["copy_mib"], low=1),
-        energy_mode=_choice("energy.mode", ENERGY_MODES)(energy.get("mode", "auto")),
+        energy_mode=_choice("energy.mode", ENERGY_MODES)(_yaml_word(energy.get("mode", "auto"))),
         energy_min_window_s=check_float("energy.min_window_s", energy.get("min_window_s", 1.0), low=0.0,
                                         high=60.0, low_open=True),
         energy_repeats=check_int("energy.repeats", energy.get("repeats", 3), low=1),
+        energy_points=_energy_points(energy),
     )
+
+
+def _energy_points(energy: dict) -> dict | None:
+    """``energy.points``: point field -> the values whose energy is read (None: every point)."""
+    unknown = sorted(set(energy) - set(ENERGY_KEYS))
+    if unknown:
+        raise ValueError(f"preset key 'energy' has unknown key(s) {unknown}: allowed {list(ENERGY_KEYS)}")
+    if "points" not in energy:
+        return None
+    spec = energy["points"]
+    if not isinstance(spec, dict) or not spec:
+        raise ValueError(f"preset key 'energy.points' must be a non-empty mapping with keys "
+                         f"{list(ENERGY_POINT_KEYS)}, got {spec!r}")
+    unknown = sorted(set(spec) - set(ENERGY_POINT_KEYS))
+    if unknown:
+        raise ValueError(f"preset key 'energy.points' has unknown key(s) {unknown}: "
+                         f"allowed {list(ENERGY_POINT_KEYS)}")
+    where = lambda key: f"energy.points.{key}"
+    checks = {
+        "formats": _choice(where("formats"), FORMATS),
+        "tokens": lambda v: check_int(where("tokens"), v, low=1),
+        "dtypes": _choice(where("dtypes"), DTYPES),
+        "passes": _choice(where("passes"), PASSES),
+        "backends": _choice(where("backends"), set(backends.BACKEND_NAMES) - {"auto"}),
+        "shapes": _shape,
+        "widths": lambda v: (check_int(where("widths"), v, low=1),) * 2,
+    }
+    chosen = {}
+    for key, values in spec.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"preset key {where(key)!r} must be a non-empty list, got {values!r}")
+        chosen[key] = [checks[key](v) for v in values]
+    shapes = chosen.pop("shapes", []) + chosen.pop("widths", [])
+    return {**chosen, **({"shapes": shapes} if shapes else {})}
+
+
+def _yaml_word(value):
+    """YAML 1.1 reads a bare ``on``/``off`` as a boolean: take it as the word that was written."""
+    return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
 def _shape(shape) -> tuple[int, int]:

@@ -126,8 +126,9 @@ class SweepSession:
                     result.nvml = nvml.gpu_state(self.device)
                     result.peak_memory_bytes = work.peak_memory_bytes()
                     # after the gate and the timing, never instead of them
-                    result.energy = self.energy.measure(work.run, per_call_s=min(result.samples),
-                                                        tokens=point.tokens)
+                    result.energy = (self.energy.measure(work.run, per_call_s=min(result.samples),
+                                                         tokens=point.tokens)
+                                     if point.energy else self.energy.not_measured("not_selected"))
             except Exception as err:  # noqa: BLE001  (OOM, Triton compile errors, kernel bugs)
                 result.status = failure_reason(err)
             del work  # before releasing memory: the next point may need all of it

@@ -208,3 +208,48 @@ def test_cpu_sweep_records_carry_null_energy_with_a_reason(tmp_path):
         assert record["energy_j_per_call"] is None
         assert record["energy_reason"] == ("cpu_not_requested" if record["status"] == "ok" else "point_not_ok")
     assert not energy.power_trace_path(store).exists()
+
+
+def test_energy_points_are_validated_and_name_the_key():
+    base = {"shapes": [[8, 8]], "tokens": [1], "dtypes": ["float32"], "budgets": [0.5]}
+    preset = parse_preset("p", {**base, "energy": {"points": {"widths": [8], "shapes": [[8, 16]], "tokens": [1]}}})
+    assert preset.energy_points == {"tokens": [1], "shapes": [(8, 16), (8, 8)]}
+    assert parse_preset("p", base).energy_points is None
+    for points, named in [({"dtype": ["float32"]}, "energy.points"), ({"dtypes": ["float8"]}, "energy.points.dtypes"),
+                          ({"tokens": 4}, "energy.points.tokens"), ({"formats": ["nope"]}, "energy.points.formats"),
+                          ({}, "energy.points"), ([1], "energy.points")]:
+        with pytest.raises(ValueError, match=named.replace(".", r"\.")):
+            parse_preset("p", {**base, "energy": {"points": points}})
+    with pytest.raises(ValueError, match="energy"):
+        parse_preset("p", {**base, "energy": {"window": 2}})
+
+
+def test_the_plan_reads_energy_on_the_selected_points_and_their_baselines_only():
+    from mbs_layers.sweep.plan import expand
+
+    spec = {"shapes": [[32, 32], [16, 16]], "tokens": [4, 8], "dtypes": ["float32"], "passes": ["fwd"],
+            "budgets": [0.5], "formats": ["lowrank", "blockdiag"], "backends": ["torch"]}
+    assert all(p.energy for p in expand(parse_preset("p", spec), "cpu"))
+    points = expand(parse_preset("p", {**spec, "energy": {"points": {"formats": ["lowrank"], "tokens": [8],
+                                                                     "widths": [32]}}}), "cpu")
+    chosen = [p for p in points if p.format == "lowrank" and p.tokens == 8 and p.in_features == 32]
+    wanted = {p.key for p in chosen} | {b.key for p in chosen for b in (p.dense, p.unstructured) if b}
+    assert chosen and {"dense", "unstructured"} <= {points_format for points_format in
+                                                    (p.format for p in points if p.key in wanted)}
+    assert {p.key for p in points if p.energy} == wanted
+
+
+def test_a_sweep_marks_the_points_outside_energy_points_not_selected(tmp_path):
+    from mbs_layers.sweep import run_sweep
+
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text("shapes: [[16, 16]]\ntokens: [4]\ndtypes: [float32]\npasses: [fwd]\n"
+                      "budgets: [0.5]\nformats: [lowrank, blockdiag]\nbackends: [torch]\n"
+                      "timer: {warmup: 1, repeats: 3}\npeaks: {gemm_size: 64, copy_mib: 1}\n"
+                      "energy: {mode: on, points: {formats: [lowrank]}}  # bare on: YAML reads a boolean\n")
+    records = [r for r in RecordStore(run_sweep(preset, tmp_path / "s.jsonl", device="cpu", progress=False)).records()
+               if r["status"] == "ok"]
+    reasons = {r["format"]: r["energy_reason"] for r in records}
+    assert reasons["blockdiag"] == "not_selected"
+    # lowrank and its baselines were read (RAPL, or the reason it is unreadable here)
+    assert all(reasons[name] != "not_selected" for name in ("lowrank", "dense", "unstructured"))
