@@ -11,18 +11,18 @@ from mbs_layers.sweep.nvml import pin_xdist_worker, visible_gpu_ids
 
 pin_xdist_worker()  # must run before torch initialises CUDA in this worker
 
-import importlib.util  # noqa: E402
+import importlib.util
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from mbs_layers.records import RecordStore, point_key  # noqa: E402
-from mbs_layers.sweep import environment  # noqa: E402
-from mbs_layers.sweep.plan import expand  # noqa: E402
-from mbs_layers.sweep.point import KEY_FIELDS  # noqa: E402
-from mbs_layers.sweep.presets import PACKAGED, load_preset  # noqa: E402
-from mbs_layers.sweep.pytest_support import UNTIMED_KEY, WORKER_KEY, XdistMerge, dumps, untimed_entry  # noqa: E402
-from mbs_layers.sweep.session import SweepSession, measured_on  # noqa: E402
+from mbs_layers.records import RecordStore, point_key
+from mbs_layers.sweep import environment
+from mbs_layers.sweep.plan import expand
+from mbs_layers.sweep.point import KEY_FIELDS
+from mbs_layers.sweep.presets import PACKAGED, load_preset
+from mbs_layers.sweep.pytest_support import UNTIMED_KEY, WORKER_KEY, XdistMerge, dumps, untimed_entry
+from mbs_layers.sweep.session import SweepSession, measured_on
 
 
 def pytest_addoption(parser):

@@ -30,10 +30,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from mbs_layers.datasheet import datasheet_peaks  # noqa: E402  (after the path set-up)
-from mbs_layers.records.files import load_results  # noqa: E402
-from mbs_layers.sweep import environment  # noqa: E402
-from mbs_layers.sweep.runner import run_sweep  # noqa: E402
+from mbs_layers.datasheet import datasheet_peaks
+from mbs_layers.records.files import load_results
+from mbs_layers.sweep import environment
+from mbs_layers.sweep.runner import run_sweep
 
 FAST_BACKENDS = ["torch", "triton", "cusparselt", "cusparse"]
 CUDA_ONLY = {"sparse24-short": "sparse24 subset (cuSPARSELt is CUDA-only)",

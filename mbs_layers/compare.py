@@ -218,7 +218,7 @@ def compare_energy(base: pd.DataFrame, new: pd.DataFrame, *, threshold: float = 
 
 def baselines_missing(base: pd.DataFrame, new: pd.DataFrame) -> list[tuple[str, str]]:
     """(GPU, dtype) pairs measured in ``new`` that the baseline has no records for."""
-    pairs = lambda df: set(map(tuple, _measured(df)[["device", "dtype"]].itertuples(index=False)))  # noqa: E731
+    pairs = lambda df: set(map(tuple, _measured(df)[["device", "dtype"]].itertuples(index=False)))
     return sorted(pairs(new) - pairs(base))
 
 

@@ -13,7 +13,7 @@ def _conv1d_class():
     """transformers' GPT-2 ``Conv1D`` (weight stored (in, out)), or None without transformers."""
     try:
         from transformers.pytorch_utils import Conv1D
-    except Exception:  # transformers absent or broken: no Conv1D layers to find
+    except Exception:  # noqa: BLE001  (transformers absent or broken: no Conv1D layers to find)
         return None
     return Conv1D
 

@@ -1,13 +1,12 @@
 """Shared test set-up: fresh seeds that print themselves, GPU tests skipped without CUDA."""
 import os
 
+import pytest
 import torch
 
 # Without CUDA, Triton kernels run under the interpreter; it must be set before triton imports.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import pytest  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

@@ -114,7 +114,7 @@ class _SelfAttention(nn.Module):
 
     def forward(self, x, mask):
         b, t, d = x.shape
-        split = lambda y: y.view(b, t, self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
+        split = lambda y: y.view(b, t, self.heads, d // self.heads).transpose(1, 2)
         scores = split(self.query(x)) @ split(self.key(x)).transpose(-1, -2) / math.sqrt(d // self.heads)
         scores = scores.masked_fill(~mask[:, None, None, :].bool(), float("-inf"))
         return (scores.softmax(-1) @ split(self.value(x))).transpose(1, 2).reshape(b, t, d)

@@ -86,10 +86,10 @@ def teacher(size: int = 8, classes: int = 10, width: int | None = None, margin: 
     if width:
         w1 = torch.randn(pixels, width, generator=gen) / pixels ** 0.5
         w2 = torch.randn(width, classes, generator=gen) / width ** 0.5
-        net = lambda x: F.gelu(x @ w1) @ w2  # noqa: E731
+        net = lambda x: F.gelu(x @ w1) @ w2
     else:  # linear teacher: classes are cones of the pixel space
         w = torch.randn(pixels, classes, generator=gen) / pixels ** 0.5
-        net = lambda x: x @ w  # noqa: E731
+        net = lambda x: x @ w
     calibration = net(torch.randn(8192, pixels, generator=gen))
     mean, std = calibration.mean(0), calibration.std(0)  # per class: roughly balanced classes
     kept_x, kept_y, have = [], [], 0

@@ -29,7 +29,7 @@ def _stage(title: str, module: str, function: str, *args, **kwargs) -> bool:
     try:
         getattr(importlib.import_module(module), function)(*args, **kwargs)
         return True
-    except Exception:  # one failed stage must not cost the other stage or the report
+    except Exception:  # noqa: BLE001  (one failed stage must not cost the other stage or the report)
         traceback.print_exc()
         print(f"[mbs run] {title} failed; continuing", flush=True)
         return False

@@ -105,7 +105,7 @@ def block_matmul(a: Operand, b: Operand, c: Operand, groups: int, m: int, n: int
     writing its partial product at C + s·split_stride for the caller to add up.
     """
     chunk, splits = k_chunks(k, splits)
-    grid = lambda meta: (groups * splits * triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
+    grid = lambda meta: (groups * splits * triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
     _block_gemm_kernel[grid](*a.args(), *b.args(), *c.args(), split_stride, groups, splits, m, n, k, chunk,
                              triton.next_power_of_2(m), triton.next_power_of_2(chunk),
                              PRECISION=dot_precision(a.tensor.dtype))

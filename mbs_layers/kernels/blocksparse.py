@@ -120,7 +120,7 @@ def _bsr_apply(x, values, block, n_out_blocks, out_ptr, in_blocks, val_idx, tran
     y = x.new_empty(tokens, n_out_blocks * block)
     stride_vp, stride_vq = (1, block) if transpose else (block, 1)
     tile = _tile(block)
-    grid = lambda meta: (triton.cdiv(tokens, meta["BLOCK_T"]), n_out_blocks, triton.cdiv(block, tile))  # noqa: E731
+    grid = lambda meta: (triton.cdiv(tokens, meta["BLOCK_T"]), n_out_blocks, triton.cdiv(block, tile))
     _bsr_rows_kernel[grid](x, values, y, out_ptr, in_blocks, val_idx, tokens,
                            triton.next_power_of_2(tokens), block, x.stride(0), y.stride(0),
                            stride_vp, stride_vq, BLOCK_P=tile, BLOCK_Q=tile,

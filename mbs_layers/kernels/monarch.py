@@ -86,7 +86,7 @@ def btt_fused(x, cores_r, cores_l):
     m1 = cores_l.shape[1]
     y = x.new_empty(x.shape[0], m1 * m2)
     block_n = _tile(m1)
-    grid = lambda meta: (triton.cdiv(x.shape[0], meta["BLOCK_M"]) * triton.cdiv(m1, block_n) * m2,)  # noqa: E731
+    grid = lambda meta: (triton.cdiv(x.shape[0], meta["BLOCK_M"]) * triton.cdiv(m1, block_n) * m2,)
     _btt_fused_kernel[grid](x, y, cores_r, cores_l, x.shape[0], triton.next_power_of_2(x.shape[0]),
                             n1, n2, m1, m2, rank, x.stride(0), y.stride(0),
                             *cores_r.stride(), *cores_l.stride(), PRECISION=dot_precision(x.dtype),

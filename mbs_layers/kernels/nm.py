@@ -93,7 +93,7 @@ def _nm_apply(a, values, meta, layer, transpose):
     n_out, n_in = layer.out_features, layer.in_features
     (n, m), tokens = layer.group_shape, a.shape[0]
     y = a.new_empty(tokens, n_in if transpose else n_out)
-    grid = lambda meta_: (triton.cdiv(tokens, meta_["BLOCK_T"]), triton.cdiv(y.shape[1], meta_["BLOCK_C"]))  # noqa: E731
+    grid = lambda meta_: (triton.cdiv(tokens, meta_["BLOCK_T"]), triton.cdiv(y.shape[1], meta_["BLOCK_C"]))
     _nm_kernel[grid](a, values, meta, y, tokens, triton.next_power_of_2(tokens), n_out, n_in,
                      a.stride(0), y.stride(0), TRANSPOSE=transpose,
                      PRECISION=dot_precision(a.dtype), N=n, M=m, BITS=index_bits(m))

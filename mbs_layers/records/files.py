@@ -17,8 +17,12 @@ import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import ACCURACY_KEYS, KERNEL_KEYS, RecordStore, valid_status
+
+if TYPE_CHECKING:  # pandas is imported where results are loaded: the core needs no pandas
+    import pandas
 
 PASSES = ("fwd", "fwd_bwd")
 # Added by load_results, never part of a record.
@@ -203,7 +207,7 @@ def expand_paths(paths) -> list[Path]:
     return files
 
 
-def load_results(paths) -> pandas.DataFrame:  # noqa: F821  (pandas imported lazily)
+def load_results(paths) -> pandas.DataFrame:
     """One tidy row per record from pytest-benchmark JSON files and JSONL stores.
 
     ``paths``: one path or an iterable of paths; a folder stands for its ``*.json`` and

@@ -233,7 +233,7 @@ def build_report(paths, out_html, *, budgets=an.DEFAULT_BUDGETS, title: str = "m
     joined = an.join_accuracy_kernel(summary, kernel)
     colors = figures.format_colors(list(kernel.get("format", [])) + list(accuracy.get("format", [])))
     devices = an.gpu_state(kernel) if not kernel.empty else pd.DataFrame()
-    shapes = lambda d: sorted({f"{i}×{o}" for i, o in zip(d["in_features"], d["out_features"])})  # noqa: E731
+    shapes = lambda d: sorted({f"{i}×{o}" for i, o in zip(d["in_features"], d["out_features"])})
     context = {
         "title": title,
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

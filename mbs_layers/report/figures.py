@@ -13,11 +13,11 @@ import matplotlib
 import matplotlib.ticker
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from .analysis import SHAPE, higher_is_better, param_fraction, pareto_front, storage_fraction  # noqa: E402
+from .analysis import SHAPE, higher_is_better, param_fraction, pareto_front, storage_fraction
 
 DPI = 100
 

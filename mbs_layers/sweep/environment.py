@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..tuning import device_name  # noqa: F401  (records and the tuning table name devices alike)
+from ..tuning import device_name
 from . import nvml
 
 

@@ -150,7 +150,7 @@ def capture_graph(fn: Callable[[], object]) -> Callable[[], None] | None:
     try:
         with torch.cuda.graph(graph):
             fn()
-    except Exception:  # e.g. a host sync inside fn: time it eagerly instead
+    except Exception:  # noqa: BLE001  (e.g. a host sync inside fn: time it eagerly instead)
         torch.cuda.synchronize()
         return None
     return graph.replay

@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-from accuracy_helpers import one_thread  # noqa: F401  (autouse)
 
 from mbs_layers.accuracy.causal_lm import is_causal_lm, lm_texts
 from mbs_layers.accuracy.finetune import finetune_table, run_finetune
@@ -17,7 +16,7 @@ WORDS = "the cat sat on a mat while the dog ran to the park and back again".spli
 
 
 def write_wikitext(root, rng):
-    text = lambda n: "\n".join(" ".join(WORDS[(i + j) % len(WORDS)] for j in range(12))  # noqa: E731
+    text = lambda n: "\n".join(" ".join(WORDS[(i + j) % len(WORDS)] for j in range(12))
                                for i in rng.integers(0, len(WORDS), n))
     (root / "wiki.train.tokens").write_text(text(200))
     (root / "wiki.test.tokens").write_text(text(40))

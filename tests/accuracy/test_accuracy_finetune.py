@@ -1,7 +1,6 @@
 """Fine-tuning experiment and the packaged encoder it uses (skipped without the model package)."""
 import pytest
 import torch
-from accuracy_helpers import one_thread  # noqa: F401  (autouse)
 
 from mbs_layers.accuracy import bert
 from mbs_layers.accuracy.finetune import finetune_table, run_finetune

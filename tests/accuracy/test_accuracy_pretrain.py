@@ -4,7 +4,6 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from accuracy_helpers import one_thread  # noqa: F401  (autouse)
 from PIL import Image
 
 from mbs_layers.accuracy.images import load_images
@@ -57,7 +56,7 @@ def test_validation_split_is_stratified_fixed_and_disjoint():
     assert len(ds.test_y) == 445 and len(ds.train_y) + len(ds.val_y) + len(ds.test_y) == 1797
     counts = torch.bincount(ds.val_y, minlength=10).float() / torch.bincount(ds.train_y + 0, minlength=10)
     assert ((counts - 0.25).abs() < 0.03).all()  # 20% of each class moved: 1/4 of what remains
-    rows = lambda x: {tuple(v.tolist()) for v in x.flatten(1)}  # noqa: E731
+    rows = lambda x: {tuple(v.tolist()) for v in x.flatten(1)}
     assert not rows(ds.val_x) & rows(ds.test_x)
 
 

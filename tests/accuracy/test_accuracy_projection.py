@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-from accuracy_helpers import one_thread  # noqa: F401  (autouse)
 
 import mbs_layers as mbs
 from mbs_layers.accuracy import bert

@@ -1,7 +1,6 @@
 """The projection experiment's `real` source: calibration activations passed as X where it matters."""
 import pytest
 import torch
-from accuracy_helpers import one_thread  # noqa: F401  (autouse)
 
 import mbs_layers as mbs
 from mbs_layers.accuracy import bert

@@ -38,7 +38,7 @@ def test_two_gemm_fallback_matches_reference(case, rng):
     """The unfused path of layers that normally run fused (what large ranks/blocks use)."""
     name, in_f, out_f, hp, _ = case
     layer = triton_layer(name, in_f, out_f, hp, torch.float32)
-    two_gemms = lambda lay, v: run_plan(Plan(PLANS[name](lay).stages), v, *weights(lay))  # noqa: E731
+    two_gemms = lambda lay, v: run_plan(Plan(PLANS[name](lay).stages), v, *weights(lay))
     x = torch.randn(21, in_f, generator=rng)
     check_against_reference(layer, two_gemms, x, torch.float32)
 

@@ -1,9 +1,5 @@
 """Report colours are keyed by format name: adding a format never recolours the others."""
-import matplotlib
-
-matplotlib.use("Agg")
-
-from mbs_layers.report.figures import COLOR_SLOTS, format_colors  # noqa: E402
+from mbs_layers.report.figures import COLOR_SLOTS, format_colors
 
 
 def test_a_new_format_does_not_recolour_the_others():

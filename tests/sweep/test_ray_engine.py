@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-ray = pytest.importorskip("ray")
+from mbs_layers.records import RecordStore, point_key
+from mbs_layers.sweep import run_sweep
+from mbs_layers.sweep.point import KEY_FIELDS
+from mbs_layers.sweep.session import SweepSession
 
-from mbs_layers.records import RecordStore, point_key  # noqa: E402
-from mbs_layers.sweep import run_sweep  # noqa: E402
-from mbs_layers.sweep.point import KEY_FIELDS  # noqa: E402
-from mbs_layers.sweep.session import SweepSession  # noqa: E402
+ray = pytest.importorskip("ray")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 TINY = """\

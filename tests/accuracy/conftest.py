@@ -1,4 +1,4 @@
-"""Shared fixture of the accuracy tests (imported by ``tests/accuracy/test_accuracy_*.py``)."""
+"""The accuracy tests run on one torch thread (an autouse fixture for every module here)."""
 import pytest
 import torch
 
