@@ -24,6 +24,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..base import StructuredLinear, register_format
 from ..validation import check_int
@@ -34,6 +35,7 @@ ITERATIONS = 10
 RANK1_STEPS = 2
 CODE_RATIO = 4      # default sparsity: atoms // CODE_RATIO (at least 1)
 INDEX_BYTES = 4     # code_index is stored as int32
+DEPENDENT = 1e-10   # OMP: floor of d² = G_ii − ‖L⁻¹G_I,i‖² (a unit atom in the chosen ones' span)
 
 
 def default_sparsity(atoms: int) -> int:
@@ -107,23 +109,43 @@ class CoSpaDiLinear(StructuredLinear):
 
 def omp(D: torch.Tensor, Y: torch.Tensor, s: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched orthogonal matching pursuit: (index (s, N), coef (s, N)) coding every column of Y
-    with ``s`` atoms of D (unit columns), from the Gram matrix (Rubinstein et al.'s Batch-OMP)."""
+    with ``s`` atoms of D (unit columns), all columns at once (Batch-OMP, Rubinstein, Zibulevsky,
+    Elad 2008): only the Gram matrix G = DᵀD and the correlations DᵀY are used.
+
+    Per column and step t the chosen atoms' Gram block G_II = L Lᵀ grows by one row, so L⁻¹ gains
+    one row (−wᵀL⁻¹/d, 1/d) with w = L⁻¹ G_I,i, d² = G_ii − ‖w‖², and the least-squares
+    coefficients G_II⁻¹ DᵢᵀY gain (c_i / d) times that row, c_i the new atom's correlation with the
+    residual. The residual's correlations DᵀY − G_I γ are a weighted sum of t rows of G (an
+    ``embedding_bag``): O(N·(t² + t·k)) per step instead of a t×t solve per column plus k²N.
+    """
     k, N = D.shape[1], Y.shape[1]
-    gram, alpha = D.T @ D, D.T @ Y
-    ridge = 1e-10 * torch.eye(s, dtype=D.dtype, device=D.device)
-    cols = torch.arange(N, device=D.device)
-    index = torch.empty(0, N, dtype=torch.long, device=D.device)
-    S = torch.zeros(k, N, dtype=D.dtype, device=D.device)
-    coef = S[:0]
-    for t in range(1, s + 1):
-        corr = (alpha - gram @ S).abs()
-        corr[index, cols.expand_as(index)] = -1.0  # never pick an atom twice
-        index = torch.cat((index, corr.argmax(0, keepdim=True)))
-        sub = gram[index.T[:, :, None], index.T[:, None, :]]  # (N, t, t)
-        rhs = alpha[index, cols.expand_as(index)].T[:, :, None]
-        coef = torch.linalg.solve(sub + ridge[:t, :t], rhs)[:, :, 0].T
-        S = torch.zeros_like(S).index_put_((index, cols.expand_as(index)), coef, accumulate=True)
-    return index, coef
+    gram = D.T @ D
+    alpha = Y.T @ D  # (N, k)
+    diag = gram.diagonal()
+    rows = torch.arange(N, device=D.device)
+    index = torch.zeros(N, s, dtype=torch.long, device=D.device)
+    linv = torch.zeros(N, s, s, dtype=D.dtype, device=D.device)  # L⁻¹ of the chosen atoms' Gram block
+    coef = torch.zeros(N, s, dtype=D.dtype, device=D.device)
+    picked = torch.zeros(N, k, dtype=torch.bool, device=D.device)
+    corr = alpha
+    for t in range(s):
+        i = corr.abs().masked_fill_(picked, -1.0).argmax(1)  # never pick an atom twice
+        picked[rows, i] = True
+        index[:, t] = i
+        if t == 0:
+            d2 = diag[i]
+        else:
+            w = torch.bmm(linv[:, :t, :t], gram[index[:, :t], i[:, None]][:, :, None])[:, :, 0]
+            d2 = diag[i] - w.pow(2).sum(1)
+            linv[:, t, :t] = torch.bmm(w[:, None, :], linv[:, :t, :t])[:, 0]
+        d = d2.clamp_min(DEPENDENT).sqrt()  # an atom in the span of the chosen ones gets ~0
+        linv[:, t, :t + 1] /= -d[:, None]
+        linv[:, t, t] = 1 / d
+        coef[:, :t + 1] += (corr[rows, i] / d)[:, None] * linv[:, t, :t + 1]
+        if t + 1 < s:
+            corr = alpha - F.embedding_bag(index[:, :t + 1], gram, per_sample_weights=coef[:, :t + 1],
+                                           mode="sum")
+    return index.T, coef.T
 
 
 def ksvd_round(D, Y, s):

@@ -80,3 +80,32 @@ def test_fit_without_rounds_raises_a_named_error():
     """K-SVD keeps its best round, so there must be one."""
     with pytest.raises(ValueError, match="iterations=0 is out of range"):
         fit_cospadi(torch.randn(16, 8), atoms=4, sparsity=2, iterations=0)
+
+
+def omp_reference(D, y, s):
+    """Textbook OMP of one column: pick the atom most correlated with the residual, refit every
+    chosen atom's coefficient by least squares, repeat."""
+    chosen: list[int] = []
+    coef = torch.zeros(0, dtype=D.dtype)
+    residual = y
+    for _ in range(s):
+        corr = (D.T @ residual).abs()
+        corr[chosen] = -1.0
+        chosen.append(int(corr.argmax()))
+        coef = torch.linalg.lstsq(D[:, chosen], y[:, None]).solution[:, 0]
+        residual = y - D[:, chosen] @ coef
+    return torch.tensor(chosen), coef
+
+
+@pytest.mark.parametrize("n,k,s", [(12, 30, 5), (24, 16, 16), (40, 20, 1)])
+def test_batched_omp_equals_per_column_omp(rng, n, k, s):
+    """Batch-OMP's Cholesky updates pick the same atoms with the same coefficients as the
+    textbook per-column loop, overcomplete (k > n) and square-support (s = k) cases included."""
+    D = torch.randn(n, k, dtype=torch.float64, generator=rng)
+    D = D / D.norm(dim=0)
+    Y = torch.randn(n, 25, dtype=torch.float64, generator=rng)
+    index, coef = omp(D, Y, s)
+    for col in range(Y.shape[1]):
+        ref_index, ref_coef = omp_reference(D, Y[:, col], s)
+        assert index[:, col].tolist() == ref_index.tolist()
+        torch.testing.assert_close(coef[:, col], ref_coef)
