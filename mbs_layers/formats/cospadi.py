@@ -35,6 +35,7 @@ ITERATIONS = 10
 RANK1_STEPS = 2
 CODE_RATIO = 4      # default sparsity: atoms // CODE_RATIO (at least 1)
 INDEX_BYTES = 4     # code_index is stored as int32
+PURSUIT_DTYPE = torch.float32  # the dtype OMP picks atoms in (see ksvd_round)
 DEPENDENT = 1e-10   # OMP: floor of d² = G_ii − ‖L⁻¹G_I,i‖² (a unit atom in the chosen ones' span)
 
 
@@ -128,6 +129,7 @@ def omp(D: torch.Tensor, Y: torch.Tensor, s: int) -> tuple[torch.Tensor, torch.T
     coef = torch.zeros(N, s, dtype=D.dtype, device=D.device)
     picked = torch.zeros(N, k, dtype=torch.bool, device=D.device)
     corr = alpha
+    floor = max(DEPENDENT, 64 * torch.finfo(D.dtype).eps)
     for t in range(s):
         i = corr.abs().masked_fill_(picked, -1.0).argmax(1)  # never pick an atom twice
         picked[rows, i] = True
@@ -135,10 +137,11 @@ def omp(D: torch.Tensor, Y: torch.Tensor, s: int) -> tuple[torch.Tensor, torch.T
         if t == 0:
             d2 = diag[i]
         else:
-            w = torch.bmm(linv[:, :t, :t], gram[index[:, :t], i[:, None]][:, :, None])[:, :, 0]
+            block = linv[:, :t, :t]  # products as multiply-and-sum: faster than bmm on N tiny blocks
+            w = (block * gram[index[:, :t], i[:, None]][:, None, :]).sum(2)
             d2 = diag[i] - w.pow(2).sum(1)
-            linv[:, t, :t] = torch.bmm(w[:, None, :], linv[:, :t, :t])[:, 0]
-        d = d2.clamp_min(DEPENDENT).sqrt()  # an atom in the span of the chosen ones gets ~0
+            linv[:, t, :t] = (block * w[:, :, None]).sum(1)
+        d = d2.clamp_min(floor).sqrt()  # an atom in the span of the chosen ones gets ~0
         linv[:, t, :t + 1] /= -d[:, None]
         linv[:, t, t] = 1 / d
         coef[:, :t + 1] += (corr[rows, i] / d)[:, None] * linv[:, t, :t + 1]
@@ -148,28 +151,52 @@ def omp(D: torch.Tensor, Y: torch.Tensor, s: int) -> tuple[torch.Tensor, torch.T
     return index.T, coef.T
 
 
+def refit_codes(D: torch.Tensor, Y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """coef (s, N): the least-squares codes of Y's columns on the atoms ``index`` (s, N) picked,
+    by a batched Cholesky solve of the normal equations (a 1e-10 ridge for dependent atoms)."""
+    gram = D.T @ D
+    cols = torch.arange(Y.shape[1], device=Y.device)
+    sub = gram[index.T[:, :, None], index.T[:, None, :]]  # (N, s, s)
+    sub.diagonal(dim1=1, dim2=2).add_(DEPENDENT)
+    rhs = (D.T @ Y)[index, cols.expand_as(index)].T[:, :, None]
+    chol, info = torch.linalg.cholesky_ex(sub)
+    coef = torch.cholesky_solve(rhs, chol)
+    bad = info.nonzero().squeeze(1)
+    if bad.numel():  # not positive definite in floating point: LU instead
+        coef[bad] = torch.linalg.solve(sub[bad], rhs[bad])
+    return coef[:, :, 0].T
+
+
 def ksvd_round(D, Y, s):
-    """One K-SVD round: OMP codes, then every atom and its coefficients updated in turn."""
-    index, coef = omp(D, Y, s)
-    N, cols = Y.shape[1], torch.arange(Y.shape[1], device=Y.device)
-    S = torch.zeros(D.shape[1], N, dtype=Y.dtype, device=Y.device)
-    S[index, cols.expand_as(index)] = coef
-    residual = Y - D @ S
-    for j in range(D.shape[1]):
-        users = S[j].nonzero().squeeze(1)
+    """One K-SVD round: OMP codes, then every atom and its coefficients updated in turn.
+
+    The residual is kept as rows (column n of Y − D S is row n), so an atom's users are a
+    contiguous row gather; its rank-1 fit works on E = R_U + x₀d₀ᵀ without forming E.
+    """
+    # atoms are picked in float32 (the fast paths of embedding_bag and bmm), codes refit in float64
+    index = omp(D.to(PURSUIT_DTYPE), Y.to(PURSUIT_DTYPE), s)[0]
+    coef = refit_codes(D, Y, index)
+    k, N = D.shape[1], Y.shape[1]
+    cols = torch.arange(N, device=Y.device).expand_as(index)
+    S = torch.zeros(k, N, dtype=Y.dtype, device=Y.device)
+    S[index, cols] = coef
+    residual = (Y - D @ S).T.contiguous()  # (N, in)
+    key = (index * N + cols).reshape(-1).sort().values  # supports by atom, then column
+    users_of = (key % N).split(torch.bincount(index.reshape(-1), minlength=k).tolist())
+    for j, users in enumerate(users_of):
         if users.numel() == 0:  # replace an unused atom by the worst-coded column
-            worst = residual.norm(dim=0).argmax()
-            D[:, j] = residual[:, worst] / residual[:, worst].norm().clamp_min(1e-300)
+            worst = residual.norm(dim=1).argmax()
+            D[:, j] = residual[worst] / residual[worst].norm().clamp_min(1e-300)
             continue
-        E = residual[:, users] + D[:, j:j + 1] * S[j, users]
-        d, x = D[:, j], S[j, users]
+        r_u, d0, x0 = residual.index_select(0, users), D[:, j].clone(), S[j, users]
+        d = d0
         for _ in range(RANK1_STEPS):  # ALS on the rank-1 fit of E, from the current atom
-            x = d @ E
-            d = E @ x
+            x = r_u @ d + x0 * (d0 @ d)
+            d = r_u.T @ x + d0 * (x0 @ x)
             d = d / d.norm().clamp_min(1e-300)
-        x = d @ E
+        x = r_u @ d + x0 * (d0 @ d)
         D[:, j], S[j, users] = d, x
-        residual[:, users] = E - d[:, None] * x
+        residual.index_copy_(0, users, r_u.addr_(x0, d0).addr_(x, d, alpha=-1))
     return D, S, residual
 
 
