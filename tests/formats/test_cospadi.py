@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import mbs_layers as mbs
-from mbs_layers.formats.cospadi import fit_cospadi, omp
+from mbs_layers.formats.cospadi import fit_cospadi, omp, refit_codes
 
 
 def union_of_subspaces(rng, n_in, n_out, subspaces, dim):
@@ -109,3 +109,16 @@ def test_batched_omp_equals_per_column_omp(rng, n, k, s):
         ref_index, ref_coef = omp_reference(D, Y[:, col], s)
         assert index[:, col].tolist() == ref_index.tolist()
         torch.testing.assert_close(coef[:, col], ref_coef)
+
+
+def test_refit_codes_are_the_least_squares_codes_on_the_support(rng):
+    """K-SVD picks atoms with a float32 pursuit and refits the codes in float64 on that support."""
+    D = torch.randn(30, 50, dtype=torch.float64, generator=rng)
+    D = D / D.norm(dim=0)
+    Y = torch.randn(30, 20, dtype=torch.float64, generator=rng)
+    index = omp(D.float(), Y.float(), 6)[0]
+    coef = refit_codes(D, Y, index)
+    assert coef.dtype == torch.float64
+    for col in range(Y.shape[1]):
+        ref = torch.linalg.lstsq(D[:, index[:, col]], Y[:, col:col + 1]).solution[:, 0]
+        torch.testing.assert_close(coef[:, col], ref)
