@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import mbs_layers as mbs
-from mbs_layers.formats.cospadi import fit_cospadi, omp
+from mbs_layers.formats.cospadi import fit_cospadi, omp, refit_codes
 
 
 def union_of_subspaces(rng, n_in, n_out, subspaces, dim):
@@ -80,3 +80,45 @@ def test_fit_without_rounds_raises_a_named_error():
     """K-SVD keeps its best round, so there must be one."""
     with pytest.raises(ValueError, match="iterations=0 is out of range"):
         fit_cospadi(torch.randn(16, 8), atoms=4, sparsity=2, iterations=0)
+
+
+def omp_reference(D, y, s):
+    """Textbook OMP of one column: pick the atom most correlated with the residual, refit every
+    chosen atom's coefficient by least squares, repeat."""
+    chosen: list[int] = []
+    coef = torch.zeros(0, dtype=D.dtype)
+    residual = y
+    for _ in range(s):
+        corr = (D.T @ residual).abs()
+        corr[chosen] = -1.0
+        chosen.append(int(corr.argmax()))
+        coef = torch.linalg.lstsq(D[:, chosen], y[:, None]).solution[:, 0]
+        residual = y - D[:, chosen] @ coef
+    return torch.tensor(chosen), coef
+
+
+@pytest.mark.parametrize("n,k,s", [(12, 30, 5), (24, 16, 16), (40, 20, 1)])
+def test_batched_omp_equals_per_column_omp(rng, n, k, s):
+    """Batch-OMP's Cholesky updates pick the same atoms with the same coefficients as the
+    textbook per-column loop, overcomplete (k > n) and square-support (s = k) cases included."""
+    D = torch.randn(n, k, dtype=torch.float64, generator=rng)
+    D = D / D.norm(dim=0)
+    Y = torch.randn(n, 25, dtype=torch.float64, generator=rng)
+    index, coef = omp(D, Y, s)
+    for col in range(Y.shape[1]):
+        ref_index, ref_coef = omp_reference(D, Y[:, col], s)
+        assert index[:, col].tolist() == ref_index.tolist()
+        torch.testing.assert_close(coef[:, col], ref_coef)
+
+
+def test_refit_codes_are_the_least_squares_codes_on_the_support(rng):
+    """K-SVD picks atoms with a float32 pursuit and refits the codes in float64 on that support."""
+    D = torch.randn(30, 50, dtype=torch.float64, generator=rng)
+    D = D / D.norm(dim=0)
+    Y = torch.randn(30, 20, dtype=torch.float64, generator=rng)
+    index = omp(D.float(), Y.float(), 6)[0]
+    coef = refit_codes(D, Y, index)
+    assert coef.dtype == torch.float64
+    for col in range(Y.shape[1]):
+        ref = torch.linalg.lstsq(D[:, index[:, col]], Y[:, col:col + 1]).solution[:, 0]
+        torch.testing.assert_close(coef[:, col], ref)
