@@ -25,10 +25,10 @@ _FWD_CONFIGS = autotune_configs([
     {"BLOCK_R": 64, "BLOCK_N": 128, "BLOCK_K": 32},
     {"BLOCK_R": 128, "BLOCK_N": 128, "BLOCK_K": 32, "num_warps": 8},
 ])
-_WGRAD_CONFIGS = autotune_configs([
-    {"BLOCK_N": 32, "BLOCK_K": 32, "BLOCK_R": 64},
-    {"BLOCK_N": 64, "BLOCK_K": 64, "BLOCK_R": 64},
+_WGRAD_CONFIGS = autotune_configs([  # fp32-ieee FMA dots hold all BLOCK_R (dot K): BLOCK_R=16, last, never spills
+    {"BLOCK_N": 32, "BLOCK_K": 32, "BLOCK_R": 64}, {"BLOCK_N": 64, "BLOCK_K": 64, "BLOCK_R": 64},
     {"BLOCK_N": 128, "BLOCK_K": 64, "BLOCK_R": 32},
+    {"BLOCK_N": 64, "BLOCK_K": 64, "BLOCK_R": 16, "num_warps": 8}, {"BLOCK_N": 32, "BLOCK_K": 32, "BLOCK_R": 16},
 ])
 
 
