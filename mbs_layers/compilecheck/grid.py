@@ -112,22 +112,11 @@ def variant(launch: Launch) -> str:
     return Job(launch, first, 80).spec().key()[:6]
 
 
-def row(job: Job, result: aot.CompileResult, kept: bool) -> dict:
+def row(job: Job, result: aot.CompileResult) -> dict:
     launch = job.launch
     return {"kernel": launch.name, "variant": variant(launch), "origin": launch.origin, "dtype": launch.dtype,
             "arch": f"sm{job.arch}", "config": _tuning.config_label(job.config) if job.config else "fixed",
-            "kept": kept, **asdict(result), "spills": result.spills, "fits": result.fits}
-
-
-def kept_by_kernel(job: Job) -> bool:
-    """Whether the kernel's own early pruning keeps this config for this launch on ``job.arch``."""
-    tuner = job.launch.tuner
-    if tuner is None or job.config is None:
-        return True
-    prune = (tuner.early_config_prune or (lambda configs, nargs, **kw: configs))
-    nargs = dict(zip(tuner.arg_names, job.launch.args))
-    with _tuning.target_arch(job.arch):
-        return job.config in prune(tuner.configs, nargs, **job.launch.kwargs)
+            **asdict(result), "spills": result.spills, "fits": result.fits}
 
 
 def run_grid(jobs: list[Job], *, shard: tuple[int, int] = (0, 1), cached_only: bool = False,
@@ -141,7 +130,7 @@ def run_grid(jobs: list[Job], *, shard: tuple[int, int] = (0, 1), cached_only: b
         result = aot.cached_result(job.spec()) if cached_only else aot.compile_cached(job.spec())
         if result is None:
             continue
-        rows.append(row(job, result, kept_by_kernel(job)))
+        rows.append(row(job, result))
         if progress:
             progress(i, len(mine), job, result, time.perf_counter() - start)
     return rows

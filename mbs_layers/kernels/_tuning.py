@@ -9,7 +9,6 @@ into such a config; the compiler's own numbers replace hand-written shared-memor
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from functools import lru_cache
@@ -19,7 +18,6 @@ import torch
 import triton
 
 UNFIT_PATH = Path(__file__).with_name("unfit_configs.json")
-_ARCH_OVERRIDE: list[int] = []  # set by target_arch() while compiling for an absent GPU
 
 
 def autotune_configs(candidates: list[dict], *, warps: int = 4, stages: int = 3) -> list[triton.Config]:
@@ -75,19 +73,7 @@ def arch_family(major: int, minor: int) -> int:
     return 90 if major >= 9 else 80
 
 
-@contextlib.contextmanager
-def target_arch(arch: int):
-    """Prune as if on a GPU of compute capability ``arch`` (80, 90): compile-check's view."""
-    _ARCH_OVERRIDE.append(arch)
-    try:
-        yield
-    finally:
-        _ARCH_OVERRIDE.pop()
-
-
 def _arch_of(tensors) -> int:
-    if _ARCH_OVERRIDE:
-        return _ARCH_OVERRIDE[-1]
     device = next((t.device for t in tensors if isinstance(t, torch.Tensor) and t.device.type == "cuda"), None)
     return arch_family(*torch.cuda.get_device_capability(device)) if device is not None else 80
 

@@ -37,21 +37,26 @@ def test_launch_dtype_labels(dtype, precision, label):
     assert _tuning.launch_dtype(named) == label
 
 
-def test_prune_drops_configs_unfit_on_the_target_arch_and_dtype(table):
+def on_arch(monkeypatch, arch: int) -> None:
+    """Prune as on a GPU of this architecture family (80, 90)."""
+    monkeypatch.setattr(_tuning, "_arch_of", lambda tensors: arch)
+
+
+def test_prune_drops_configs_unfit_on_the_target_arch_and_dtype(table, monkeypatch):
     prune = _tuning.prune_unfit("_k")
     bf16 = {"X": torch.empty(2, dtype=torch.bfloat16)}
-    with _tuning.target_arch(80):
-        assert prune([BIG, SMALL], bf16) == [SMALL]
-    with _tuning.target_arch(90):  # nothing listed for sm90
-        assert prune([BIG, SMALL], bf16) == [BIG, SMALL]
-    with _tuning.target_arch(80):  # other kernels and dtypes are untouched
-        assert _tuning.prune_unfit("_other")([BIG, SMALL], bf16) == [BIG, SMALL]
-        assert prune([BIG, SMALL], {"X": torch.empty(2), "PRECISION": "ieee"}) == [BIG, SMALL]
+    on_arch(monkeypatch, 80)
+    assert prune([BIG, SMALL], bf16) == [SMALL]
+    # other kernels and dtypes are untouched
+    assert _tuning.prune_unfit("_other")([BIG, SMALL], bf16) == [BIG, SMALL]
+    assert prune([BIG, SMALL], {"X": torch.empty(2), "PRECISION": "ieee"}) == [BIG, SMALL]
+    on_arch(monkeypatch, 90)  # nothing listed for sm90
+    assert prune([BIG, SMALL], bf16) == [BIG, SMALL]
 
 
-def test_prune_never_leaves_nothing(table):
-    with _tuning.target_arch(80):
-        assert _tuning.prune_unfit("_k")([BIG, SMALL], {"X": torch.empty(2, dtype=torch.float16)}) == [SMALL]
+def test_prune_never_leaves_nothing(table, monkeypatch):
+    on_arch(monkeypatch, 80)
+    assert _tuning.prune_unfit("_k")([BIG, SMALL], {"X": torch.empty(2, dtype=torch.float16)}) == [SMALL]
 
 
 @pytest.mark.parametrize(("capability", "arch"), [((8, 0), 80), ((8, 6), 80), ((9, 0), 90), ((10, 0), 90)])
