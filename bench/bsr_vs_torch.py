@@ -7,6 +7,7 @@ come from the sweep's device timer (CUDA events, L2 flushed between repeats). Th
 the sparse comparison is the sweep presets ``kernels`` (4096², every backend vs reference vs
 dense) and ``sparse24`` (2:4 vs dense at 8192³).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,17 @@ def compare(size: int, tokens_list: list[int], dtype: torch.dtype) -> list[dict]
     timer = make_timer(device, warmup=10, repeats=50)
     rows = []
     for block, density in ((64, 0.5), (64, 0.1), (32, 0.1)):
-        layer = mbs.build("blocksparse", size, size, block=block, density=density, dtype=dtype,
-                          device=device, backend="triton", bias=False)
+        layer = mbs.build(
+            "blocksparse",
+            size,
+            size,
+            block=block,
+            density=density,
+            dtype=dtype,
+            device=device,
+            backend="triton",
+            bias=False,
+        )
         bsr = layer.dense_weight().detach().to_sparse_bsr((block, block))
         for tokens in tokens_list:
             x = torch.randn(tokens, size, dtype=dtype, device=device)
@@ -35,10 +45,20 @@ def compare(size: int, tokens_list: list[int], dtype: torch.dtype) -> list[dict]
                 torch.testing.assert_close(layer(x), bsr_dense_mm(bsr, x.T).T, rtol=2e-2, atol=2e-2)
                 ours = summarize(timer.measure(partial(layer, x)))["median_s"]
                 theirs = summarize(timer.measure(partial(bsr_dense_mm, bsr, x.T)))["median_s"]
-            rows.append({"block": block, "density": density, "tokens": tokens, "ours_s": ours,
-                         "torch_bsr_dense_mm_s": theirs, "ours_speedup": theirs / ours})
-            print(f"block {block:3} density {density:4} T={tokens:<6} ours {ours * 1e3:8.3f} ms  "
-                  f"torch {theirs * 1e3:8.3f} ms  ours {theirs / ours:5.2f}x")
+            rows.append(
+                {
+                    "block": block,
+                    "density": density,
+                    "tokens": tokens,
+                    "ours_s": ours,
+                    "torch_bsr_dense_mm_s": theirs,
+                    "ours_speedup": theirs / ours,
+                }
+            )
+            print(
+                f"block {block:3} density {density:4} T={tokens:<6} ours {ours * 1e3:8.3f} ms  "
+                f"torch {theirs * 1e3:8.3f} ms  ours {theirs / ours:5.2f}x"
+            )
     return rows
 
 

@@ -7,6 +7,7 @@ each record to a JSONL store, except points it already holds for this device (no
 on re-runs). ``pytest bench/ -n auto`` gives each xdist worker its own GPU and merges the
 workers' results into the one ``--benchmark-json`` file.
 """
+
 from mbs_layers.sweep.nvml import pin_xdist_worker, visible_gpu_ids
 
 pin_xdist_worker()  # must run before torch initialises CUDA in this worker
@@ -27,15 +28,20 @@ from mbs_layers.sweep.session import SweepSession, measured_on
 
 def pytest_addoption(parser):
     group = parser.getgroup("mbs", "mbs sweep")
-    group.addoption("--preset", default="smoke",
-                    help=f"sweep preset: {', '.join(PACKAGED)} or a YAML file (default: smoke)")
+    group.addoption(
+        "--preset", default="smoke", help=f"sweep preset: {', '.join(PACKAGED)} or a YAML file (default: smoke)"
+    )
     group.addoption("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    group.addoption("--store", default=None,
-                    help="also append each record to this JSONL store "
-                         "(points it already holds for this device are not appended again)")
+    group.addoption(
+        "--store",
+        default=None,
+        help="also append each record to this JSONL store "
+        "(points it already holds for this device are not appended again)",
+    )
 
 
 if importlib.util.find_spec("xdist"):  # an xdist hook: defining it without xdist is an error
+
     def pytest_xdist_auto_num_workers(config):
         """``-n auto``: one worker per visible GPU (xdist's CPU count where there is none)."""
         return len(visible_gpu_ids()) or None
@@ -129,8 +135,11 @@ def pytest_sessionfinish(session):
     bench = getattr(config, "_benchmarksession", None)
     if hasattr(config, "workeroutput") and bench is not None and (bench.benchmarks or sweep_state(config).untimed):
         doc = config.hook.pytest_benchmark_generate_json(
-            config=config, benchmarks=bench.benchmarks, include_data=True,
+            config=config,
+            benchmarks=bench.benchmarks,
+            include_data=True,
             machine_info=bench.get_machine_info(),
-            commit_info=config.hook.pytest_benchmark_generate_commit_info(config=config))
+            commit_info=config.hook.pytest_benchmark_generate_commit_info(config=config),
+        )
         config.hook.pytest_benchmark_update_json(config=config, benchmarks=bench.benchmarks, output_json=doc)
         config.workeroutput[WORKER_KEY] = dumps(doc)

@@ -11,6 +11,7 @@ printed is one summary table (correct?, ms, speed-up vs dense, % of roofline, pe
 backend). ``--tiny`` shrinks every shape so the whole script runs on a CPU under the
 Triton interpreter. See docs/benchmarking.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,10 @@ from mbs_layers.sweep import environment
 from mbs_layers.sweep.runner import run_sweep
 
 FAST_BACKENDS = ["torch", "triton", "cusparselt", "cusparse"]
-CUDA_ONLY = {"sparse24-short": "sparse24 subset (cuSPARSELt is CUDA-only)",
-             "energy": "energy sweep (it reads the GPU's energy counter)"}
+CUDA_ONLY = {
+    "sparse24-short": "sparse24 subset (cuSPARSELt is CUDA-only)",
+    "energy": "energy sweep (it reads the GPU's energy counter)",
+}
 
 
 def sweeps(tiny: bool, formats: list[str] | str) -> dict[str, dict]:
@@ -48,18 +51,47 @@ def sweeps(tiny: bool, formats: list[str] | str) -> dict[str, dict]:
     # energy windows cost seconds a point: the speed checks skip them, one small sweep measures them
     common = {"timer": timer, "peaks": peaks, "backends": FAST_BACKENDS, "energy": {"mode": "off"}}
     return {
-        "check": {**common, "description": "every fast backend vs the torch reference, bf16 and fp16",
-                  "widths": [width], "tokens": [tokens], "dtypes": ["bfloat16", "float16"], "passes": ["fwd"],
-                  "budgets": [0.25], "formats": formats},
-        "kernels-short": {**common, "description": "the kernels preset at one point: bf16 forward+backward",
-                          "widths": [width], "tokens": [tokens], "dtypes": ["bfloat16"], "passes": ["fwd_bwd"],
-                          "budgets": [0.1], "formats": formats},
-        "sparse24-short": {**common, "description": "the sparse24 preset, bf16 only",
-                           "widths": [big], "tokens": [big], "dtypes": ["bfloat16"], "passes": ["fwd"],
-                           "budgets": [0.5], "formats": ["dense", "semi24"]},
-        "energy": {**common, "description": "energy per call (NVML) of dense and low-rank, bf16 forward",
-                   "widths": [width], "tokens": [tokens], "dtypes": ["bfloat16"], "passes": ["fwd"],
-                   "budgets": [0.1], "formats": ["dense", "lowrank"], "energy": {"mode": "auto", "repeats": 3}},
+        "check": {
+            **common,
+            "description": "every fast backend vs the torch reference, bf16 and fp16",
+            "widths": [width],
+            "tokens": [tokens],
+            "dtypes": ["bfloat16", "float16"],
+            "passes": ["fwd"],
+            "budgets": [0.25],
+            "formats": formats,
+        },
+        "kernels-short": {
+            **common,
+            "description": "the kernels preset at one point: bf16 forward+backward",
+            "widths": [width],
+            "tokens": [tokens],
+            "dtypes": ["bfloat16"],
+            "passes": ["fwd_bwd"],
+            "budgets": [0.1],
+            "formats": formats,
+        },
+        "sparse24-short": {
+            **common,
+            "description": "the sparse24 preset, bf16 only",
+            "widths": [big],
+            "tokens": [big],
+            "dtypes": ["bfloat16"],
+            "passes": ["fwd"],
+            "budgets": [0.5],
+            "formats": ["dense", "semi24"],
+        },
+        "energy": {
+            **common,
+            "description": "energy per call (NVML) of dense and low-rank, bf16 forward",
+            "widths": [width],
+            "tokens": [tokens],
+            "dtypes": ["bfloat16"],
+            "passes": ["fwd"],
+            "budgets": [0.1],
+            "formats": ["dense", "lowrank"],
+            "energy": {"mode": "auto", "repeats": 3},
+        },
     }
 
 
@@ -79,8 +111,13 @@ def run_gpu_tests(folder: Path, cuda: bool) -> str:
     if not cuda:
         print("gpu_check: no CUDA device: skipping `pytest -m gpu tests/`", flush=True)
         return "skipped (no CUDA)"
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
-                           str(ROOT / "tests")], cwd=ROOT, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", str(ROOT / "tests")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     (folder / "pytest-gpu.txt").write_text(done.stdout + done.stderr)
     last = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
     print(f"gpu_check: pytest -m gpu: {last}", flush=True)
@@ -101,14 +138,18 @@ def _num(record: dict, key: str, scale: float = 1.0, fmt: str = "{:.3f}") -> str
 def summary(stores: list[Path]) -> str:
     """One row per (preset, format, backend, dtype, pass): correct?, ms, speed-up, % roofline."""
     frame = load_results([str(p) for p in stores if p.exists()])
-    header = (f"{'preset':<15} {'format':<14} {'backend':<11} {'dtype':<9} {'pass':<8} {'correct?':<18} "
-              f"{'ms':>9} {'x dense':>8} {'% roof':>7} {'predicted ms':>12}")
+    header = (
+        f"{'preset':<15} {'format':<14} {'backend':<11} {'dtype':<9} {'pass':<8} {'correct?':<18} "
+        f"{'ms':>9} {'x dense':>8} {'% roof':>7} {'predicted ms':>12}"
+    )
     lines = [header, "-" * len(header)]
     for r in frame.sort_values(["source_file", "format", "backend", "dtype", "pass"]).to_dict("records"):
-        lines.append(f"{Path(r['source_file']).stem:<15} {r['format']:<14} {r['backend']:<11} {r['dtype']:<9} "
-                     f"{r['pass']:<8} {status_text(str(r['status']))[:18]:<18} {_num(r, 'median_s', 1e3):>9} "
-                     f"{_num(r, 'speedup_vs_dense', fmt='{:.2f}'):>8} "
-                     f"{_num(r, 'roofline_fraction', 100, '{:.1f}'):>7} {_num(r, 'predicted_s', 1e3):>12}")
+        lines.append(
+            f"{Path(r['source_file']).stem:<15} {r['format']:<14} {r['backend']:<11} {r['dtype']:<9} "
+            f"{r['pass']:<8} {status_text(str(r['status']))[:18]:<18} {_num(r, 'median_s', 1e3):>9} "
+            f"{_num(r, 'speedup_vs_dense', fmt='{:.2f}'):>8} "
+            f"{_num(r, 'roofline_fraction', 100, '{:.1f}'):>7} {_num(r, 'predicted_s', 1e3):>12}"
+        )
     return "\n".join(lines)
 
 
@@ -120,8 +161,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     cuda = torch.cuda.is_available()
     if not cuda and not args.tiny:
-        print("gpu_check: error: no CUDA device; use --tiny (with TRITON_INTERPRET=1) for a CPU rehearsal",
-              file=sys.stderr)
+        print(
+            "gpu_check: error: no CUDA device; use --tiny (with TRITON_INTERPRET=1) for a CPU rehearsal",
+            file=sys.stderr,
+        )
         return 2
     device = torch.device("cuda" if cuda else "cpu")
     folder = Path(args.out) / "bench" / "results" / gpu_slug(device)

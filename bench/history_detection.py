@@ -19,6 +19,7 @@ histories failing the check is the CI job's false-failure rate per point checked
     python bench/history_detection.py                # tuning grid at 2% CV, noise sweep, whole check
     python bench/history_detection.py --trials 500   # quicker
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,15 +53,16 @@ def series(rng, commits: int, cv: float, step: float) -> tuple[np.ndarray, int |
 def oracle_index(values: np.ndarray) -> int:
     """The single split with the least within-segment squared error."""
     n = len(values)
-    csum, csq = np.cumsum(values), np.cumsum(values ** 2)
+    csum, csq = np.cumsum(values), np.cumsum(values**2)
     k = np.arange(1, n)
     left = csq[k - 1] - csum[k - 1] ** 2 / k
     right = (csq[-1] - csq[k - 1]) - (csum[-1] - csum[k - 1]) ** 2 / (n - k)
     return int(k[np.argmin(left + right)])
 
 
-def measure(detector: Detector, *, trials: int, commits: int, cv: float, step: float, threshold: float,
-            seed: int) -> dict:
+def measure(
+    detector: Detector, *, trials: int, commits: int, cv: float, step: float, threshold: float, seed: int
+) -> dict:
     """Found, gated, oracle and false-alarm shares of ``trials`` step and ``trials`` flat series."""
     rng = np.random.default_rng(seed)
     found = gated = oracle = alarms = inside = inside_found = 0
@@ -74,27 +76,48 @@ def measure(detector: Detector, *, trials: int, commits: int, cv: float, step: f
         gated += any(cp.step > threshold for cp in near)
         oracle += abs(oracle_index(values) - k) <= 1
         alarms += bool(detector.change_points(series(rng, commits, cv, 0.0)[0]))
-    return {"max_pvalue": detector.max_pvalue, "min_segment": detector.min_segment, "cv": cv,
-            "found": found / trials, "interior": inside_found / max(inside, 1), "gated": gated / trials,
-            "oracle": oracle / trials, "false_alarms": alarms / trials}
+    return {
+        "max_pvalue": detector.max_pvalue,
+        "min_segment": detector.min_segment,
+        "cv": cv,
+        "found": found / trials,
+        "interior": inside_found / max(inside, 1),
+        "gated": gated / trials,
+        "oracle": oracle / trials,
+        "false_alarms": alarms / trials,
+    }
 
 
 def flat_history(rng, commits: int, cv: float, repeat_cv: float, repeats: int) -> pd.DataFrame:
     """A step-free history of one point, shaped like ``HistoryStore.frame()``."""
-    point = point_of({"format": "dense", "hparams": {}, "in_features": 1024, "out_features": 1024, "tokens": 256,
-                      "pass": "fwd"})
+    point = point_of(
+        {"format": "dense", "hparams": {}, "in_features": 1024, "out_features": 1024, "tokens": 256, "pass": "fwd"}
+    )
     rows = []
     for i in range(commits):
         level = 1e-4 * (1 + cv * rng.standard_normal())
         samples = list(level * (1 + repeat_cv * rng.standard_normal(repeats)))
-        rows.append({"gpu": "GPU", "driver": "", "dtype": "float16", "point": point, "backend": "torch",
-                     "commit_sha": f"{i:040x}", "date": f"2026-01-01T00:00:{i:02d}", "branch": None,
-                     "median_s": float(np.median(samples)), "energy_j_per_call": None, "samples": samples})
+        rows.append(
+            {
+                "gpu": "GPU",
+                "driver": "",
+                "dtype": "float16",
+                "point": point,
+                "backend": "torch",
+                "commit_sha": f"{i:040x}",
+                "date": f"2026-01-01T00:00:{i:02d}",
+                "branch": None,
+                "median_s": float(np.median(samples)),
+                "energy_j_per_call": None,
+                "samples": samples,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def check_false_failures(*, trials: int, commits: int, cv: float, repeat_cv: float, repeats: int,
-                         threshold: float, seed: int) -> dict:
+def check_false_failures(
+    *, trials: int, commits: int, cv: float, repeat_cv: float, repeats: int, threshold: float, seed: int
+) -> dict:
     """Share of step-free histories on which ``check(..., last=2)`` reports a regression, and by which test."""
     rng = np.random.default_rng(seed)
     failed = {"change point": 0, "newest run": 0, "any": 0, "bare pairwise": 0}
@@ -103,19 +126,26 @@ def check_false_failures(*, trials: int, commits: int, cv: float, repeat_cv: flo
         table = check(history, last=2, threshold=threshold)
         found = set(table.loc[table["verdict"] == "regression", "found_by"])
         # the pairwise test alone, without the run-to-run guard
-        failed["bare pairwise"] += classify(history["samples"].iloc[-2], history["samples"].iloc[-1],
-                                            threshold=threshold)[2] == "regression"
+        failed["bare pairwise"] += (
+            classify(history["samples"].iloc[-2], history["samples"].iloc[-1], threshold=threshold)[2] == "regression"
+        )
         for by in found:
             failed[by] += 1
         failed["any"] += bool(found)
-    return {"cv": cv, "repeat_cv": repeat_cv, "repeats": repeats,
-            **{f"fails_{k.replace(' ', '_')}": v / trials for k, v in failed.items()}}
+    return {
+        "cv": cv,
+        "repeat_cv": repeat_cv,
+        "repeats": repeats,
+        **{f"fails_{k.replace(' ', '_')}": v / trials for k, v in failed.items()},
+    }
 
 
 def show(row: dict) -> str:
-    return (f"p<{row['max_pvalue']:<7g} seg>={row['min_segment']}  cv {row['cv']:.1%}  found {row['found']:6.1%}"
-            f"  interior {row['interior']:6.1%}"
-            f"  gated {row['gated']:6.1%}  oracle {row['oracle']:6.1%}  false alarms {row['false_alarms']:5.1%}")
+    return (
+        f"p<{row['max_pvalue']:<7g} seg>={row['min_segment']}  cv {row['cv']:.1%}  found {row['found']:6.1%}"
+        f"  interior {row['interior']:6.1%}"
+        f"  gated {row['gated']:6.1%}  oracle {row['oracle']:6.1%}  false alarms {row['false_alarms']:5.1%}"
+    )
 
 
 def main(argv=None) -> int:
@@ -131,12 +161,20 @@ def main(argv=None) -> int:
     parser.add_argument("--no-grid", action="store_true", help="only the noise sweep with the defaults")
     parser.add_argument("--out", help="also write every row as JSON here")
     args = parser.parse_args(argv)
-    common = {"trials": args.trials, "commits": args.commits, "step": args.step, "threshold": args.threshold,
-              "seed": args.seed}
+    common = {
+        "trials": args.trials,
+        "commits": args.commits,
+        "step": args.step,
+        "threshold": args.threshold,
+        "seed": args.seed,
+    }
     rows = []
     started = time.perf_counter()
-    print(f"tuning grid: {args.commits} commits, {args.step:.0%} step, {args.trials} step + {args.trials} flat "
-          "trials per setting", flush=True)
+    print(
+        f"tuning grid: {args.commits} commits, {args.step:.0%} step, {args.trials} step + {args.trials} flat "
+        "trials per setting",
+        flush=True,
+    )
     for pvalue, segment in [] if args.no_grid else itertools.product(GRID_PVALUES, GRID_SEGMENTS):
         rows.append(measure(Detector(pvalue, segment), cv=args.cv, **common))
         print(show(rows[-1]), flush=True)
@@ -144,15 +182,29 @@ def main(argv=None) -> int:
     for cv in SWEEP_CVS:
         rows.append(measure(Detector(), cv=cv, **common))
         print(show(rows[-1]), flush=True)
-    print(f"whole check (--last 2, threshold {args.threshold:.0%}) on step-free histories, repeats spread "
-          f"{args.repeat_cv:.1%} x {args.repeats}:", flush=True)
+    print(
+        f"whole check (--last 2, threshold {args.threshold:.0%}) on step-free histories, repeats spread "
+        f"{args.repeat_cv:.1%} x {args.repeats}:",
+        flush=True,
+    )
     for cv in SWEEP_CVS:
-        rows.append(check_false_failures(trials=args.trials, commits=args.commits, cv=cv, repeat_cv=args.repeat_cv,
-                                         repeats=args.repeats, threshold=args.threshold, seed=args.seed))
-        print(f"run-to-run cv {cv:.1%}  job fails {rows[-1]['fails_any']:6.2%}  (change point "
-              f"{rows[-1]['fails_change_point']:.2%}, newest run {rows[-1]['fails_newest_run']:.2%}; "
-              f"bare pairwise test {rows[-1]['fails_bare_pairwise']:.2%})",
-              flush=True)
+        rows.append(
+            check_false_failures(
+                trials=args.trials,
+                commits=args.commits,
+                cv=cv,
+                repeat_cv=args.repeat_cv,
+                repeats=args.repeats,
+                threshold=args.threshold,
+                seed=args.seed,
+            )
+        )
+        print(
+            f"run-to-run cv {cv:.1%}  job fails {rows[-1]['fails_any']:6.2%}  (change point "
+            f"{rows[-1]['fails_change_point']:.2%}, newest run {rows[-1]['fails_newest_run']:.2%}; "
+            f"bare pairwise test {rows[-1]['fails_bare_pairwise']:.2%})",
+            flush=True,
+        )
     print(f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
     if args.out:
         with open(args.out, "w") as fh:

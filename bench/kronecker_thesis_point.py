@@ -8,6 +8,7 @@ rearranged matrix's singular values in float64) it must equal. ``--full-svd`` ti
 projection with the full SVD instead of the leading-triplet (ARPACK) path, for before/after.
 Run both in the same conditions (the CI machine is shared: timings are noisy).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,10 @@ def main() -> None:
     sv = torch.linalg.svdvals(rearranged)
     optimum = (sv[1:].square().sum() / sv.square().sum()).sqrt().item()
     print(f"hparams {hp}, params {params}")
-    print(f"relative error {errors['rel_frobenius_error'][1]:.6f} in {seconds:.1f} s "
-          f"({torch.get_num_threads()} threads); Van Loan optimum {optimum:.6f}")
+    print(
+        f"relative error {errors['rel_frobenius_error'][1]:.6f} in {seconds:.1f} s "
+        f"({torch.get_num_threads()} threads); Van Loan optimum {optimum:.6f}"
+    )
 
 
 if __name__ == "__main__":

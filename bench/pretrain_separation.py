@@ -10,6 +10,7 @@ t_{0.975, n-1} · (s_a + s_b) / √n, where the two intervals just touch. Exit s
 intervals do not overlap, 1 when they do (not separable). A benchmark, not a test: minutes to
 hours on a CPU (see docs/accuracy.md, "Presets").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    store = run_pretrain(args.out, preset=args.preset, data=args.data, seeds=args.seeds, budgets=(args.budget,),
-                         formats=("dense", "lowrank"))
+    store = run_pretrain(
+        args.out,
+        preset=args.preset,
+        data=args.data,
+        seeds=args.seeds,
+        budgets=(args.budget,),
+        formats=("dense", "lowrank"),
+    )
     results = {}
     for r in RecordStore(store):
         if r["metric"] == "test_accuracy" and r["status"] == "ok" and r["config"]["preset"] == args.preset:
@@ -53,9 +60,11 @@ def main(argv=None) -> int:
     dense, low = summary["dense"], summary["lowrank"]
     ok = separable(dense["mean"], dense["ci95"], low["mean"], low["ci95"])
     n = min(dense["seeds"], low["seeds"])
-    resolvable = t.ppf(0.975, n - 1) * (dense["sd"] + low["sd"]) / n ** 0.5 if n > 1 else float("nan")
-    print(f"gap {dense['mean'] - low['mean']:+.4f}; smallest resolvable gap with n={n}: {resolvable:.4f}; "
-          f"{'separable' if ok else 'NOT separable'}; {time.perf_counter() - start:.0f} s this run")
+    resolvable = t.ppf(0.975, n - 1) * (dense["sd"] + low["sd"]) / n**0.5 if n > 1 else float("nan")
+    print(
+        f"gap {dense['mean'] - low['mean']:+.4f}; smallest resolvable gap with n={n}: {resolvable:.4f}; "
+        f"{'separable' if ok else 'NOT separable'}; {time.perf_counter() - start:.0f} s this run"
+    )
     print(json.dumps({"preset": args.preset, "summary": summary, "separable": ok, "resolvable_gap": resolvable}))
     return 0 if ok else 1
 

@@ -7,6 +7,7 @@ experiment does), once with ``full_svd``'s cache disabled (before: one SVD per p
 enabled (after: one SVD per matrix), and checks the errors are identical. Run it alone: the
 shared CI machine makes timings noisy, so compare the two lines of one run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,10 @@ def main() -> None:
     after, errors_after = project_all(weight, args.budgets)
     assert errors_before == errors_after, (errors_before, errors_after)
     points = len(FORMATS) * len(args.budgets)
-    print(f"{points} points at {args.n}x{args.n}: one SVD per point {before:.1f} s, "
-          f"one SVD per matrix {after:.1f} s, identical errors ({torch.get_num_threads()} threads)")
+    print(
+        f"{points} points at {args.n}x{args.n}: one SVD per point {before:.1f} s, "
+        f"one SVD per matrix {after:.1f} s, identical errors ({torch.get_num_threads()} threads)"
+    )
 
 
 if __name__ == "__main__":

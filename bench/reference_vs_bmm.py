@@ -9,6 +9,7 @@ reference reaches the same one copy without ``out=``. blast: the reference is no
 as "before". Prints median forward times and reference speed relative to each (>= 1: the
 reference is as fast or faster). Not a test: timings on a shared machine are noisy.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,10 @@ def main() -> None:
             torch.testing.assert_close(bmm(layer, x), layer(x), rtol=1e-4, atol=1e-4)
             ref = median_seconds(lambda layer=layer: layer(x), args.repeats)
             alt = median_seconds(lambda bmm=bmm, layer=layer: bmm(layer, x), args.repeats)
-            print(f"{name} {hp}: reference {ref * 1e3:.1f} ms, {bmm.__name__} {alt * 1e3:.1f} ms, "
-                  f"reference speed {alt / ref:.2f}x ({torch.get_num_threads()} threads)")
+            print(
+                f"{name} {hp}: reference {ref * 1e3:.1f} ms, {bmm.__name__} {alt * 1e3:.1f} ms, "
+                f"reference speed {alt / ref:.2f}x ({torch.get_num_threads()} threads)"
+            )
 
 
 if __name__ == "__main__":

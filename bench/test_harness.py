@@ -5,6 +5,7 @@ GPU only. Targets (issue 4): medians within 3% of do_bench, and repeat-to-repeat
 ``machine_info["mbs"]["harness"]`` of the benchmark JSON and a warning flags a miss; no
 assertion, since a timing is a measurement, not a correctness property.
 """
+
 import statistics
 import warnings
 
@@ -32,9 +33,14 @@ def test_harness_vs_do_bench(n, benchmark, sweep):
     samples = timer.measure(gemm)
     ours = summarize(samples)
     reference_s = do_bench(gemm, warmup=25, rep=200, return_mode="median") / 1e3
-    result = {"gemm": f"{n}x{n}x{n} float16", "median_s": ours["median_s"], "do_bench_median_s": reference_s,
-              "ratio": ours["median_s"] / reference_s, "cv": statistics.stdev(samples) / statistics.mean(samples),
-              "cuda_graph": timer.used_graph}
+    result = {
+        "gemm": f"{n}x{n}x{n} float16",
+        "median_s": ours["median_s"],
+        "do_bench_median_s": reference_s,
+        "ratio": ours["median_s"] / reference_s,
+        "cv": statistics.stdev(samples) / statistics.mean(samples),
+        "cuda_graph": timer.used_graph,
+    }
     sweep.harness.append(result)
     replay(benchmark, samples)
     if abs(result["ratio"] - 1) > AGREEMENT or (ours["median_s"] >= LONG_KERNEL_S and result["cv"] > SPREAD):

@@ -1,4 +1,5 @@
 """One benchmark per sweep point of the selected preset (``--preset``, default smoke)."""
+
 import pytest
 
 from mbs_layers.sweep.pytest_support import REPLAY_CLOCK, replay

@@ -9,14 +9,14 @@ and the first look-up in the format table imports every format and kernel module
 (:func:`_load_formats_and_backends`), which registers them. docs/architecture.md draws the
 order in which the modules depend on each other.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 from . import registry
 
-__all__ = ["FORMATS", "StructuredLinear", "approximate", "build", "format_class", "register_format",
-           "replace_linears"]
+__all__ = ["FORMATS", "StructuredLinear", "approximate", "build", "format_class", "register_format", "replace_linears"]
 
 
 def _load_formats_and_backends() -> None:

@@ -10,6 +10,7 @@ asks the tuning table (``mbs_layers.tuning``: the fastest backend measured at th
 without an entry it runs ``torch`` on CPU and the available fast backend with the highest
 priority on CUDA.
 """
+
 from __future__ import annotations
 
 import os
@@ -139,9 +140,7 @@ def resolve(layer, x2d: torch.Tensor) -> str:
         return choice
     if x2d.device.type == "cpu":
         return "torch"
-    candidates = [
-        (impl.priority, name) for name, impl in impls.items() if impl.unsupported(layer, x2d) is None
-    ]
+    candidates = [(impl.priority, name) for name, impl in impls.items() if impl.unsupported(layer, x2d) is None]
     return max(candidates)[1] if candidates else "torch"
 
 

@@ -12,6 +12,7 @@ A format subclass supplies
 The base class handles bias, leading batch dims, backend dispatch and the budget search.
 docs/architecture.md has the checklist for adding a format.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,10 @@ def check_activations(X: object, in_features: int) -> torch.Tensor:
     """``X`` must be a finite floating (tokens, in_features) tensor with tokens >= 1."""
     shape = tuple(getattr(X, "shape", ()))
     if not isinstance(X, torch.Tensor) or X.dim() != 2 or X.shape[1] != in_features or X.shape[0] < 1:
-        raise ValueError(f"X must be a 2-D (tokens, in_features={in_features}) tensor of calibration "
-                         f"activations, got {shape if isinstance(X, torch.Tensor) else type(X).__name__}")
+        raise ValueError(
+            f"X must be a 2-D (tokens, in_features={in_features}) tensor of calibration "
+            f"activations, got {shape if isinstance(X, torch.Tensor) else type(X).__name__}"
+        )
     if not X.is_floating_point():
         raise ValueError(f"X must be a floating tensor: got dtype={X.dtype}, allowed float16/bfloat16/float32/float64")
     if not torch.isfinite(X).all():
@@ -58,9 +61,17 @@ class StructuredLinear(nn.Module):
     # the output error ‖X (W − Ŵ)ᵀ‖ (or the paper's proxy of it); False: ``_project(weight)``.
     data_aware: ClassVar[bool] = False
 
-    def __init__(self, in_features: int, out_features: int, *, bias: bool = True,
-                 dtype: torch.dtype | None = None, device: torch.device | str | None = None,
-                 backend: str = "auto", **hp: Any) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias: bool = True,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        backend: str = "auto",
+        **hp: Any,
+    ) -> None:
         super().__init__()
         self.in_features = check_int("in_features", in_features, low=1)
         self.out_features = check_int("out_features", out_features, low=1)
@@ -72,8 +83,7 @@ class StructuredLinear(nn.Module):
         self._init_weights(dtype=dtype, device=device)
         if bias:
             bound = 1.0 / math.sqrt(self.in_features)
-            self.bias = nn.Parameter(
-                torch.empty(self.out_features, dtype=dtype, device=device).uniform_(-bound, bound))
+            self.bias = nn.Parameter(torch.empty(self.out_features, dtype=dtype, device=device).uniform_(-bound, bound))
         else:
             self.register_parameter("bias", None)
 
@@ -83,9 +93,7 @@ class StructuredLinear(nn.Module):
         """Validated hyper-parameters with defaults filled in; ``ValueError`` otherwise."""
         unknown = sorted(set(hp) - set(cls.hparam_names))
         if unknown:
-            raise ValueError(
-                f"{cls.name} got unknown hyper-parameter(s) {unknown}: allowed {list(cls.hparam_names)}"
-            )
+            raise ValueError(f"{cls.name} got unknown hyper-parameter(s) {unknown}: allowed {list(cls.hparam_names)}")
         return cls._check_hparams(in_features, out_features, **hp)
 
     @classmethod
@@ -164,8 +172,9 @@ class StructuredLinear(nn.Module):
         return cls(in_features, out_features, bias=False, device="meta", **hp).forward_flops(tokens)
 
     @classmethod
-    def hparams_for_budget(cls, in_features: int, out_features: int, params: int, *,
-                           allow_more_flops: bool = False) -> dict[str, Any]:
+    def hparams_for_budget(
+        cls, in_features: int, out_features: int, params: int, *, allow_more_flops: bool = False
+    ) -> dict[str, Any]:
         """The preferred setting whose ``count_params`` fits ``params``: highest
         ``budget_preference``, then the largest count. Settings whose forward costs more FLOPs than
         the dense layer (over a square batch of max(in, out) tokens) are skipped unless
@@ -173,12 +182,17 @@ class StructuredLinear(nn.Module):
         check_int("params", params, low=1)
         grid = list(cls.hparam_grid(in_features, out_features))
         counts = [cls.count_params(in_features, out_features, **hp) for hp in grid]
-        fitting = sorted((i for i, c in enumerate(counts) if c <= params), reverse=True,
-                         key=lambda i: (cls.budget_preference(in_features, out_features, grid[i]), counts[i]))
+        fitting = sorted(
+            (i for i, c in enumerate(counts) if c <= params),
+            reverse=True,
+            key=lambda i: (cls.budget_preference(in_features, out_features, grid[i]), counts[i]),
+        )
         if not fitting:
             if not counts:
-                raise ValueError(f"{cls.name} has no setting for in_features={in_features}, "
-                                 f"out_features={out_features}: see its hyper-parameters' constraints")
+                raise ValueError(
+                    f"{cls.name} has no setting for in_features={in_features}, "
+                    f"out_features={out_features}: see its hyper-parameters' constraints"
+                )
             raise ValueError(
                 f"params={params} is below the smallest {cls.name} layer for "
                 f"({out_features}, {in_features}): allowed params >= {min(counts, default=None)}"
@@ -194,8 +208,15 @@ class StructuredLinear(nn.Module):
         )
 
     @classmethod
-    def from_dense(cls, weight: torch.Tensor, *, bias: torch.Tensor | None = None, backend: str = "auto",
-                   X: torch.Tensor | None = None, **hp: Any) -> StructuredLinear:
+    def from_dense(
+        cls,
+        weight: torch.Tensor,
+        *,
+        bias: torch.Tensor | None = None,
+        backend: str = "auto",
+        X: torch.Tensor | None = None,
+        **hp: Any,
+    ) -> StructuredLinear:
         """The best approximation of a dense (out, in) ``weight`` in this format.
 
         ``X`` (tokens, in): calibration activations, validated here; data-aware formats
@@ -211,11 +232,11 @@ class StructuredLinear(nn.Module):
         if X is not None:
             X = check_activations(X, in_f).to(weight.device)
             if not cls.data_aware:
-                warnings.warn(f"format {cls.name} has no data-aware projection; X is ignored",
-                              UserWarning, stacklevel=3)
+                warnings.warn(
+                    f"format {cls.name} has no data-aware projection; X is ignored", UserWarning, stacklevel=3
+                )
                 X = None
-        layer = cls(in_f, out_f, bias=bias is not None, dtype=weight.dtype, device=weight.device,
-                    backend=backend, **hp)
+        layer = cls(in_f, out_f, bias=bias is not None, dtype=weight.dtype, device=weight.device, backend=backend, **hp)
         layer._project(weight.detach(), **({} if X is None else {"X": X.detach()}))
         if bias is not None:
             with torch.no_grad():
@@ -259,5 +280,7 @@ class StructuredLinear(nn.Module):
         shown = self.backend if self.backend != "auto" or ran is None else f"auto (last ran: {ran})"
         if ran == backends.MERGED:
             shown = "auto (last ran: merged, the pre-merged dense weight was faster here)"
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}, backend={shown}" + (f", {hp}" if hp else ""))
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}, backend={shown}" + (f", {hp}" if hp else "")
+        )

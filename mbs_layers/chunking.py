@@ -5,6 +5,7 @@ is larger than the token's input + output (BTT's rank-r middle, block-sparse's g
 SLTrain's gathered columns) runs over chunks of rows, each within ``memory_limit``: the
 elements of x + y + the layer's weights, the memory the call needs anyway. FLOPs are unchanged.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -22,10 +23,11 @@ def rows_per_chunk(rows: int, per_row: int, limit: int) -> int:
     return max(1, min(rows, limit // max(1, per_row)))
 
 
-def by_row_chunks(fn: Callable[[torch.Tensor], torch.Tensor], x2d: torch.Tensor, per_row: int,
-                  limit: int) -> torch.Tensor:
+def by_row_chunks(
+    fn: Callable[[torch.Tensor], torch.Tensor], x2d: torch.Tensor, per_row: int, limit: int
+) -> torch.Tensor:
     """``fn(x2d)``, computed on row chunks so ``per_row`` x chunk elements stay within ``limit``."""
     step = rows_per_chunk(x2d.shape[0], per_row, limit)
     if step >= x2d.shape[0]:
         return fn(x2d)
-    return torch.cat([fn(x2d[i:i + step]) for i in range(0, x2d.shape[0], step)])
+    return torch.cat([fn(x2d[i : i + step]) for i in range(0, x2d.shape[0], step)])

@@ -7,6 +7,7 @@ Options shared by many commands are checked here before the command runs: ``--de
 ``OUT_IS_FOLDER = True``). Log records of ``mbs_layers`` (resume counts, skipped lines) go
 to stderr.
 """
+
 from __future__ import annotations
 
 import argparse

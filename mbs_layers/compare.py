@@ -29,6 +29,7 @@ baseline, failed or skipped now), ``missing`` (ok in the baseline, absent now, o
 dtype the new results cover) and ``new failure`` (failed now, absent from the baseline).
 :func:`classify` is the reusable two-sample test.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,7 @@ import pandas as pd
 from .records.files import load_results
 from .validation import check_float
 
-POINT = ["device", "dtype", "format", "hparams_key", "in_features", "out_features", "tokens",
-         "backend", "pass"]
+POINT = ["device", "dtype", "format", "hparams_key", "in_features", "out_features", "tokens", "backend", "pass"]
 LOST = ("now failing", "missing", "new failure")  # status verdicts; each fails the gate
 VERDICTS = ("regression", *LOST, "improvement", "unchanged", "untested")
 FAILING = ("regression", *LOST)
@@ -80,9 +80,17 @@ def run_to_run_sigma(ratios) -> float:
     return statistics.quantiles(deviations, n=4, method="inclusive")[0] / HALF_NORMAL_Q25
 
 
-def classify(base: list[float], new: list[float], *, threshold: float = 0.05, alpha: float = 0.01,
-             min_samples: int = 3, base_runs=(), new_runs=(),
-             run_sigma: float = 0.0) -> tuple[float, float | None, str]:
+def classify(
+    base: list[float],
+    new: list[float],
+    *,
+    threshold: float = 0.05,
+    alpha: float = 0.01,
+    min_samples: int = 3,
+    base_runs=(),
+    new_runs=(),
+    run_sigma: float = 0.0,
+) -> tuple[float, float | None, str]:
     """(median ratio new/base, p-value of the one-sided test in the ratio's direction, verdict).
 
     ``base_runs``/``new_runs``: medians of earlier runs of the point, which widen the
@@ -134,25 +142,50 @@ def _statuses(df: pd.DataFrame) -> dict[tuple, str]:
 
 
 def _row(point: tuple, verdict: str, **values) -> dict:
-    return {**dict(zip(POINT, point)), "base_ms": None, "new_ms": None, "ratio": None, "p_value": None,
-            "verdict": verdict, "status": None, **values}
+    return {
+        **dict(zip(POINT, point)),
+        "base_ms": None,
+        "new_ms": None,
+        "ratio": None,
+        "p_value": None,
+        "verdict": verdict,
+        "status": None,
+        **values,
+    }
 
 
-def compare(base: pd.DataFrame, new: pd.DataFrame, *, threshold: float = 0.05, alpha: float = 0.01,
-            min_samples: int = 3) -> pd.DataFrame:
+def compare(
+    base: pd.DataFrame, new: pd.DataFrame, *, threshold: float = 0.05, alpha: float = 0.01, min_samples: int = 3
+) -> pd.DataFrame:
     """One row per point: timed in both (same GPU and dtype) with ratio, p-value and verdict, or lost."""
     check_settings(threshold, alpha)
     merged = _measured(base).merge(_measured(new), on=POINT, suffixes=("_base", "_new")).to_dict("records")
-    run_sigma = run_to_run_sigma(statistics.median(r["samples_new"]) / statistics.median(r["samples_base"])
-                                 for r in merged)
+    run_sigma = run_to_run_sigma(
+        statistics.median(r["samples_new"]) / statistics.median(r["samples_base"]) for r in merged
+    )
     rows = []
     for rec in merged:
-        ratio, p, verdict = classify(rec["samples_base"], rec["samples_new"], threshold=threshold, alpha=alpha,
-                                     min_samples=min_samples, base_runs=rec["runs_base"][:-1],
-                                     new_runs=rec["runs_new"][:-1], run_sigma=run_sigma)
-        rows.append(_row(tuple(rec[k] for k in POINT), verdict, base_ms=statistics.median(rec["samples_base"]) * 1e3,
-                         new_ms=statistics.median(rec["samples_new"]) * 1e3, ratio=ratio, p_value=p,
-                         status="ok"))
+        ratio, p, verdict = classify(
+            rec["samples_base"],
+            rec["samples_new"],
+            threshold=threshold,
+            alpha=alpha,
+            min_samples=min_samples,
+            base_runs=rec["runs_base"][:-1],
+            new_runs=rec["runs_new"][:-1],
+            run_sigma=run_sigma,
+        )
+        rows.append(
+            _row(
+                tuple(rec[k] for k in POINT),
+                verdict,
+                base_ms=statistics.median(rec["samples_base"]) * 1e3,
+                new_ms=statistics.median(rec["samples_new"]) * 1e3,
+                ratio=ratio,
+                p_value=p,
+                status="ok",
+            )
+        )
     rows += _lost(_statuses(base), _statuses(new))
     return pd.DataFrame(rows, columns=[*POINT, "base_ms", "new_ms", "ratio", "p_value", "verdict", "status"])
 
@@ -203,16 +236,26 @@ def compare_energy(base: pd.DataFrame, new: pd.DataFrame, *, threshold: float = 
     rows = []
     for rec in merged.to_dict("records"):
         ratio = rec["energy_j_per_call_new"] / rec["energy_j_per_call_base"]
-        noise = sum(float(rec[f"{f}_{side}"]) if pd.notna(rec[f"{f}_{side}"]) else 0.0
-                    for f in ("energy_spread", "energy_resolution") for side in ("base", "new"))
+        noise = sum(
+            float(rec[f"{f}_{side}"]) if pd.notna(rec[f"{f}_{side}"]) else 0.0
+            for f in ("energy_spread", "energy_resolution")
+            for side in ("base", "new")
+        )
         verdict = "unchanged"
         if ratio > 1 + threshold and ratio - 1 > noise:
             verdict = "energy regression"
         elif ratio < 1 / (1 + threshold) and 1 - ratio > noise:
             verdict = "energy improvement"
-        rows.append({**{k: rec[k] for k in POINT}, "base_mj": rec["energy_j_per_call_base"] * 1e3,
-                     "new_mj": rec["energy_j_per_call_new"] * 1e3, "ratio": ratio, "noise": noise,
-                     "verdict": verdict})
+        rows.append(
+            {
+                **{k: rec[k] for k in POINT},
+                "base_mj": rec["energy_j_per_call_base"] * 1e3,
+                "new_mj": rec["energy_j_per_call_new"] * 1e3,
+                "ratio": ratio,
+                "noise": noise,
+                "verdict": verdict,
+            }
+        )
     return pd.DataFrame(rows, columns=[*POINT, "base_mj", "new_mj", "ratio", "noise", "verdict"])
 
 
@@ -222,10 +265,14 @@ def baselines_missing(base: pd.DataFrame, new: pd.DataFrame) -> list[tuple[str, 
     return sorted(pairs(new) - pairs(base))
 
 
-def compare_files(base_paths, new_paths, *, energy_threshold: float = 0.05,
-                  **kwargs) -> tuple[pd.DataFrame, list[tuple[str, str]], pd.DataFrame]:
+def compare_files(
+    base_paths, new_paths, *, energy_threshold: float = 0.05, **kwargs
+) -> tuple[pd.DataFrame, list[tuple[str, str]], pd.DataFrame]:
     """:func:`compare` on result files, the (GPU, dtype) pairs without a baseline, and
     :func:`compare_energy` (empty where neither side measured energy)."""
     base, new = load_results(base_paths), load_results(new_paths)
-    return (compare(base, new, **kwargs), baselines_missing(base, new),
-            compare_energy(base, new, threshold=energy_threshold))
+    return (
+        compare(base, new, **kwargs),
+        baselines_missing(base, new),
+        compare_energy(base, new, threshold=energy_threshold),
+    )

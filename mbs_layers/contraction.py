@@ -12,6 +12,7 @@ A pairwise step costs 2 · (product of the sizes of every label of either operan
 element sums over the contracted labels. Every label appears in exactly two operands, or in one
 operand and the result, so no step needs a separate reduction.
 """
+
 from __future__ import annotations
 
 import math
@@ -68,8 +69,7 @@ def _peak_only(step, size, left, right):
 
 
 @lru_cache(maxsize=4096)
-def plan(operands: tuple[tuple, ...], sizes: tuple[tuple, ...], output: tuple,
-         limit: int | None = None) -> Plan:
+def plan(operands: tuple[tuple, ...], sizes: tuple[tuple, ...], output: tuple, limit: int | None = None) -> Plan:
     """The cheapest contraction order of ``operands`` keeping ``output`` (see the module doc).
 
     ``sizes`` is a tuple of (label, size) pairs (hashable, so plans are cached).

@@ -3,6 +3,7 @@
 For labelling and as the fallback roofline only: dense rates (2:4 records carry actual FLOPs,
 which sparse tensor cores run at these same rates). Pure data, no torch.
 """
+
 from __future__ import annotations
 
 _A100 = {"bfloat16": 312e12, "float16": 312e12, "tf32": 156e12, "float32": 19.5e12}

@@ -5,6 +5,7 @@ Predictions need no GPU: the counts are device-independent, so a CPU run can sho
 A100 or H100 could at best do. They are labelled *predicted* wherever shown and are never
 mixed with measured times.
 """
+
 from __future__ import annotations
 
 from .datasheet import datasheet_peaks

@@ -10,6 +10,7 @@ format and kernel module. The first read of ``FORMATS`` (or a backend lookup) ru
 ``import mbs_layers`` stays cheap (``mbs --help`` never imports torch) while any lookup sees
 every format and backend.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, MutableMapping
@@ -80,8 +81,10 @@ def register_format(cls: C) -> C:
     """Class decorator: add a format to ``FORMATS`` under ``cls.name``; a name taken twice is an error."""
     taken = FORMATS._classes.get(cls.name)
     if taken is not None:
-        raise ValueError(f"format name {cls.name!r} registered twice: by {taken.__module__}.{taken.__qualname__} "
-                         f"and by {cls.__module__}.{cls.__qualname__}")
+        raise ValueError(
+            f"format name {cls.name!r} registered twice: by {taken.__module__}.{taken.__qualname__} "
+            f"and by {cls.__module__}.{cls.__qualname__}"
+        )
     FORMATS[cls.name] = cls
     return cls
 
@@ -92,16 +95,30 @@ def format_class(name: str) -> type[StructuredLinear]:
     return FORMATS[name]
 
 
-def build(name: str, in_features: int, out_features: int, *, bias: bool = True,
-          dtype: torch.dtype | None = None, device: torch.device | str | None = None,
-          backend: str = "auto", **hp: Any) -> StructuredLinear:
+def build(
+    name: str,
+    in_features: int,
+    out_features: int,
+    *,
+    bias: bool = True,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    backend: str = "auto",
+    **hp: Any,
+) -> StructuredLinear:
     """A freshly initialised layer of format ``name`` (hyper-parameters: docs/formats.md)."""
-    return format_class(name)(in_features, out_features, bias=bias, dtype=dtype, device=device,
-                              backend=backend, **hp)
+    return format_class(name)(in_features, out_features, bias=bias, dtype=dtype, device=device, backend=backend, **hp)
 
 
-def approximate(name: str, weight: torch.Tensor, *, bias: torch.Tensor | None = None,
-                backend: str = "auto", X: torch.Tensor | None = None, **hp: Any) -> StructuredLinear:
+def approximate(
+    name: str,
+    weight: torch.Tensor,
+    *,
+    bias: torch.Tensor | None = None,
+    backend: str = "auto",
+    X: torch.Tensor | None = None,
+    **hp: Any,
+) -> StructuredLinear:
     """The best approximation of a dense (out, in) ``weight`` in format ``name``.
 
     ``X`` (tokens, in): calibration activations; data-aware formats then minimise ‖X (W − Ŵ)ᵀ‖,

@@ -1,4 +1,5 @@
 """Swap a model's linear layers for a structured format, projecting the pretrained weights."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -18,9 +19,16 @@ def _conv1d_class():
     return Conv1D
 
 
-def replace_linears(model: nn.Module, name: str, *, budget: float | None = None,
-                    include: Callable[[str, nn.Module], bool] | None = None,
-                    backend: str = "auto", keep_output_head: bool = True, **hp) -> nn.Module:
+def replace_linears(
+    model: nn.Module,
+    name: str,
+    *,
+    budget: float | None = None,
+    include: Callable[[str, nn.Module], bool] | None = None,
+    backend: str = "auto",
+    keep_output_head: bool = True,
+    **hp,
+) -> nn.Module:
     """Replace ``nn.Linear`` (and GPT-2 ``Conv1D``) modules of ``model`` in place.
 
     Each replaced layer is ``mbs.approximate(name, W, bias=b, **hp)``; with ``budget`` (a
@@ -54,8 +62,13 @@ def replace_linears(model: nn.Module, name: str, *, budget: float | None = None,
         if budget is not None:
             out_f, in_f = weight.shape
             layer_hp = cls.hparams_for_budget(in_f, out_f, max(1, int(budget * in_f * out_f)))
-        new = approximate(name, weight.detach(), bias=None if module.bias is None else module.bias.detach(),
-                          backend=backend, **layer_hp)
+        new = approximate(
+            name,
+            weight.detach(),
+            bias=None if module.bias is None else module.bias.detach(),
+            backend=backend,
+            **layer_hp,
+        )
         parent_name, _, child = qual.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
     return model

@@ -7,6 +7,7 @@ keeps and how it picks them from a score matrix (:meth:`SparseSupportLinear._sel
 the same rule projects a dense weight (scores = magnitudes, optimal) and draws the random
 support of a fresh layer (scores = uniform noise).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,14 +43,12 @@ def sparse_matmul(x2d: torch.Tensor, rows, cols, values, shape) -> torch.Tensor:
     Runs through ``torch.sparse.mm`` (nnz multiply-adds per row of ``x2d``, invisible to
     ``FlopCounterMode``); plain PyTorch, so it is the reference every fast backend is checked against.
     """
-    w = torch.sparse_coo_tensor(torch.stack((rows, cols)), values, shape, is_coalesced=True,
-                                check_invariants=False)
+    w = torch.sparse_coo_tensor(torch.stack((rows, cols)), values, shape, is_coalesced=True, check_invariants=False)
     return torch.sparse.mm(w, x2d.T).T
 
 
 class SparseSupportLinear(StructuredLinear):
     """W = M ⊙ V with the support M held as index buffers and V's kept values as a parameter."""
-
 
     def nnz(self) -> int:
         """Number of stored values (the parameter count)."""

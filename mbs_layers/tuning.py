@@ -14,6 +14,7 @@ tune`` writes beside the results by default (never the machine-wide cache unless
 (cut off, empty, not a JSON object of strings) is reported once as a warning and ignored:
 ``auto`` then uses its priority rule, so a damaged table never breaks a forward.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,10 +48,10 @@ def tokens_bucket(tokens: int) -> int:
     return 1 << max(0, int(tokens) - 1).bit_length()
 
 
-def table_key(device: str, fmt: str, hparams: dict, in_features: int, out_features: int,
-              dtype: str, tokens: int) -> str:
-    return json.dumps([device, fmt, hparams, in_features, out_features, dtype, tokens_bucket(tokens)],
-                      sort_keys=True)
+def table_key(
+    device: str, fmt: str, hparams: dict, in_features: int, out_features: int, dtype: str, tokens: int
+) -> str:
+    return json.dumps([device, fmt, hparams, in_features, out_features, dtype, tokens_bucket(tokens)], sort_keys=True)
 
 
 def save_table(table: dict[str, str], path: Path | None = None) -> Path:
@@ -83,9 +84,12 @@ def load_table() -> dict[str, str]:
     except (OSError, ValueError) as err:
         table = err
     if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
-        log.warning("tuning table %s is damaged and ignored (%s); backend='auto' uses its priority rule. "
-                    "Rebuild it with `mbs tune`.", path,
-                    table if isinstance(table, Exception) else "not an object of names")
+        log.warning(
+            "tuning table %s is damaged and ignored (%s); backend='auto' uses its priority rule. "
+            "Rebuild it with `mbs tune`.",
+            path,
+            table if isinstance(table, Exception) else "not an object of names",
+        )
         return {}
     return {key: MERGED if value == _LEGACY_MERGED else value for key, value in table.items()}
 
@@ -101,8 +105,15 @@ def lookup(layer, x2d: torch.Tensor) -> str | None:
     point = (str(x2d.device), x2d.dtype, tokens_bucket(x2d.shape[0]))
     source, choice = memo.get(point, (None, None))
     if source is not table:
-        key = table_key(device_name(x2d.device), layer.name, layer.hparams, layer.in_features,
-                        layer.out_features, str(x2d.dtype).removeprefix("torch."), x2d.shape[0])
+        key = table_key(
+            device_name(x2d.device),
+            layer.name,
+            layer.hparams,
+            layer.in_features,
+            layer.out_features,
+            str(x2d.dtype).removeprefix("torch."),
+            x2d.shape[0],
+        )
         choice = table.get(key)
         memo[point] = (table, choice)
     return choice

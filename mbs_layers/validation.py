@@ -3,6 +3,7 @@
 Every format validates its hyper-parameters with these before touching torch, so a bad
 combination never surfaces as a shape error from deep inside a kernel.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -44,9 +45,7 @@ def check_divides(name: str, value: int, dim_name: str, dim: int) -> None:
     if dim % value:
         allowed = divisors(dim)
         shown = allowed if len(allowed) <= 24 else allowed[:12] + ["..."] + allowed[-4:]
-        raise ValueError(
-            f"{name}={value} must divide {dim_name}={dim}: allowed {name} in {shown}"
-        )
+        raise ValueError(f"{name}={value} must divide {dim_name}={dim}: allowed {name} in {shown}")
 
 
 def check_choice(name: str, value, allowed: Iterable) -> None:
@@ -80,8 +79,9 @@ def check_device(name: str, text: str):
     try:
         device = torch.device(text)
     except (RuntimeError, TypeError) as err:
-        raise ValueError(f"{name}={text!r} is not a torch device: allowed e.g. 'cpu', 'cuda', 'cuda:0' "
-                         f"({err})") from None
+        raise ValueError(
+            f"{name}={text!r} is not a torch device: allowed e.g. 'cpu', 'cuda', 'cuda:0' ({err})"
+        ) from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"{name}={text!r}: this torch build or machine has no usable CUDA device: allowed 'cpu'")

@@ -1,4 +1,5 @@
 """Shared test set-up: fresh seeds that print themselves, GPU tests skipped without CUDA."""
+
 import os
 
 import pytest
@@ -12,8 +13,12 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 def pytest_addoption(parser):
-    parser.addoption("--seed", type=int, default=None,
-                     help="seed for the rng fixture (default: a fresh one per test, printed so a failure replays)")
+    parser.addoption(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed for the rng fixture (default: a fresh one per test, printed so a failure replays)",
+    )
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,4 +1,5 @@
 """Generated runs for history tests: one results file per commit, with an optional step."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,7 @@ A100 = "NVIDIA A100-SXM4-80GB"
 POINTS = [("dense", {}, 64, 1e-4), ("lowrank", {"rank": 16}, 256, 5e-5)]
 
 
-def run_records(index, *, step_at=None, step=0.10, cv=0.01, device=H100, seed=0, energy_step_at=None,
-                repeats=10):
+def run_records(index, *, step_at=None, step=0.10, cv=0.01, device=H100, seed=0, energy_step_at=None, repeats=10):
     """The records of the run at commit ``index``: each point's level moves by ``cv`` run to run,
     its repeats by 0.2% around it, and is ``1 + step`` times higher from commit ``step_at`` on."""
     rnd = random.Random(f"{seed}-{index}-{device}")
@@ -21,11 +21,22 @@ def run_records(index, *, step_at=None, step=0.10, cv=0.01, device=H100, seed=0,
     for fmt, hp, tokens, base in POINTS:
         level = base * (1 + cv * rnd.gauss(0, 1)) * (1 + step if step_at is not None and index >= step_at else 1)
         samples = [level * (1 + 0.002 * rnd.gauss(0, 1)) for _ in range(repeats)]
-        record = kernel_record(fmt, hp, n=256, tokens=tokens, median_s=sorted(samples)[repeats // 2],
-                               samples=samples, device=device, versions={"torch": "2.13.0", "driver": "570.1"})
+        record = kernel_record(
+            fmt,
+            hp,
+            n=256,
+            tokens=tokens,
+            median_s=sorted(samples)[repeats // 2],
+            samples=samples,
+            device=device,
+            versions={"torch": "2.13.0", "driver": "570.1"},
+        )
         # energy is its own series only where the test asks for one
-        record["energy_j_per_call"] = None if energy_step_at is None else \
-            0.01 * (1 + 0.005 * rnd.gauss(0, 1)) * (1.2 if index >= energy_step_at else 1)
+        record["energy_j_per_call"] = (
+            None
+            if energy_step_at is None
+            else 0.01 * (1 + 0.005 * rnd.gauss(0, 1)) * (1.2 if index >= energy_step_at else 1)
+        )
         records.append(record)
     return records
 
@@ -43,8 +54,11 @@ def write_store(path, records):
 
 def write_benchmark_json(path, records, *, when="2026-12-01T10:00:00"):
     """A pytest-benchmark JSON document holding ``records`` as extra_info."""
-    doc = {"machine_info": {"versions": {"driver": "570.1"}}, "datetime": when,
-           "benchmarks": [{"name": f"b{i}", "extra_info": r, "stats": {}} for i, r in enumerate(records)]}
+    doc = {
+        "machine_info": {"versions": {"driver": "570.1"}},
+        "datetime": when,
+        "benchmarks": [{"name": f"b{i}", "extra_info": r, "stats": {}} for i, r in enumerate(records)],
+    }
     path.write_text(json.dumps(doc))
     return path
 

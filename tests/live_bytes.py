@@ -6,6 +6,7 @@ alive (views share; in-place ops add nothing), and released when the last Python
 is collected. Storages that existed before the mode (weights, inputs) are not counted. It
 works on the meta device too, so a 4096x4096 layer can be measured without computing anything.
 """
+
 import weakref
 
 import torch

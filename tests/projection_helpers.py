@@ -1,6 +1,7 @@
 """Reference errors of optimal projections, shared by the format tests (tests/formats/test_<format>.py):
 Eckart–Young tails, the Van Loan–Pitsianis rearrangement, blockwise optima, and the checks that
 several formats run on their own cases."""
+
 import torch
 
 import mbs_layers as mbs
@@ -33,8 +34,9 @@ def check_hparam_grid_is_valid(name, in_f, out_f):
     assert grid
     for hp in grid:
         assert cls.check_hparams(in_f, out_f, **hp) == hp
-    hp = cls.hparams_for_budget(in_f, out_f, max(cls.count_params(in_f, out_f, **g) for g in grid),
-                                allow_more_flops=True)  # tiny shapes: some formats cost more than dense
+    hp = cls.hparams_for_budget(
+        in_f, out_f, max(cls.count_params(in_f, out_f, **g) for g in grid), allow_more_flops=True
+    )  # tiny shapes: some formats cost more than dense
     layer = mbs.build(name, in_f, out_f, dtype=f64, **hp)
     assert layer(torch.randn(2, in_f, dtype=f64)).shape == (2, out_f)
 
@@ -63,16 +65,16 @@ def expected_error(name, w, hp):
     if name == "blockdiag":
         k = hp["nblocks"]
         s, p = out_f // k, in_f // k
-        kept = sum(w[g * s:(g + 1) * s, g * p:(g + 1) * p].square().sum() for g in range(k))
+        kept = sum(w[g * s : (g + 1) * s, g * p : (g + 1) * p].square().sum() for g in range(k))
         return (w.square().sum() - kept).sqrt()
     if name == "monarch":
         k = hp["nblocks"]
         p, q = in_f // k, min(in_f, out_f) // k
-        return sum(tail_norm(w[i::k, j * p:(j + 1) * p], monarch_rank(k, q, i, j))
-                   for i in range(k) for j in range(k)).sqrt()
+        return sum(
+            tail_norm(w[i::k, j * p : (j + 1) * p], monarch_rank(k, q, i, j)) for i in range(k) for j in range(k)
+        ).sqrt()
     (n1, n2), (_, m2) = hp["in_factors"], hp["out_factors"]
-    return sum(tail_norm(w[i2::m2, j1 * n2:(j1 + 1) * n2], hp["rank"])
-               for i2 in range(m2) for j1 in range(n1)).sqrt()
+    return sum(tail_norm(w[i2::m2, j1 * n2 : (j1 + 1) * n2], hp["rank"]) for i2 in range(m2) for j1 in range(n1)).sqrt()
 
 
 def check_param_count_is_stored_numel(case):

@@ -1,4 +1,5 @@
 """Helpers shared by the sparse format and kernel tests."""
+
 import torch
 
 import mbs_layers as mbs
@@ -22,8 +23,14 @@ def assert_close_to_reference(actual: torch.Tensor, expected: torch.Tensor) -> N
 
 def float64_twin(layer):
     """A float64 copy of ``layer`` on the torch reference backend (same support, same values)."""
-    twin = type(layer)(layer.in_features, layer.out_features, bias=layer.bias is not None,
-                       dtype=torch.float64, backend="torch", **layer.hparams)
+    twin = type(layer)(
+        layer.in_features,
+        layer.out_features,
+        bias=layer.bias is not None,
+        dtype=torch.float64,
+        backend="torch",
+        **layer.hparams,
+    )
     twin.load_state_dict({k: v.double() if v.is_floating_point() else v for k, v in layer.state_dict().items()})
     return twin
 

@@ -1,4 +1,5 @@
 """Shared by the tests/sweep/test_sweep_*.py files: repository root, subprocess environment, presets."""
+
 import os
 from pathlib import Path
 
@@ -18,8 +19,15 @@ def write_preset(path: Path, **overrides) -> Path:
     """A tiny user preset (YAML) with ``overrides`` replacing its keys."""
     import yaml
 
-    spec = {"shapes": [[32, 32]], "tokens": [4], "dtypes": ["float32"], "passes": ["fwd", "fwd_bwd"],
-            "budgets": [0.5], "formats": ["dense", "lowrank"], "timer": {"warmup": 0, "repeats": 2}}
+    spec = {
+        "shapes": [[32, 32]],
+        "tokens": [4],
+        "dtypes": ["float32"],
+        "passes": ["fwd", "fwd_bwd"],
+        "budgets": [0.5],
+        "formats": ["dense", "lowrank"],
+        "timer": {"warmup": 0, "repeats": 2},
+    }
     spec.update(overrides)
     path.write_text(yaml.safe_dump(spec))
     return path

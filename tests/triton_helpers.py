@@ -1,6 +1,7 @@
 """Checks of the Triton backends of the factored dense formats (blast, kronecker, tt in
 tests/kernels/test_blast.py and test_tt.py; blockdiag, monarch, btt in test_block_gemm.py and
 test_monarch.py) against the torch reference: forward and every gradient."""
+
 import torch
 
 import mbs_layers as mbs
@@ -62,8 +63,16 @@ def weights(layer):
 
 def check_against_reference(layer, run, x, dtype):
     """``run(layer, x)`` in ``dtype`` equals the float64 reference, forward and every gradient."""
-    ref = mbs.build(layer.name, layer.in_features, layer.out_features, bias=False, dtype=torch.float64,
-                    device=x.device, backend="torch", **layer.hparams)
+    ref = mbs.build(
+        layer.name,
+        layer.in_features,
+        layer.out_features,
+        bias=False,
+        dtype=torch.float64,
+        device=x.device,
+        backend="torch",
+        **layer.hparams,
+    )
     ref.load_state_dict({k: v.double() for k, v in layer.state_dict().items() if k != "bias"})
     x_ref = x.detach().double().requires_grad_()
     x = x.detach().requires_grad_()
@@ -71,8 +80,11 @@ def check_against_reference(layer, run, x, dtype):
     grad = torch.randn_like(y_ref)
     y_ref.backward(grad)
     y.backward(grad.to(y.dtype))
-    for got, want in [(y, y_ref), (x.grad, x_ref.grad),
-                      *((p.grad, q.grad) for p, q in zip(weights(layer), weights(ref)))]:
+    for got, want in [
+        (y, y_ref),
+        (x.grad, x_ref.grad),
+        *((p.grad, q.grad) for p, q in zip(weights(layer), weights(ref))),
+    ]:
         assert got.dtype == dtype
         scale = want.abs().max().item()
         torch.testing.assert_close(got.double(), want, rtol=SCALED_TOL[dtype], atol=SCALED_TOL[dtype] * scale)

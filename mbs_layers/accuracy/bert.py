@@ -8,6 +8,7 @@ possibly CUDA torch) as dependencies, so mbs never imports it: install it with
 with ``safetensors``. Any directory of the same layout (``--model PATH``) works too. The
 linears are ``nn.Linear`` so ``mbs.replace_linears`` can swap them.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -101,8 +102,9 @@ class _Embeddings(nn.Module):
 
     def forward(self, ids):
         pos = torch.arange(ids.shape[1], device=ids.device)
-        return self.LayerNorm(self.word_embeddings(ids) + self.position_embeddings(pos)
-                              + self.token_type_embeddings.weight[0])
+        return self.LayerNorm(
+            self.word_embeddings(ids) + self.position_embeddings(pos) + self.token_type_embeddings.weight[0]
+        )
 
 
 class _SelfAttention(nn.Module):
@@ -204,8 +206,11 @@ def load(model_dir: str | Path | None = None) -> tuple[SentenceEncoder, WordPiec
     model_dir = Path(model_dir) if model_dir else packaged_model_dir()
     model = SentenceEncoder(json.loads((model_dir / "config.json").read_text()))
     # the pooler (unused by sentence embeddings) and position ids are not part of the module
-    state = {k: v for k, v in load_file(str(model_dir / "model.safetensors")).items()
-             if not (k.startswith("pooler.") or k.endswith("position_ids"))}
+    state = {
+        k: v
+        for k, v in load_file(str(model_dir / "model.safetensors")).items()
+        if not (k.startswith("pooler.") or k.endswith("position_ids"))
+    }
     model.load_state_dict(state)
     return model.eval(), WordPiece(model_dir / "vocab.txt")
 
@@ -217,8 +222,10 @@ def linear_inputs(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> di
     captured, hooks = {}, []
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear):
+
             def hook(mod, args, out, name=name):
                 captured[name] = args[0].reshape(-1, args[0].shape[-1])[keep]
+
             hooks.append(module.register_forward_hook(hook))
     try:
         model(ids, mask)

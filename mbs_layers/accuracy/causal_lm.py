@@ -7,6 +7,7 @@ cache (loaded with ``local_files_only=True``: nothing is downloaded); it needs
 without it, the stdlib docstring sentences. The text is tokenised and cut into blocks of
 ``block`` tokens; the metrics are the language-model loss and perplexity on test blocks.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,10 @@ class CausalLM:
 
     def split(self, cfg, seed: int):
         """(``train_samples`` random training blocks, the first ``test_samples`` test blocks)."""
-        for name, have, want in (("train_samples", len(self.train_blocks), cfg.train_samples),
-                                 ("test_samples", len(self.test_blocks), cfg.test_samples)):
+        for name, have, want in (
+            ("train_samples", len(self.train_blocks), cfg.train_samples),
+            ("test_samples", len(self.test_blocks), cfg.test_samples),
+        ):
             if want > have:
                 raise ValueError(f"{name}={want} exceeds the {have} blocks of {cfg.block} tokens in the data")
         pick = torch.randperm(len(self.train_blocks), generator=torch.Generator().manual_seed(seed))

@@ -4,6 +4,7 @@ Every Python installation carries it, so fine-tuning and activation capture need
 The module list is fixed and sentences are de-duplicated and sorted, so the corpus is the same
 for a given Python version (recorded with each result).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -11,9 +12,27 @@ import inspect
 import random
 import re
 
-MODULES = ("argparse", "collections", "csv", "datetime", "functools", "heapq", "inspect",
-           "itertools", "json", "logging", "pathlib", "random", "re", "shutil", "statistics",
-           "string", "subprocess", "tempfile", "textwrap")
+MODULES = (
+    "argparse",
+    "collections",
+    "csv",
+    "datetime",
+    "functools",
+    "heapq",
+    "inspect",
+    "itertools",
+    "json",
+    "logging",
+    "pathlib",
+    "random",
+    "re",
+    "shutil",
+    "statistics",
+    "string",
+    "subprocess",
+    "tempfile",
+    "textwrap",
+)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 

@@ -12,6 +12,7 @@ taken on held-out data before and after. Two tasks:
 * ``--model`` naming a local causal LM (e.g. GPT-2; ``causal_lm.py``): language-model loss and
   perplexity on wikitext-2 (``--data``) or the stdlib docstrings.
 """
+
 from __future__ import annotations
 
 import copy
@@ -74,8 +75,10 @@ class EncoderDistillation:
     @torch.no_grad()
     def evaluate(self, student: nn.Module, batch) -> dict[str, float]:
         student.eval()
-        return {"distill_loss": self.loss(student, batch).item(),
-                "embedding_cosine": (student(*batch) * self.model(*batch)).sum(-1).mean().item()}
+        return {
+            "distill_loss": self.loss(student, batch).item(),
+            "embedding_cosine": (student(*batch) * self.model(*batch)).sum(-1).mean().item(),
+        }
 
 
 def text_sentences(data: str | None) -> list[str]:
@@ -121,8 +124,16 @@ def finetune(task, student: nn.Module, train: list, cfg: FinetunePreset, seed: i
         opt.step()
 
 
-def run_finetune(store: str | Path, *, preset="smoke", model: str | None = None, data: str | None = None,
-                 progress: bool = True, device: str | None = None, **selection) -> Path:
+def run_finetune(
+    store: str | Path,
+    *,
+    preset="smoke",
+    model: str | None = None,
+    data: str | None = None,
+    progress: bool = True,
+    device: str | None = None,
+    **selection,
+) -> Path:
     """Project + fine-tune for every format × budget × seed of the preset; append the records.
 
     ``selection``: ``seeds``, ``budgets``, ``formats`` overriding the preset's."""
@@ -134,19 +145,38 @@ def run_finetune(store: str | Path, *, preset="smoke", model: str | None = None,
     inside = block_pattern(cfg.layers)
     width = next(m for m in task.model.modules() if isinstance(m, nn.Embedding)).embedding_dim
     config = preset_config(cfg, preset if isinstance(preset, str) else "custom")
-    points = [{"experiment": "finetune", "config_id": config["id"], "model": cfg.model or "minilm",
-               "data": cfg.data or "stdlib-docstrings",
-               "format": f, "budget": b, "seed": seed, "in_features": width, "out_features": width,
-               "metric": task.metrics[0], "config": config, "env": environment()}
-              for f in format_names(cfg.formats) if f != "dense" for b in cfg.budgets for seed in cfg.seeds]
+    points = [
+        {
+            "experiment": "finetune",
+            "config_id": config["id"],
+            "model": cfg.model or "minilm",
+            "data": cfg.data or "stdlib-docstrings",
+            "format": f,
+            "budget": b,
+            "seed": seed,
+            "in_features": width,
+            "out_features": width,
+            "metric": task.metrics[0],
+            "config": config,
+            "env": environment(),
+        }
+        for f in format_names(cfg.formats)
+        if f != "dense"
+        for b in cfg.budgets
+        for seed in cfg.seeds
+    ]
 
     def run_point(p: dict) -> list[dict]:
         torch.manual_seed(p["seed"])
         train, test = task.split(cfg, DATA_SEED)
         for shape in selected_shapes(task.model, inside):
             representable_hparams(p["format"], *shape, p["budget"])  # CannotRepresent: skipped
-        student = replace_linears(copy.deepcopy(task.model), p["format"], budget=p["budget"],
-                                  include=lambda name, _: bool(inside.search(name)))
+        student = replace_linears(
+            copy.deepcopy(task.model),
+            p["format"],
+            budget=p["budget"],
+            include=lambda name, _: bool(inside.search(name)),
+        )
         replaced = {name: m for name, m in student.named_modules() if isinstance(m, StructuredLinear)}
         if not replaced:
             raise ValueError(f"layers={cfg.layers} selects no linear layer of the model")
@@ -155,11 +185,18 @@ def run_finetune(store: str | Path, *, preset="smoke", model: str | None = None,
         before = task.evaluate(student, test)
         finetune(task, student, train, cfg, p["seed"])
         after = task.evaluate(student, test)
-        common = {**p, "hparams": {name: m.hparams for name, m in replaced.items()}, "device": str(dev),
-                  **module_memory_fields(p["format"], list(replaced.values()))}
+        common = {
+            **p,
+            "hparams": {name: m.hparams for name, m in replaced.items()},
+            "device": str(dev),
+            **module_memory_fields(p["format"], list(replaced.values())),
+        }
         del common["metric"]
-        return [accuracy_record(**common, metric=f"{metric}_{stage}", value=values[metric])
-                for metric in task.metrics for stage, values in (("before", before), ("after", after))]
+        return [
+            accuracy_record(**common, metric=f"{metric}_{stage}", value=values[metric])
+            for metric in task.metrics
+            for stage, values in (("before", before), ("after", after))
+        ]
 
     return run_points(store, points, run_point, key_fields=KEY_FIELDS, desc="finetune", progress=progress)
 
@@ -167,7 +204,12 @@ def run_finetune(store: str | Path, *, preset="smoke", model: str | None = None,
 def finetune_table(records: list[dict]) -> str:
     """Each metric before / after fine-tuning per model, data, format and budget."""
     records = current_records([r for r in records if r.get("experiment") == "finetune"], KEY_FIELDS)
-    metrics = sorted({r["metric"] for r in records if r.get("status") == "ok"},
-                     key=lambda m: (m.rsplit("_", 1)[0], m.endswith("after")))
-    return metric_table(records, ["config_id", "model", "data", "format", "budget", "param_count", "param_fraction",
-                                  "storage_fraction"], metrics)
+    metrics = sorted(
+        {r["metric"] for r in records if r.get("status") == "ok"},
+        key=lambda m: (m.rsplit("_", 1)[0], m.endswith("after")),
+    )
+    return metric_table(
+        records,
+        ["config_id", "model", "data", "format", "budget", "param_count", "param_fraction", "storage_fraction"],
+        metrics,
+    )

@@ -11,6 +11,7 @@ Images come back as float tensors (N, C, H, W) normalised with the training set'
 mean and std. A validation split (``VAL_FRACTION`` of each class of the training images, drawn
 with a fixed seed) is held out for model selection, so the test split is used once.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -76,19 +77,26 @@ TEACHER = {"size": 8, "classes": 4, "width": 16, "margin": 0.5, "train": 4000, "
 
 
 @torch.no_grad()
-def teacher(size: int = 8, classes: int = 10, width: int | None = None, margin: float = 0.25, train: int = 4000,
-            test: int = 1000, seed: int = 0) -> ImageData:
+def teacher(
+    size: int = 8,
+    classes: int = 10,
+    width: int | None = None,
+    margin: float = 0.25,
+    train: int = 4000,
+    test: int = 1000,
+    seed: int = 0,
+) -> ImageData:
     """``train`` + ``test`` Gaussian (1, size, size) images labelled by a fixed random teacher
     (linear, or with a GELU hidden layer of ``width``), each label's calibrated logit ahead of
     the runner-up by at least ``margin`` logit stds."""
     gen = torch.Generator().manual_seed(seed)
     pixels = size * size
     if width:
-        w1 = torch.randn(pixels, width, generator=gen) / pixels ** 0.5
-        w2 = torch.randn(width, classes, generator=gen) / width ** 0.5
+        w1 = torch.randn(pixels, width, generator=gen) / pixels**0.5
+        w2 = torch.randn(width, classes, generator=gen) / width**0.5
         net = lambda x: F.gelu(x @ w1) @ w2
     else:  # linear teacher: classes are cones of the pixel space
-        w = torch.randn(pixels, classes, generator=gen) / pixels ** 0.5
+        w = torch.randn(pixels, classes, generator=gen) / pixels**0.5
         net = lambda x: x @ w
     calibration = net(torch.randn(8192, pixels, generator=gen))
     mean, std = calibration.mean(0), calibration.std(0)  # per class: roughly balanced classes
@@ -113,6 +121,7 @@ def _unpickle(path: Path) -> dict:
 
 def cifar10(root: Path) -> ImageData:
     """CIFAR-10 from its python-pickle batches under ``root``."""
+
     def batches(files):
         parts = [_unpickle(root / f) for f in files]
         x = torch.cat([torch.as_tensor(p[b"data"]).reshape(-1, 3, 32, 32) for p in parts]).float() / 255.0
@@ -121,8 +130,7 @@ def cifar10(root: Path) -> ImageData:
 
     train = sorted(p.name for p in root.glob("data_batch_*"))
     meta = root / "batches.meta"
-    classes = ([c.decode() for c in _unpickle(meta)[b"label_names"]] if meta.exists()
-               else [str(c) for c in range(10)])
+    classes = [c.decode() for c in _unpickle(meta)[b"label_names"]] if meta.exists() else [str(c) for c in range(10)]
     return ImageData("cifar10", *batches(train), *batches(["test_batch"]), classes)
 
 
@@ -163,11 +171,15 @@ def load_images(data: str, image_size: int | None = None) -> ImageData:
         elif (root / "train").is_dir():
             ds = image_folder(root, image_size or 32)
         else:
-            raise ValueError(f"data={data!r} is not recognised: allowed 'digits', 'teacher', a CIFAR-10 python folder "
-                             "(data_batch_1..5, test_batch) or an image folder PATH/train|val/<class>/*")
+            raise ValueError(
+                f"data={data!r} is not recognised: allowed 'digits', 'teacher', a CIFAR-10 python folder "
+                "(data_batch_1..5, test_batch) or an image folder PATH/train|val/<class>/*"
+            )
     if image_size and ds.train_x.shape[-1] != image_size:
-        ds.train_x, ds.test_x = (F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
-                                 for x in (ds.train_x, ds.test_x))
+        ds.train_x, ds.test_x = (
+            F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+            for x in (ds.train_x, ds.test_x)
+        )
     ds = hold_out_validation(ds)
     mean = ds.train_x.mean(dim=(0, 2, 3), keepdim=True)
     std = ds.train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)

@@ -12,6 +12,7 @@ Two results are **separable** when their intervals do not overlap; otherwise a r
 test (a difference test at roughly the 0.5% level), chosen because it is easy to read off a
 plot with error bars.
 """
+
 from __future__ import annotations
 
 import math

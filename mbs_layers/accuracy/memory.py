@@ -14,6 +14,7 @@ BTT rank 1 = Monarch √n blocks; Kronecker A ⊗ B is the two-core tensor train
 carry it as ``model_signature`` and the report counts each signature once per parameter
 count (``mbs_layers.report.analysis.mark_duplicates``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -38,6 +39,7 @@ def _tensor_train(cls_name: str) -> Callable[[int, int, dict], str]:
 
         out_factors, in_factors, ranks = format_class(cls_name).structure(hp)
         return f"tensor-train(out {tuple(out_factors)}, in {tuple(in_factors)}, ranks {tuple(ranks)})"
+
     return signature
 
 
@@ -68,19 +70,29 @@ def model_signature(name: str, layers: Iterable[tuple[int, int, dict]]) -> str |
     return "; ".join(sorted(set(parts)))  # one entry per distinct layer shape and setting
 
 
-def memory_fields(name: str, layers: list[tuple[int, int, dict]], params: int, storage: int,
-                  itemsize: int) -> dict:
+def memory_fields(name: str, layers: list[tuple[int, int, dict]], params: int, storage: int, itemsize: int) -> dict:
     """``param_fraction``, ``storage_bytes``, ``storage_fraction`` and ``model_signature`` of a
     point whose structured layers have the (in, out, hparams) ``layers``, ``params`` parameters
     and ``storage`` bytes; dense is the same layers' in·out values of ``itemsize`` bytes."""
     dense = sum(n_in * n_out for n_in, n_out, _ in layers)
-    return {"param_fraction": params / dense, "storage_bytes": storage,
-            "storage_fraction": storage / (dense * itemsize), "model_signature": model_signature(name, layers)}
+    return {
+        "param_fraction": params / dense,
+        "storage_bytes": storage,
+        "storage_fraction": storage / (dense * itemsize),
+        "model_signature": model_signature(name, layers),
+    }
 
 
 def module_memory_fields(name: str, modules: list[nn.Module]) -> dict:
     """:func:`memory_fields` of a model's structured layers ``modules`` (plus ``param_count``)."""
     params = sum(m.param_count() for m in modules)
-    return {"param_count": params,
-            **memory_fields(name, [(m.in_features, m.out_features, m.hparams) for m in modules], params,
-                            sum(m.storage_bytes() for m in modules), modules[0].weight_dtype.itemsize)}
+    return {
+        "param_count": params,
+        **memory_fields(
+            name,
+            [(m.in_features, m.out_features, m.hparams) for m in modules],
+            params,
+            sum(m.storage_bytes() for m in modules),
+            modules[0].weight_dtype.itemsize,
+        ),
+    }

@@ -3,6 +3,7 @@
 ``thesis`` is the scale of "Memory Better Spent" (randn 1296×1296, every MiniLM layer, longer
 training) and wants a GPU. An experiment's ``run_*`` takes a preset name or an instance.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,23 +27,23 @@ SMOKE_PROJECTION_BUDGETS = (*SMOKE_BUDGETS, 0.6)
 
 @dataclass(frozen=True)
 class ProjectionPreset:
-    sizes: tuple[int, ...] = SMOKE_SIZES      # Gaussian randn(n, n) sources
+    sizes: tuple[int, ...] = SMOKE_SIZES  # Gaussian randn(n, n) sources
     seeds: tuple[int, ...] = (0,)
     budgets: tuple[float, ...] = SMOKE_PROJECTION_BUDGETS
-    encoder_layers: tuple[int, ...] = (0,)    # pretrained encoder layers whose linears are sources
-    encoder_linears: str | None = None        # regex on the linears' names within those layers; None: all
-    sentences: int = 16                       # corpus sentences whose activations X give ‖(W−Ŵ)X‖
-    calibration_sentences: int = 16           # `real` source: disjoint sentences whose activations
-                                              # are passed as X to data-aware projections; 0: no `real`
-    formats: tuple[str, ...] | None = None    # None: every registered format
-    model: str | None = None                  # encoder directory; None: the packaged MiniLM
+    encoder_layers: tuple[int, ...] = (0,)  # pretrained encoder layers whose linears are sources
+    encoder_linears: str | None = None  # regex on the linears' names within those layers; None: all
+    sentences: int = 16  # corpus sentences whose activations X give ‖(W−Ŵ)X‖
+    calibration_sentences: int = 16  # `real` source: disjoint sentences whose activations
+    # are passed as X to data-aware projections; 0: no `real`
+    formats: tuple[str, ...] | None = None  # None: every registered format
+    model: str | None = None  # encoder directory; None: the packaged MiniLM
 
 
 @dataclass(frozen=True)
 class PretrainPreset:
-    data: str = "digits"                      # "digits" (scikit-learn) or a CIFAR-10 / image-folder path
-    image_size: int | None = None             # resize to this (None: the data's own size)
-    patch: int = 4                           # 8×8 digits: 4 patches + class token
+    data: str = "digits"  # "digits" (scikit-learn) or a CIFAR-10 / image-folder path
+    image_size: int | None = None  # resize to this (None: the data's own size)
+    patch: int = 4  # 8×8 digits: 4 patches + class token
     dim: int = 64
     depth: int = 2
     heads: int = 4
@@ -57,10 +58,10 @@ class PretrainPreset:
 
 @dataclass(frozen=True)
 class FinetunePreset:
-    model: str | None = None                  # encoder dir or causal LM (dir / cached name); None: packaged MiniLM
-    data: str | None = None                   # text file, wikitext-2 folder (causal LM); None: stdlib docstrings
-    layers: tuple[int, ...] | None = (5,)     # transformer blocks whose linears are replaced; None: all
-    train_samples: int = 64                   # sentences (encoder) or blocks of `block` tokens (causal LM)
+    model: str | None = None  # encoder dir or causal LM (dir / cached name); None: packaged MiniLM
+    data: str | None = None  # text file, wikitext-2 folder (causal LM); None: stdlib docstrings
+    layers: tuple[int, ...] | None = (5,)  # transformer blocks whose linears are replaced; None: all
+    train_samples: int = 64  # sentences (encoder) or blocks of `block` tokens (causal LM)
     test_samples: int = 32
     block: int = 128
     steps: int = 20
@@ -77,24 +78,51 @@ PRESETS = {
         # (BLAST, ARMOR, DSFormer, CoSpaDi) keep `mbs run` CPU-sized; the MLP's 384x1536 ones are
         # in default and thesis
         "smoke": ProjectionPreset(encoder_linears=r"attention\."),
-        "default": ProjectionPreset(sizes=(256, 1024), seeds=(0, 1, 2), budgets=BUDGETS,
-                                    encoder_layers=(0, 5), sentences=64, calibration_sentences=64),
-        "thesis": ProjectionPreset(sizes=(256, 1024, 1296), seeds=(0, 1, 2, 3, 4), budgets=BUDGETS,
-                                   encoder_layers=(0, 1, 2, 3, 4, 5), sentences=256,
-                                   calibration_sentences=256),
+        "default": ProjectionPreset(
+            sizes=(256, 1024),
+            seeds=(0, 1, 2),
+            budgets=BUDGETS,
+            encoder_layers=(0, 5),
+            sentences=64,
+            calibration_sentences=64,
+        ),
+        "thesis": ProjectionPreset(
+            sizes=(256, 1024, 1296),
+            seeds=(0, 1, 2, 3, 4),
+            budgets=BUDGETS,
+            encoder_layers=(0, 1, 2, 3, 4, 5),
+            sentences=256,
+            calibration_sentences=256,
+        ),
     },
     "pretrain": {
         "smoke": PretrainPreset(),
         "default": PretrainPreset(patch=2, epochs=30, budgets=(0.1, 0.25, 0.5), seeds=tuple(range(12))),
-        "thesis": PretrainPreset(patch=2, dim=256, depth=6, heads=8, epochs=100, batch_size=128, lr=1e-3,
-                                 budgets=(0.05, 0.1, 0.25, 0.5), seeds=(0, 1, 2)),
+        "thesis": PretrainPreset(
+            patch=2,
+            dim=256,
+            depth=6,
+            heads=8,
+            epochs=100,
+            batch_size=128,
+            lr=1e-3,
+            budgets=(0.05, 0.1, 0.25, 0.5),
+            seeds=(0, 1, 2),
+        ),
     },
     "finetune": {
         "smoke": FinetunePreset(),
-        "default": FinetunePreset(layers=None, train_samples=512, test_samples=128, steps=200,
-                                  budgets=(0.1, 0.25, 0.5), seeds=(0, 1)),
-        "thesis": FinetunePreset(layers=None, train_samples=768, test_samples=256, steps=1000,
-                                 budgets=(0.05, 0.1, 0.25, 0.5), seeds=(0, 1, 2)),
+        "default": FinetunePreset(
+            layers=None, train_samples=512, test_samples=128, steps=200, budgets=(0.1, 0.25, 0.5), seeds=(0, 1)
+        ),
+        "thesis": FinetunePreset(
+            layers=None,
+            train_samples=768,
+            test_samples=256,
+            steps=1000,
+            budgets=(0.05, 0.1, 0.25, 0.5),
+            seeds=(0, 1, 2),
+        ),
     },
 }
 

@@ -9,6 +9,7 @@ validation split: the epoch with the best validation accuracy (the first on ties
 its test accuracy, measured once, is the result (``test_accuracy``); ``val_accuracy`` is
 recorded per epoch. The seed draws the initialisation and batch order; the data split is fixed.
 """
+
 from __future__ import annotations
 
 import copy
@@ -59,8 +60,9 @@ class Block(nn.Module):
 
 
 class ViT(nn.Module):
-    def __init__(self, *, image_size: int, channels: int, classes: int, patch: int, dim: int, depth: int,
-                 heads: int, make_linear):
+    def __init__(
+        self, *, image_size: int, channels: int, classes: int, patch: int, dim: int, depth: int, heads: int, make_linear
+    ):
         super().__init__()
         if image_size % patch:
             raise ValueError(f"patch={patch} must divide the image size {image_size}")
@@ -96,7 +98,9 @@ def structured_factory(name: str, budget: float):
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> float:
     model.eval()
-    correct = sum((model(x[i:i + batch]).argmax(-1) == y[i:i + batch]).sum().item() for i in range(0, len(y), batch))
+    correct = sum(
+        (model(x[i : i + batch]).argmax(-1) == y[i : i + batch]).sum().item() for i in range(0, len(y), batch)
+    )
     return correct / len(y)
 
 
@@ -126,8 +130,15 @@ def train(model: nn.Module, data: ImageData, cfg: PretrainPreset, seed: int, dev
     return curve, selected, accuracy(model, data.test_x.to(device), data.test_y.to(device))
 
 
-def run_pretrain(store: str | Path, *, preset="smoke", data: str | None = None, progress: bool = True,
-                 device: str | None = None, **selection) -> Path:
+def run_pretrain(
+    store: str | Path,
+    *,
+    preset="smoke",
+    data: str | None = None,
+    progress: bool = True,
+    device: str | None = None,
+    **selection,
+) -> Path:
     """Train the ViT for every format × budget × seed of the preset and append the records.
 
     ``selection``: ``seeds``, ``budgets``, ``formats`` overriding the preset's."""
@@ -135,25 +146,60 @@ def run_pretrain(store: str | Path, *, preset="smoke", data: str | None = None, 
     dev = pick_device(device)
     ds = load_images(cfg.data, cfg.image_size)
     config = preset_config(cfg, preset if isinstance(preset, str) else "custom")
-    points = [{"experiment": "pretrain", "config_id": config["id"], "data": cfg.data, "format": f, "budget": b,
-               "seed": seed, "in_features": cfg.dim, "out_features": cfg.dim, "metric": "test_accuracy",
-               "config": config, "env": environment()}
-              for f in format_names(cfg.formats) for b in point_budgets(f, cfg.budgets) for seed in cfg.seeds]
+    points = [
+        {
+            "experiment": "pretrain",
+            "config_id": config["id"],
+            "data": cfg.data,
+            "format": f,
+            "budget": b,
+            "seed": seed,
+            "in_features": cfg.dim,
+            "out_features": cfg.dim,
+            "metric": "test_accuracy",
+            "config": config,
+            "env": environment(),
+        }
+        for f in format_names(cfg.formats)
+        for b in point_budgets(f, cfg.budgets)
+        for seed in cfg.seeds
+    ]
 
     def run_point(p: dict) -> list[dict]:
         torch.manual_seed(p["seed"])
         make_linear, used = structured_factory(p["format"], p["budget"])
-        model = ViT(image_size=ds.train_x.shape[-1], channels=ds.train_x.shape[1], classes=len(ds.classes),
-                    patch=cfg.patch, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads, make_linear=make_linear).to(dev)
+        model = ViT(
+            image_size=ds.train_x.shape[-1],
+            channels=ds.train_x.shape[1],
+            classes=len(ds.classes),
+            patch=cfg.patch,
+            dim=cfg.dim,
+            depth=cfg.depth,
+            heads=cfg.heads,
+            make_linear=make_linear,
+        ).to(dev)
         structured = [m for m in model.modules() if isinstance(m, StructuredLinear)]
         curve, selected, test = train(model, ds, cfg, p["seed"], dev)
-        common = {**p, "hparams": used, "model_params": sum(t.numel() for t in model.parameters()),
-                  "device": str(dev), **module_memory_fields(p["format"], structured)}
+        common = {
+            **p,
+            "hparams": used,
+            "model_params": sum(t.numel() for t in model.parameters()),
+            "device": str(dev),
+            **module_memory_fields(p["format"], structured),
+        }
         del common["metric"]
-        return ([accuracy_record(**common, metric="val_accuracy", value=acc, epoch=i + 1)
-                 for i, acc in enumerate(curve)]
-                + [accuracy_record(**common, metric="test_accuracy", value=test, selected_epoch=selected,
-                                   val_accuracy=curve[selected - 1], epochs=len(curve))])
+        return [
+            accuracy_record(**common, metric="val_accuracy", value=acc, epoch=i + 1) for i, acc in enumerate(curve)
+        ] + [
+            accuracy_record(
+                **common,
+                metric="test_accuracy",
+                value=test,
+                selected_epoch=selected,
+                val_accuracy=curve[selected - 1],
+                epochs=len(curve),
+            )
+        ]
 
     return run_points(store, points, run_point, key_fields=KEY_FIELDS, desc="pretrain", progress=progress)
 
@@ -162,5 +208,8 @@ def pretrain_table(records: list[dict]) -> str:
     """Test accuracy (at the validation-selected epoch) per configuration, data set, format and
     budget: mean and 95% t-interval over seeds."""
     records = current_records([r for r in records if r.get("experiment") == "pretrain"], KEY_FIELDS)
-    return metric_table(records, ["config_id", "data", "format", "budget", "param_count", "param_fraction",
-                                  "storage_fraction"], ["test_accuracy"])
+    return metric_table(
+        records,
+        ["config_id", "data", "format", "budget", "param_count", "param_fraction", "storage_fraction"],
+        ["test_accuracy"],
+    )

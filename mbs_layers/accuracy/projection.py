@@ -18,6 +18,7 @@ skipped). Every record carries ``param_count`` and ``storage_bytes`` (indices an
 included) with both as fractions of dense. Seeds draw the Gaussian matrix and seed the
 randomised / iterative projections.
 """
+
 from __future__ import annotations
 
 import re
@@ -113,8 +114,10 @@ def output_errors(diff: torch.Tensor, weight: torch.Tensor, inputs: torch.Tensor
     row_ref = out_ref.pow(2).sum(0)
     live = row_ref > 0
     rownorm = (out_diff.pow(2).sum(0)[live] / row_ref[live]).mean().sqrt()
-    return {"rel_output_error": (out_diff.norm().item(), (out_diff.norm() / out_ref.norm()).item()),
-            "rel_output_error_rownorm": (None, rownorm.item())}
+    return {
+        "rel_output_error": (out_diff.norm().item(), (out_diff.norm() / out_ref.norm()).item()),
+        "rel_output_error_rownorm": (None, rownorm.item()),
+    }
 
 
 def real_sources(cfg: ProjectionPreset, device) -> list[Source]:
@@ -131,10 +134,22 @@ def real_sources(cfg: ProjectionPreset, device) -> list[Source]:
     inputs = bert.linear_inputs(model, *tokenizer(held_out))
     calib = bert.linear_inputs(model, *tokenizer(calibration))
     inside = block_pattern(cfg.encoder_layers)
-    weights = {name: m.weight.detach().to(device) for name, m in model.named_modules()
-               if name in inputs and selected_linear(cfg, inside, name)}
-    return [Source(f"real/minilm/{name}", *w.shape, lambda seed, w=w: w, inputs[name].to(device),
-                   calib[name].to(device), uncalibrated=f"minilm/{name}") for name, w in weights.items()]
+    weights = {
+        name: m.weight.detach().to(device)
+        for name, m in model.named_modules()
+        if name in inputs and selected_linear(cfg, inside, name)
+    }
+    return [
+        Source(
+            f"real/minilm/{name}",
+            *w.shape,
+            lambda seed, w=w: w,
+            inputs[name].to(device),
+            calib[name].to(device),
+            uncalibrated=f"minilm/{name}",
+        )
+        for name, w in weights.items()
+    ]
 
 
 def result_source(src: Source, name: str) -> str:
@@ -151,8 +166,14 @@ def calibrated(name: str, calibration: torch.Tensor | None) -> dict:
     return {"X": calibration} if calibration is not None and format_class(name).data_aware else {}
 
 
-def project_errors(name: str, hparams: dict, weight: torch.Tensor, inputs: torch.Tensor | None,
-                   seed: int, calibration: torch.Tensor | None = None) -> tuple[int, int, dict[str, tuple]]:
+def project_errors(
+    name: str,
+    hparams: dict,
+    weight: torch.Tensor,
+    inputs: torch.Tensor | None,
+    seed: int,
+    calibration: torch.Tensor | None = None,
+) -> tuple[int, int, dict[str, tuple]]:
     """(param count, storage bytes, {metric: (absolute, relative) error}) of
     ``approximate(name, weight)``, given ``calibration`` activations as ``X`` where the format is
     data-aware."""
@@ -168,8 +189,15 @@ def project_errors(name: str, hparams: dict, weight: torch.Tensor, inputs: torch
     return layer.param_count(), layer.storage_bytes(), errors
 
 
-def run_projection(store: str | Path, *, preset="smoke", progress: bool = True,
-                   device: str | None = None, model: str | None = None, **selection) -> Path:
+def run_projection(
+    store: str | Path,
+    *,
+    preset="smoke",
+    progress: bool = True,
+    device: str | None = None,
+    model: str | None = None,
+    **selection,
+) -> Path:
     """Append projection records for every registered format, source, budget and seed; resumable.
 
     ``preset`` is a name (smoke, default, thesis) or a ``ProjectionPreset``; ``model`` overrides
@@ -180,12 +208,25 @@ def run_projection(store: str | Path, *, preset="smoke", progress: bool = True,
     sources = gaussian_sources(cfg.sizes, dev) + encoder_sources(cfg, dev) + real_sources(cfg, dev)
     by_name = {s.name: s for s in sources}
     config = preset_config(cfg, preset if isinstance(preset, str) else "custom")
-    points = [{"experiment": "projection", "config_id": config["id"], "source": s.name, "format": f,
-               "budget": b, "seed": seed,
-               "in_features": s.in_features, "out_features": s.out_features, "metric": "rel_frobenius_error",
-               "config": config, "env": environment()}
-              for s in sources for seed in cfg.seeds
-              for f in format_names(cfg.formats) for b in point_budgets(f, cfg.budgets)]
+    points = [
+        {
+            "experiment": "projection",
+            "config_id": config["id"],
+            "source": s.name,
+            "format": f,
+            "budget": b,
+            "seed": seed,
+            "in_features": s.in_features,
+            "out_features": s.out_features,
+            "metric": "rel_frobenius_error",
+            "config": config,
+            "env": environment(),
+        }
+        for s in sources
+        for seed in cfg.seeds
+        for f in format_names(cfg.formats)
+        for b in point_budgets(f, cfg.budgets)
+    ]
     cache: dict[str, tuple] = {}
 
     def run_point(p: dict) -> list[dict]:
@@ -193,15 +234,29 @@ def run_projection(store: str | Path, *, preset="smoke", progress: bool = True,
         hp = representable_hparams(p["format"], src.in_features, src.out_features, p["budget"])
         key = repr((result_source(src, p["format"]), p["format"], sorted(hp.items()), p["seed"]))
         if key not in cache:  # several budgets can map to the same hyper-parameters
-            cache[key] = project_errors(p["format"], hp, src.weight(p["seed"]), src.inputs, p["seed"],
-                                        src.calibration)
+            cache[key] = project_errors(p["format"], hp, src.weight(p["seed"]), src.inputs, p["seed"], src.calibration)
         params, storage, errors = cache[key]
-        sizes = memory_fields(p["format"], [(src.in_features, src.out_features, hp)], params, storage,
-                              src.weight(p["seed"]).element_size())
-        return [accuracy_record(**{**p, "metric": metric}, hparams=hp, param_count=params, value=rel,
-                                abs_error=abs_err, rel_error=rel, device=str(dev), **sizes,
-                                **calibration_fields(p["format"], src))
-                for metric, (abs_err, rel) in errors.items()]
+        sizes = memory_fields(
+            p["format"],
+            [(src.in_features, src.out_features, hp)],
+            params,
+            storage,
+            src.weight(p["seed"]).element_size(),
+        )
+        return [
+            accuracy_record(
+                **{**p, "metric": metric},
+                hparams=hp,
+                param_count=params,
+                value=rel,
+                abs_error=abs_err,
+                rel_error=rel,
+                device=str(dev),
+                **sizes,
+                **calibration_fields(p["format"], src),
+            )
+            for metric, (abs_err, rel) in errors.items()
+        ]
 
     return run_points(store, points, run_point, key_fields=KEY_FIELDS, desc="projection", progress=progress)
 
@@ -217,6 +272,7 @@ def projection_table(records: list[dict]) -> str:
     """Error vs parameter count per source, metric and format (mean ± std over seeds), as text."""
     records = current_records([r for r in records if r.get("experiment") == "projection"], KEY_FIELDS)
     by = ["config_id", "source", "metric", "format", "hparams", "param_count", "param_fraction", "storage_fraction"]
-    table = summary(records, by, ["abs_error", "rel_error"],
-                    order=["config_id", "source", "metric", "format", "param_count"])
+    table = summary(
+        records, by, ["abs_error", "rel_error"], order=["config_id", "source", "metric", "format", "param_count"]
+    )
     return render(table, records)

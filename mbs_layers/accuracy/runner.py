@@ -1,4 +1,5 @@
 """Shared machinery of the accuracy experiments: budgets, records, the resumable point loop."""
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,9 @@ def representable_hparams(name: str, in_features: int, out_features: int, budget
     try:
         return budget_hparams(name, in_features, out_features, budget)
     except ValueError as exc:
-        raise CannotRepresent(f"no {name} setting for {out_features}x{in_features} at budget {budget:g}: {exc}") \
-            from exc
+        raise CannotRepresent(
+            f"no {name} setting for {out_features}x{in_features} at budget {budget:g}: {exc}"
+        ) from exc
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -76,18 +78,34 @@ def environment() -> dict:
     """Code commit, library versions and GPU, recorded with every point so it can be reproduced
     (the commit and versions as the kernel sweep records them)."""
     versions = sweep_env.versions()
-    return {"commit": sweep_env.git_commit(), "torch": versions["torch"], "python": versions["python"],
-            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    return {
+        "commit": sweep_env.git_commit(),
+        "torch": versions["torch"],
+        "python": versions["python"],
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
 
 
-def accuracy_record(*, experiment: str, format: str, hparams: dict | None, in_features: int,
-                    out_features: int, param_count: int | None, metric: str, value, seed: int,
-                    status: str = "ok", **extra) -> dict:
+def accuracy_record(
+    *,
+    experiment: str,
+    format: str,
+    hparams: dict | None,
+    in_features: int,
+    out_features: int,
+    param_count: int | None,
+    metric: str,
+    value,
+    seed: int,
+    status: str = "ok",
+    **extra,
+) -> dict:
     """A flat accuracy record: ``ACCURACY_KEYS`` first, then ``status`` and the extras."""
     if isinstance(value, float) and not math.isfinite(value):
         value = None
-    record = dict(zip(ACCURACY_KEYS, (format, hparams, in_features, out_features, param_count,
-                                      experiment, metric, value, seed)))
+    record = dict(
+        zip(ACCURACY_KEYS, (format, hparams, in_features, out_features, param_count, experiment, metric, value, seed))
+    )
     record["status"] = status
     record.update(extra)
     return record
@@ -111,12 +129,22 @@ def current_records(records: Iterable[dict], key_fields: tuple[str, ...]) -> lis
 
 def done_keys(records: Iterable[dict], key_fields: tuple[str, ...]) -> set[str]:
     """Keys of points that need no re-run: last complete write ``ok`` or ``skipped`` (not failed)."""
-    return {point_key(r, key_fields) for r in current_records(records, key_fields)
-            if not str(r.get("status", "ok")).startswith("failed")}
+    return {
+        point_key(r, key_fields)
+        for r in current_records(records, key_fields)
+        if not str(r.get("status", "ok")).startswith("failed")
+    }
 
 
-def run_points(store: str | Path, points: list[dict], run_point: Callable[[dict], list[dict]], *,
-               key_fields: tuple[str, ...], desc: str, progress: bool = True) -> Path:
+def run_points(
+    store: str | Path,
+    points: list[dict],
+    run_point: Callable[[dict], list[dict]],
+    *,
+    key_fields: tuple[str, ...],
+    desc: str,
+    progress: bool = True,
+) -> Path:
     """Run every point of ``points`` not yet done in ``store`` and append its records.
 
     A point is a dict holding at least ``key_fields``; ``run_point(point)`` returns its records

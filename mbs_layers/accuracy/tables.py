@@ -1,4 +1,5 @@
 """Plain-text and CSV summaries of accuracy records: mean and 95% t-interval over seeds."""
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ Results go to ``OUT/kernels.jsonl`` and ``OUT/accuracy.jsonl`` (append-only stor
 re-run resumes where the last one stopped) and the page to ``OUT/report.html``. A stage that
 fails is reported and skipped; the report is still built from what exists.
 """
+
 from __future__ import annotations
 
 OUT_IS_FOLDER = True  # --out names a folder (checked by the CLI before running)
@@ -12,10 +13,12 @@ HELP = "main job: device-sized kernel sweep + projection experiment + HTML repor
 
 def add_arguments(parser) -> None:
     parser.add_argument("--out", default="out", help="output folder (default out/); a re-run resumes there")
-    parser.add_argument("--preset", default="auto",
-                        help="sweep preset or YAML file (default auto: smoke on CPU, default on a GPU)")
-    parser.add_argument("--accuracy-preset", default="auto",
-                        help="projection preset (default auto: smoke on CPU, default on a GPU)")
+    parser.add_argument(
+        "--preset", default="auto", help="sweep preset or YAML file (default auto: smoke on CPU, default on a GPU)"
+    )
+    parser.add_argument(
+        "--accuracy-preset", default="auto", help="projection preset (default auto: smoke on CPU, default on a GPU)"
+    )
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -49,11 +52,24 @@ def main(args) -> int:
     out = Path(args.out)
     kernels, accuracy = out / "kernels.jsonl", out / "accuracy.jsonl"
     progress = not args.quiet
-    ok = _stage(f"kernel sweep (preset {preset}, {device}) -> {kernels}", "mbs_layers.sweep", "run_sweep",
-                preset, kernels, device=device, progress=progress)
-    ok &= _stage(f"projection experiment (preset {accuracy_preset}, {device}) -> {accuracy}",
-                 "mbs_layers.accuracy.projection", "run_projection", accuracy,
-                 preset=accuracy_preset, device=device, progress=progress)
+    ok = _stage(
+        f"kernel sweep (preset {preset}, {device}) -> {kernels}",
+        "mbs_layers.sweep",
+        "run_sweep",
+        preset,
+        kernels,
+        device=device,
+        progress=progress,
+    )
+    ok &= _stage(
+        f"projection experiment (preset {accuracy_preset}, {device}) -> {accuracy}",
+        "mbs_layers.accuracy.projection",
+        "run_projection",
+        accuracy,
+        preset=accuracy_preset,
+        device=device,
+        progress=progress,
+    )
     stores = [p for p in (kernels, accuracy) if p.exists()]
     html = build_report(stores, out / "report.html", title=f"mbs report ({device}, preset {preset})")
     print(f"[mbs run] report: {html.resolve()}")

@@ -7,6 +7,7 @@ The table is built here from sweep records (the fastest forward backend per poin
 merged dense weight where dense beat them all); ``mbs_layers.tuning`` only stores and looks
 it up, so the layers never depend on the sweep's records.
 """
+
 from __future__ import annotations
 
 from ..registry import FORMATS
@@ -17,18 +18,18 @@ HELP = "build auto's tuning table (fastest backend per point, or the merged dens
 def add_arguments(parser) -> None:
     parser.add_argument("paths", nargs="+", help="sweep results: JSONL stores, pytest-benchmark JSON, or folders")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--out", default=None,
-                       help="table file (default: tuning.json beside the first results path)")
-    where.add_argument("--install", action="store_true",
-                       help="write the table backend='auto' reads on this machine "
-                            "($MBS_TUNING_TABLE or ~/.cache/mbs/tuning.json)")
+    where.add_argument("--out", default=None, help="table file (default: tuning.json beside the first results path)")
+    where.add_argument(
+        "--install",
+        action="store_true",
+        help="write the table backend='auto' reads on this machine ($MBS_TUNING_TABLE or ~/.cache/mbs/tuning.json)",
+    )
 
 
 def full_hparams(record: dict) -> dict:
     """The record's hyper-parameters with the format's defaults filled in, as ``layer.hparams``
     has them (a sweep records the budget search's dict, which may omit defaults)."""
-    return FORMATS[record["format"]].check_hparams(record["in_features"], record["out_features"],
-                                                   **record["hparams"])
+    return FORMATS[record["format"]].check_hparams(record["in_features"], record["out_features"], **record["hparams"])
 
 
 def build_table(records) -> dict[str, str]:
@@ -46,12 +47,15 @@ def build_table(records) -> dict[str, str]:
         if r["format"] == "dense":
             dense[point] = min(dense.get(point, float("inf")), r["median_s"])
             continue
-        key = table_key(r["device"], r["format"], full_hparams(r), r["in_features"], r["out_features"],
-                        r["dtype"], r["tokens"])
+        key = table_key(
+            r["device"], r["format"], full_hparams(r), r["in_features"], r["out_features"], r["dtype"], r["tokens"]
+        )
         if key not in best or r["median_s"] < best[key][0]:
             best[key] = (r["median_s"], r["backend"], point)
-    return {key: MERGED if dense.get(point, float("inf")) < seconds else backend
-            for key, (seconds, backend, point) in best.items()}
+    return {
+        key: MERGED if dense.get(point, float("inf")) < seconds else backend
+        for key, (seconds, backend, point) in best.items()
+    }
 
 
 def main(args) -> int:

@@ -7,6 +7,7 @@ shared-memory size, and the SASS (``cuobjdump`` from the Triton wheel) for tenso
 instructions. Results are cached on disk by kernel source, specialisation, options and
 architecture, so a repeated grid costs nothing.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -48,9 +49,17 @@ class CompileSpec:
     arch: int
 
     def key(self) -> str:
-        text = repr((self.kernel.cache_key, sorted(self.signature.items()), sorted(map(repr, self.constexprs.items())),
-                     sorted(map(repr, self.attrs.items())), sorted(self.options.items()), self.arch,
-                     triton.__version__))
+        text = repr(
+            (
+                self.kernel.cache_key,
+                sorted(self.signature.items()),
+                sorted(map(repr, self.constexprs.items())),
+                sorted(map(repr, self.attrs.items())),
+                sorted(self.options.items()),
+                self.arch,
+                triton.__version__,
+            )
+        )
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -94,8 +103,11 @@ def _ptxas_numbers(log: str) -> dict:
         return sum(int(v) for v in re.findall(pattern, log))
 
     regs = re.findall(r"Used (\d+) registers", log)
-    return {"registers": max(map(int, regs)) if regs else None,
-            "spill_stores": total(r"(\d+) bytes spill stores"), "spill_loads": total(r"(\d+) bytes spill loads")}
+    return {
+        "registers": max(map(int, regs)) if regs else None,
+        "spill_stores": total(r"(\d+) bytes spill stores"),
+        "spill_loads": total(r"(\d+) bytes spill loads"),
+    }
 
 
 def _sass_counts(cubin: bytes) -> dict:
@@ -115,18 +127,30 @@ def compile_spec(spec: CompileSpec) -> CompileResult:
     knobs.nvidia.dump_ptxas_log, knobs.compilation.always_compile = True, True
     try:
         with contextlib.redirect_stdout(log):
-            compiled = triton.compile(ASTSource(spec.kernel, spec.signature, constexprs=spec.constexprs,
-                                                attrs=spec.attrs),
-                                      target=GPUTarget("cuda", spec.arch, 32), options=dict(spec.options))
+            compiled = triton.compile(
+                ASTSource(spec.kernel, spec.signature, constexprs=spec.constexprs, attrs=spec.attrs),
+                target=GPUTarget("cuda", spec.arch, 32),
+                options=dict(spec.options),
+            )
     except Exception as err:  # noqa: BLE001  (the compiler's own error is the result being recorded)
         message = f"{type(err).__name__}: {err}".strip().splitlines()
-        return CompileResult(False, error=" ".join(message[:3])[:400], smem_limit=SMEM_LIMIT[spec.arch],
-                             compile_s=time.perf_counter() - start)
+        return CompileResult(
+            False,
+            error=" ".join(message[:3])[:400],
+            smem_limit=SMEM_LIMIT[spec.arch],
+            compile_s=time.perf_counter() - start,
+        )
     finally:
         knobs.nvidia.dump_ptxas_log, knobs.compilation.always_compile = saved
-    return CompileResult(True, shared=int(compiled.metadata.shared), smem_limit=SMEM_LIMIT[spec.arch],
-                         uses_dot="tt.dot" in compiled.asm["ttir"], **_ptxas_numbers(log.getvalue()),
-                         **_sass_counts(compiled.asm["cubin"]), compile_s=time.perf_counter() - start)
+    return CompileResult(
+        True,
+        shared=int(compiled.metadata.shared),
+        smem_limit=SMEM_LIMIT[spec.arch],
+        uses_dot="tt.dot" in compiled.asm["ttir"],
+        **_ptxas_numbers(log.getvalue()),
+        **_sass_counts(compiled.asm["cubin"]),
+        compile_s=time.perf_counter() - start,
+    )
 
 
 def cached_result(spec: CompileSpec) -> CompileResult | None:

@@ -5,6 +5,7 @@ Launches are captured from the Triton backend of every format that has one, on t
 forward and backward); identical specialisations are compiled once. Each row says whether the
 kernel's own autotune pruning keeps the config on that architecture.
 """
+
 from __future__ import annotations
 
 import time
@@ -56,8 +57,9 @@ class Job:
         return aot.specialise(self.launch.kernel, self.launch.args, {**self.launch.kwargs, **extra}, self.arch)
 
 
-def captured_launches(kernels: Iterable[str] | None, dtypes: Iterable[str], *, tokens: int = TOKENS,
-                      per_kernel: int | None = None) -> list[Launch]:
+def captured_launches(
+    kernels: Iterable[str] | None, dtypes: Iterable[str], *, tokens: int = TOKENS, per_kernel: int | None = None
+) -> list[Launch]:
     """One launch per distinct specialisation of each selected kernel, per dtype label (at most
     ``per_kernel`` of them per kernel and dtype: the first ones the formats make)."""
     wanted = set(kernels) if kernels else None
@@ -99,7 +101,7 @@ def jobs_for(launches: list[Launch], archs: Iterable[int], *, all_configs: bool 
         nth = ordinal[launch.name, launch.dtype] = ordinal.get((launch.name, launch.dtype), -1) + 1
         configs = launch.tuner.configs if launch.tuner is not None else [None]
         # smallest (last) config first: it is the fallback every arch and dtype must keep
-        for config in (configs[::-1] if all_configs else configs[:1]):
+        for config in configs[::-1] if all_configs else configs[:1]:
             ranked.extend(((launch.dtype, nth), Job(launch, config, arch)) for arch in archs)
     dtype_rank = {d: i for i, d in enumerate(dict.fromkeys(launch.dtype for launch in launches))}
     ranked.sort(key=lambda item: (item[0][1], dtype_rank[item[0][0]]))  # stable: launch order within
@@ -114,13 +116,26 @@ def variant(launch: Launch) -> str:
 
 def row(job: Job, result: aot.CompileResult) -> dict:
     launch = job.launch
-    return {"kernel": launch.name, "variant": variant(launch), "origin": launch.origin, "dtype": launch.dtype,
-            "arch": f"sm{job.arch}", "config": _tuning.config_label(job.config) if job.config else "fixed",
-            **asdict(result), "spills": result.spills, "fits": result.fits}
+    return {
+        "kernel": launch.name,
+        "variant": variant(launch),
+        "origin": launch.origin,
+        "dtype": launch.dtype,
+        "arch": f"sm{job.arch}",
+        "config": _tuning.config_label(job.config) if job.config else "fixed",
+        **asdict(result),
+        "spills": result.spills,
+        "fits": result.fits,
+    }
 
 
-def run_grid(jobs: list[Job], *, shard: tuple[int, int] = (0, 1), cached_only: bool = False,
-             progress: Callable[[int, int, Job, aot.CompileResult, float], None] | None = None) -> list[dict]:
+def run_grid(
+    jobs: list[Job],
+    *,
+    shard: tuple[int, int] = (0, 1),
+    cached_only: bool = False,
+    progress: Callable[[int, int, Job, aot.CompileResult, float], None] | None = None,
+) -> list[dict]:
     """Compile ``jobs`` (those of ``shard`` = (index, count), by cache key) through the disk cache;
     with ``cached_only``, rows for the jobs already in the cache only (an interrupted grid's table)."""
     rows = []

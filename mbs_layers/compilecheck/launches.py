@@ -5,6 +5,7 @@ recorder, so every launch a format's forward and backward would make is seen wit
 arguments (shapes, strides, constexpr flags) but no kernel runs; outputs stay uninitialised.
 This keeps the signatures in one place, the launchers, instead of a hand-written copy.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,8 +23,12 @@ from triton.runtime.jit import JITFunction
 from .. import backends
 
 # Float32 runs either at IEEE precision (torch's default) or TF32 when the user allows it.
-DTYPES = {"bf16": (torch.bfloat16, False), "fp16": (torch.float16, False),
-          "fp32-ieee": (torch.float32, False), "fp32-tf32": (torch.float32, True)}
+DTYPES = {
+    "bf16": (torch.bfloat16, False),
+    "fp16": (torch.float16, False),
+    "fp32-ieee": (torch.float32, False),
+    "fp32-tf32": (torch.float32, True),
+}
 
 
 @dataclass
@@ -58,8 +63,11 @@ class Recorder:
         def run_jit(jit, *args, grid, warmup=False, **kwargs):
             self.launches.append(Launch(jit, None, args, kwargs))
 
-        with mock.patch.object(Autotuner, "run", run_tuner), mock.patch.object(JITFunction, "run", run_jit), \
-                mock.patch.object(backends, "triton_runs_on", lambda device: True):
+        with (
+            mock.patch.object(Autotuner, "run", run_tuner),
+            mock.patch.object(JITFunction, "run", run_jit),
+            mock.patch.object(backends, "triton_runs_on", lambda device: True),
+        ):
             yield self
 
 
@@ -81,8 +89,11 @@ def jit_kernels() -> dict[str, object]:
             if isinstance(fn, (JITFunction, InterpretedFunction)) and fn.fn.__module__ == module.__name__:
                 found[fn.fn.__name__] = fn
     sources = {name: inspect.getsource(fn.fn) for name, fn in found.items()}
-    return {name: fn for name, fn in found.items()
-            if not any(f"{name}(" in src for other, src in sources.items() if other != name)}
+    return {
+        name: fn
+        for name, fn in found.items()
+        if not any(f"{name}(" in src for other, src in sources.items() if other != name)
+    }
 
 
 @contextlib.contextmanager
@@ -93,8 +104,9 @@ def _restoring_tf32(value: bool):
         torch.backends.cuda.matmul.allow_tf32 = value
 
 
-def capture(format_name: str, hparams: dict, shape=(4096, 4096), tokens: int = 4096,
-            dtype: str = "bf16") -> list[Launch]:
+def capture(
+    format_name: str, hparams: dict, shape=(4096, 4096), tokens: int = 4096, dtype: str = "bf16"
+) -> list[Launch]:
     """The launches of ``format_name``'s Triton backend, forward and backward (inputs and weights)."""
     import mbs_layers as mbs
 

@@ -1,5 +1,6 @@
 """Tables from compile-grid rows: per-kernel summary, docs/kernels-compiled.{md,json}, and the
 ``unfit_configs.json`` the kernels' autotune pruning reads."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,10 @@ def unfit(rows: list[dict]) -> dict:
     for r in rows:
         if not r["fits"] and r["config"] != "fixed":
             found[r["kernel"]][r["arch"]][r["dtype"]].add(r["config"])
-    return {k: {a: {d: sorted(c) for d, c in sorted(by_d.items())} for a, by_d in sorted(by_a.items())}
-            for k, by_a in sorted(found.items())}
+    return {
+        k: {a: {d: sorted(c) for d, c in sorted(by_d.items())} for a, by_d in sorted(by_a.items())}
+        for k, by_a in sorted(found.items())
+    }
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -36,8 +39,11 @@ def summarise(rows: list[dict]) -> dict:
         pruned = set(bad.get(kernel, {}).get(arch, {}).get(dtype, ()))
         kept_rows = [r for r in rs if r["config"] not in pruned]
         out[(kernel, arch, dtype)] = {
-            "configs": len(labels), "compiled": len({r["config"] for r in rs if r["ok"]}),
-            "kept": len(labels - pruned), "pruned": len(labels & pruned), "launches": len({r["variant"] for r in rs}),
+            "configs": len(labels),
+            "compiled": len({r["config"] for r in rs if r["ok"]}),
+            "kept": len(labels - pruned),
+            "pruned": len(labels & pruned),
+            "launches": len({r["variant"] for r in rs}),
             "worst_spills": max((r["spills"] for r in rs if r["ok"]), default=0),
             "kept_spills": max((r["spills"] for r in kept_rows), default=0),
             "kept_smem": max((r["shared"] or 0 for r in kept_rows), default=0),
@@ -56,8 +62,11 @@ def _tensor_cores(rows, arch) -> str:
     wg = sum(1 for r in dot if r["hgmma"])
     mma = sum(1 for r in dot if r["hmma"] and not r["hgmma"])
     none = len(dot) - wg - mma
-    parts = [f"HGMMA {wg}" if arch == "sm90" else None, f"HMMA {mma}" if mma else None,
-             f"none {none}" if none else None]
+    parts = [
+        f"HGMMA {wg}" if arch == "sm90" else None,
+        f"HMMA {mma}" if mma else None,
+        f"none {none}" if none else None,
+    ]
     return ", ".join(p for p in parts if p) or "HMMA 0"
 
 
@@ -66,27 +75,40 @@ def kernels_without_config(summary: dict) -> list[tuple]:
 
 
 def summary_markdown(summary: dict, archs=None) -> str:
-    lines = [("| kernel | arch | dtype | launches | configs | compiled | kept | pruned | worst spills (B) "
-              "| kept spills (B) | kept max smem / limit (B) | tensor cores (kept compiles) |"),
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        (
+            "| kernel | arch | dtype | launches | configs | compiled | kept | pruned | worst spills (B) "
+            "| kept spills (B) | kept max smem / limit (B) | tensor cores (kept compiles) |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for (kernel, arch, dtype), s in summary.items():
-        lines.append(f"| `{kernel}` | {arch} | {dtype} | {s['launches']} | {s['configs']} | {s['compiled']} "
-                     f"| {s['kept']} | {s['pruned']} | {s['worst_spills']} | {s['kept_spills']} "
-                     f"| {s['kept_smem']:,} / {s['smem_limit']:,} | {s['tensor_cores']} |")
+        lines.append(
+            f"| `{kernel}` | {arch} | {dtype} | {s['launches']} | {s['configs']} | {s['compiled']} "
+            f"| {s['kept']} | {s['pruned']} | {s['worst_spills']} | {s['kept_spills']} "
+            f"| {s['kept_smem']:,} / {s['smem_limit']:,} | {s['tensor_cores']} |"
+        )
     return "\n".join(lines)
 
 
 def detail_markdown(rows: list[dict]) -> str:
-    lines = [("| kernel | launch | origin | dtype | arch | config | ok | regs | spill st/ld (B) | smem (B) "
-              "| HMMA | HGMMA | pruned | compile (s) |"), "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        (
+            "| kernel | launch | origin | dtype | arch | config | ok | regs | spill st/ld (B) | smem (B) "
+            "| HMMA | HGMMA | pruned | compile (s) |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     bad = unfit(rows)
     for r in sorted(rows, key=lambda r: (r["kernel"], r["variant"], r["dtype"], r["arch"], r["config"])):
         pruned = r["config"] in bad.get(r["kernel"], {}).get(r["arch"], {}).get(r["dtype"], ())
         ok = "yes" if r["ok"] else f"no: {r['error'][:80]}"
-        lines.append(f"| `{r['kernel']}` | {r['variant']} | {r['origin']} | {r['dtype']} | {r['arch']} | {r['config']} "
-                     f"| {ok} | {r['registers'] or ''} | {r['spill_stores'] or 0}/{r['spill_loads'] or 0} "
-                     f"| {r['shared'] if r['shared'] is not None else ''} | {r['hmma']} | {r['hgmma']} "
-                     f"| {'yes' if pruned else ''} | {r['compile_s']:.1f} |")
+        lines.append(
+            f"| `{r['kernel']}` | {r['variant']} | {r['origin']} | {r['dtype']} | {r['arch']} | {r['config']} "
+            f"| {ok} | {r['registers'] or ''} | {r['spill_stores'] or 0}/{r['spill_loads'] or 0} "
+            f"| {r['shared'] if r['shared'] is not None else ''} | {r['hmma']} | {r['hgmma']} "
+            f"| {'yes' if pruned else ''} | {r['compile_s']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -95,10 +117,16 @@ def write(rows: list[dict], out: str | Path, *, command: str, dtypes, archs, pla
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(rows)
     kernels = sorted({r["kernel"] for r in rows})
-    doc = {"command": command, "registered": registered_kernels(), "planned_compiles": planned,
-           "dtypes": list(dtypes), "archs": [f"sm{a}" for a in archs], "kernels": kernels,
-           "summary": [{"kernel": k, "arch": a, "dtype": d, **s} for (k, a, d), s in summary.items()],
-           "rows": rows}
+    doc = {
+        "command": command,
+        "registered": registered_kernels(),
+        "planned_compiles": planned,
+        "dtypes": list(dtypes),
+        "archs": [f"sm{a}" for a in archs],
+        "kernels": kernels,
+        "summary": [{"kernel": k, "arch": a, "dtype": d, **s} for (k, a, d), s in summary.items()],
+        "rows": rows,
+    }
     json_path = out / "kernels-compiled.json"
     json_path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     md_path = out / "kernels-compiled.md"
@@ -112,10 +140,12 @@ def _coverage(rows, planned) -> str:
     launches = defaultdict(set)
     for r in rows:
         launches[r["kernel"]].add(r["variant"])
-    return (f"**{len(rows)} of the {planned} compiles of the full grid** (the grid was interrupted; it runs each "
-            f"kernel's first launch at every config, dtype and arch before any kernel's second launch); distinct "
-            "(launch, dtype) specialisations covered per kernel: "
-            + ", ".join(f"`{k}` {len(v)}" for k, v in sorted(launches.items())))
+    return (
+        f"**{len(rows)} of the {planned} compiles of the full grid** (the grid was interrupted; it runs each "
+        f"kernel's first launch at every config, dtype and arch before any kernel's second launch); distinct "
+        "(launch, dtype) specialisations covered per kernel: "
+        + ", ".join(f"`{k}` {len(v)}" for k, v in sorted(launches.items()))
+    )
 
 
 def _document(command, dtypes, archs, kernels, rows, summary, planned) -> str:
@@ -146,8 +176,9 @@ spilled registers, or needed more shared memory than the limit; the kernels' aut
 """
 
 
-def merged(rows: list[dict], out: str | Path, kernels: set[str], *, command: str,
-           planned: int) -> tuple[list[dict], str, int]:
+def merged(
+    rows: list[dict], out: str | Path, kernels: set[str], *, command: str, planned: int
+) -> tuple[list[dict], str, int]:
     """``rows`` (of ``kernels``) merged into the table already in ``out``: its rows of other
     kernels kept, its command extended, its planned count adjusted by the replaced rows."""
     path = Path(out) / "kernels-compiled.json"
@@ -157,8 +188,11 @@ def merged(rows: list[dict], out: str | Path, kernels: set[str], *, command: str
     registered = set(registered_kernels())
     kept = [r for r in old["rows"] if r["kernel"] not in kernels and r["kernel"] in registered]
     replaced = len(old["rows"]) - len(kept)
-    return (kept + rows, f"{old['command']} (then `{command}` replaced the rows of {', '.join(sorted(kernels))})",
-            old["planned_compiles"] - replaced + planned)
+    return (
+        kept + rows,
+        f"{old['command']} (then `{command}` replaced the rows of {', '.join(sorted(kernels))})",
+        old["planned_compiles"] - replaced + planned,
+    )
 
 
 def write_unfit(rows: list[dict]) -> Path:

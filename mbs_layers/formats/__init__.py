@@ -2,6 +2,7 @@
 
 Importing this package imports every module in it, so adding a format is adding a file.
 """
+
 import importlib
 import pkgutil
 

@@ -5,6 +5,7 @@ approximation Ŵ on them is ‖X (W − Ŵ)ᵀ‖_F² = tr((W − Ŵ) XᵀX (W �
 method needs only the (normalised) Gram matrix G = XᵀX / tokens or its diagonal. The module name
 starts with an underscore so the format registry does not treat it as a format.
 """
+
 from __future__ import annotations
 
 import torch

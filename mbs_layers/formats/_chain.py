@@ -7,6 +7,7 @@ stages' sums. Each stage is a full layer of its own format, so a chain's fast ba
 (``kernels/chains.py``) runs every stage through one of that format's existing backends
 (cuSPARSELt or the Triton 2:4 kernel, the block-diagonal Triton GEMM, cuBLAS) with no new kernel.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ Layer = TypeVar("Layer", bound=StructuredLinear)
 class ChainLinear(StructuredLinear):
     """x ↦ stage_n(… stage_1(x)); subclasses say which stages (``_build_stages``) and fit them."""
 
-    exact_projection = False        # alternating / block-coordinate fits, no closed form
+    exact_projection = False  # alternating / block-coordinate fits, no closed form
     stages: nn.ModuleList
 
     def stage(self, index: int, kind: type[Layer]) -> Layer:

@@ -11,6 +11,7 @@ Two steps, neither of which increases f:
   * ``refine``: conjugate gradients on the values with the support fixed (the quadratic restricted
     to the support is convex, so every CG step lowers f).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

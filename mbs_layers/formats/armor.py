@@ -15,6 +15,7 @@ step that cannot raise ℓ, and keeps a step only if ℓ does not increase:
   C's values on the support (conjugate gradients), and the support (one iterative-hard-
   thresholding step). So ℓ never increases and ends ≤ that of 2:4 pruning (the paper's guarantee).
 """
+
 from __future__ import annotations
 
 import math
@@ -66,8 +67,11 @@ class ArmorLinear(ChainLinear):
     def _build_stages(self, dtype=None, device=None):
         b, fk = self.hp["block"], {"bias": False, "dtype": dtype, "device": device, "backend": "torch"}
         n, m = self.in_features, self.out_features
-        stages = [BlockDiagLinear(n, n, nblocks=n // b, **fk), Semi24Linear(n, m, **fk),
-                  BlockDiagLinear(m, m, nblocks=m // b, **fk)]
+        stages = [
+            BlockDiagLinear(n, n, nblocks=n // b, **fk),
+            Semi24Linear(n, m, **fk),
+            BlockDiagLinear(m, m, nblocks=m // b, **fk),
+        ]
         with torch.no_grad():  # the paper's start: identity wrappers around a 2:4 core
             for wrapper in stages:
                 if isinstance(wrapper, BlockDiagLinear):
@@ -112,15 +116,14 @@ def _solve_blocks(gram: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class ArmorFit:
-    A: torch.Tensor      # (out/b, b, b) blocks
-    C: torch.Tensor      # (out, in), zero off the mask
-    B: torch.Tensor      # (in/b, b, b) blocks
-    mask: torch.Tensor   # (out, in) bool, 2:4
+    A: torch.Tensor  # (out/b, b, b) blocks
+    C: torch.Tensor  # (out, in), zero off the mask
+    B: torch.Tensor  # (in/b, b, b) blocks
+    mask: torch.Tensor  # (out, in) bool, 2:4
     losses: list[float]  # the proxy loss at the start and after every block-coordinate step
 
 
-def fit_armor(weight: torch.Tensor, block: int, h: torch.Tensor | None = None,
-              sweeps: int | None = None) -> ArmorFit:
+def fit_armor(weight: torch.Tensor, block: int, h: torch.Tensor | None = None, sweeps: int | None = None) -> ArmorFit:
     """The block-coordinate descent of the module docstring (``SWEEPS`` sweeps by default), in float64."""
     sweeps = SWEEPS if sweeps is None else sweeps
     # W in float64 is made where a step needs it (``weight.double()``, exact, so the same values)
@@ -184,6 +187,9 @@ def _core_problem(weight: torch.Tensor, fit: ArmorFit, hv: torch.Tensor, block: 
     W = weight.double()
     At = fit.A.transpose(1, 2)
     P, Qb = At @ fit.A, (fit.B * hv.reshape(-1, 1, block)) @ fit.B.transpose(1, 2)
-    return CoreProblem(left=partial(block_left, P), right=partial(block_right, blocks=Qb),
-                       R=block_left(At, block_right(W * hv, fit.B.transpose(1, 2))),
-                       const=float((W.pow(2) * hv).sum()))
+    return CoreProblem(
+        left=partial(block_left, P),
+        right=partial(block_right, blocks=Qb),
+        R=block_left(At, block_right(W * hv, fit.B.transpose(1, 2))),
+        const=float((W.pow(2) * hv).sum()),
+    )

@@ -4,6 +4,7 @@ U is (b, p, r) with p = out/b, V is (b, q, r) with q = in/b and s is (b, b, r). 
 computes z_j = x_j V_j, mixes w_i = Σ_j s_ij ⊙ z_j and maps back y_i = w_i U_iᵀ, costing
 2·tokens·r·(in + out + b²) FLOPs. Projection is the paper's preconditioned gradient descent.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,7 +17,7 @@ from ..validation import check_divides, check_int, divisors
 from .lowrank import rank_grid
 
 PROJECTION_STEPS = 30  # most sweeps of (U, V, s) updates in ``blast_factorize``
-PROJECTION_SEED = 0    # seeds the random completion of the initial bases
+PROJECTION_SEED = 0  # seeds the random completion of the initial bases
 
 
 def blast_mix(z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -63,7 +64,7 @@ def _subspace_start(blocks, bases, rank, gen):
     starts = []
     for (basis, sv), size in zip(bases, (p, q)):
         start = 1e-3 * torch.randn(b, size, rank, generator=gen, dtype=blocks.dtype).to(blocks.device)
-        start[..., :basis.shape[-1]] += basis * sv[:, None].sqrt()
+        start[..., : basis.shape[-1]] += basis * sv[:, None].sqrt()
         starts.append(start)
     return starts
 
@@ -98,8 +99,7 @@ def _aligned_start(blocks, bases, gen):
     C_inv = torch.linalg.pinv(C)
     a, c = torch.randn(2, b, generator=gen, dtype=C.dtype).to(C.device)
     nxt = torch.roll(torch.arange(b, device=C.device), -1)
-    M = (torch.einsum("j,ijrs,ijst->irt", a, C, C_inv[nxt])
-         @ torch.einsum("j,ijrs,ijst->irt", c, C[nxt], C_inv))
+    M = torch.einsum("j,ijrs,ijst->irt", a, C, C_inv[nxt]) @ torch.einsum("j,ijrs,ijst->irt", c, C[nxt], C_inv)
     R = torch.linalg.eig(M)[1].real
     E = torch.linalg.pinv(R)[:, None] @ C  # row k of E[i, j] ∝ column pi_i(k) of Q_j
     dirs = torch.nn.functional.normalize(E, dim=-1)
@@ -122,12 +122,21 @@ def _refit_s(blocks, U, V, damping):
     gram_u, gram_v = torch.einsum("ipr,ips->irs", U, U), torch.einsum("jqr,jqs->jrs", V, V)
     rhs = torch.einsum("ipr,ipjq,jqr->ijr", U, blocks, V)
     # one block row at a time: the b²·r² Gram entries of all pairs need not exist at once
-    return torch.stack([_preconditioned_step(gram_u[i] * gram_v, rhs[i, :, None], 0.0, damping)[:, 0]
-                        for i in range(len(U))])
+    return torch.stack(
+        [_preconditioned_step(gram_u[i] * gram_v, rhs[i, :, None], 0.0, damping)[:, 0] for i in range(len(U))]
+    )
 
 
-def blast_factorize(weight: torch.Tensor, nblocks: int, rank: int, *, steps: int = PROJECTION_STEPS,
-                    seed: int = PROJECTION_SEED, delta0: float = 1e-4, exact: float = 1e-20):
+def blast_factorize(
+    weight: torch.Tensor,
+    nblocks: int,
+    rank: int,
+    *,
+    steps: int = PROJECTION_STEPS,
+    seed: int = PROJECTION_SEED,
+    delta0: float = 1e-4,
+    exact: float = 1e-20,
+):
     """(U, V, s) approximating ``weight`` in BLAST form, by preconditioned gradient descent.
 
     Lee et al. 2024, Alg. 1: each factor takes a gradient step right-multiplied by the inverse of
@@ -149,8 +158,9 @@ def blast_factorize(weight: torch.Tensor, nblocks: int, rank: int, *, steps: int
     A = weight.double().reshape(b, m // b, b, n // b)  # A[i, :, j, :] = A_ij
     norm2 = A.square().sum()
     if norm2 == 0:  # the zero matrix is BLAST with s = 0 (and would make every Gram singular)
-        return tuple(torch.zeros(*shape, rank, dtype=A.dtype, device=A.device)
-                     for shape in ((b, m // b), (b, n // b), (b, b)))
+        return tuple(
+            torch.zeros(*shape, rank, dtype=A.dtype, device=A.device) for shape in ((b, m // b), (b, n // b), (b, b))
+        )
     gen = torch.Generator().manual_seed(seed)
 
     def rel_loss(U, V, s):
@@ -217,8 +227,11 @@ class BlastLinear(StructuredLinear):
     def hparam_grid(cls, in_features, out_features):
         # r up to the block size (the paper's regime; larger r is valid but only adds redundant
         # rank-one terms per block and makes projection slow), which still spans ~1%..100%+ via small b.
-        return [{"nblocks": b, "rank": r} for b in divisors(math.gcd(in_features, out_features))
-                for r in rank_grid(min(in_features, out_features) // b)]
+        return [
+            {"nblocks": b, "rank": r}
+            for b in divisors(math.gcd(in_features, out_features))
+            for r in rank_grid(min(in_features, out_features) // b)
+        ]
 
     def _init_weights(self, dtype=None, device=None):
         b, r, fk = self.hp["nblocks"], self.hp["rank"], {"dtype": dtype, "device": device}
@@ -237,8 +250,7 @@ class BlastLinear(StructuredLinear):
         return y.transpose(0, 1).reshape(-1, self.out_features)
 
     def dense_weight(self):
-        return torch.einsum("ipr,ijr,jqr->ipjq", self.U, self.s, self.V).reshape(
-            self.out_features, self.in_features)
+        return torch.einsum("ipr,ijr,jqr->ipjq", self.U, self.s, self.V).reshape(self.out_features, self.in_features)
 
     def forward_flops(self, tokens):
         return 2 * tokens * self.hp["rank"] * (self.in_features + self.out_features + self.hp["nblocks"] ** 2)

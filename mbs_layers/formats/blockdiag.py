@@ -1,4 +1,5 @@
 """Block-diagonal: W = diag(B_1..B_k); projection keeps the diagonal blocks (optimal)."""
+
 from __future__ import annotations
 
 import math

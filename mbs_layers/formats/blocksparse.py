@@ -6,6 +6,7 @@ Frobenius norm, the optimal approximation with that many blocks. Storage is BSR:
 nnz_blocks·block² values plus int32 block-column indices (nnz_blocks) and int32 block-row
 pointers (out/block + 1), the layout the Triton kernel reads.
 """
+
 from __future__ import annotations
 
 import math
@@ -107,8 +108,8 @@ class BlockSparseLinear(StructuredLinear):
     def _forward_rows(self, x2d):
         b, (nbr, nbc) = self.hp["block"], self.grid_shape
         tokens = x2d.shape[0]
-        gathered = x2d.reshape(tokens, nbc, b)[:, self.block_cols]         # (T, nnz_blocks, b)
-        partial = torch.einsum("tki,koi->tko", gathered, self.values)       # one GEMM per block
+        gathered = x2d.reshape(tokens, nbc, b)[:, self.block_cols]  # (T, nnz_blocks, b)
+        partial = torch.einsum("tki,koi->tko", gathered, self.values)  # one GEMM per block
         y = x2d.new_zeros(tokens, nbr, b).index_add(1, self.block_rows, partial)
         return y.reshape(tokens, self.out_features)
 

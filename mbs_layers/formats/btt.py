@@ -6,6 +6,7 @@ so block (i2, j1) — rows ``i2::m2``, columns ``j1·n2 : (j1+1)·n2`` — is th
 L[i2, :, j1, :] @ R[j1, i2]. The blocks share no parameters, hence the projection (a rank-r
 truncated SVD of every block) is optimal.
 """
+
 from __future__ import annotations
 
 import math

@@ -23,6 +23,7 @@ Before Batch-OMP's Cholesky updates each OMP step solved a t×t system per colum
 k×N Gram product; on MiniLM's 1536×384 ``intermediate.dense`` at half of dense (k = 384, s = 96)
 that made a fit take minutes (docs/formats.md has the measured speed-up).
 """
+
 from __future__ import annotations
 
 import math
@@ -38,10 +39,10 @@ from .lowrank import rank_grid
 
 ITERATIONS = 10
 RANK1_STEPS = 2
-CODE_RATIO = 4      # default sparsity: atoms // CODE_RATIO (at least 1)
-INDEX_BYTES = 4     # code_index is stored as int32
+CODE_RATIO = 4  # default sparsity: atoms // CODE_RATIO (at least 1)
+INDEX_BYTES = 4  # code_index is stored as int32
 PURSUIT_DTYPE = torch.float32  # the dtype OMP picks atoms in (see ksvd_round)
-DEPENDENT = 1e-10   # OMP: floor of d² = G_ii − ‖L⁻¹G_I,i‖² (a unit atom in the chosen ones' span)
+DEPENDENT = 1e-10  # OMP: floor of d² = G_ii − ‖L⁻¹G_I,i‖² (a unit atom in the chosen ones' span)
 
 
 def default_sparsity(atoms: int) -> int:
@@ -147,12 +148,11 @@ def omp(D: torch.Tensor, Y: torch.Tensor, s: int) -> tuple[torch.Tensor, torch.T
             d2 = diag[i] - w.pow(2).sum(1)
             linv[:, t, :t] = (block * w[:, :, None]).sum(1)
         d = d2.clamp_min(floor).sqrt()  # an atom in the span of the chosen ones gets ~0
-        linv[:, t, :t + 1] /= -d[:, None]
+        linv[:, t, : t + 1] /= -d[:, None]
         linv[:, t, t] = 1 / d
-        coef[:, :t + 1] += (corr[rows, i] / d)[:, None] * linv[:, t, :t + 1]
+        coef[:, : t + 1] += (corr[rows, i] / d)[:, None] * linv[:, t, : t + 1]
         if t + 1 < s:
-            corr = alpha - F.embedding_bag(index[:, :t + 1], gram, per_sample_weights=coef[:, :t + 1],
-                                           mode="sum")
+            corr = alpha - F.embedding_bag(index[:, : t + 1], gram, per_sample_weights=coef[:, : t + 1], mode="sum")
     return index.T, coef.T
 
 
@@ -205,8 +205,9 @@ def ksvd_round(D, Y, s):
     return D, S, residual
 
 
-def fit_cospadi(weight: torch.Tensor, atoms: int, sparsity: int, X: torch.Tensor | None = None,
-                iterations: int = ITERATIONS):
+def fit_cospadi(
+    weight: torch.Tensor, atoms: int, sparsity: int, X: torch.Tensor | None = None, iterations: int = ITERATIONS
+):
     """(D (in, k), index (s, out), codes (s, out), errors): K-SVD as in the module docstring.
 
     ``errors`` holds ‖L(Wᵀ − D S)‖² (L = I without X) after every round; the best round is returned.

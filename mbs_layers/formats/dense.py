@@ -1,4 +1,5 @@
 """Dense: the unstructured baseline every format is measured against; W stored as is."""
+
 from __future__ import annotations
 
 import math

@@ -14,6 +14,7 @@ truncated SVD (of W Lᵀ when X is given) with S projected to 2:4, by alternatin
     gradients on S's values on that support;
 each step is accepted only if it lowers f, so f never increases.
 """
+
 from __future__ import annotations
 
 import torch
@@ -57,8 +58,11 @@ class DSFormerLinear(ChainLinear):
         # Budgets choose ranks that cuSPARSELt can run (the 2:4 stage's k rows in multiples of
         # 16), every rank below 16; an explicit ``rank`` may be anything.
         cls._check_hparams(in_features, out_features, rank=1)
-        return [{"rank": r} for r in rank_grid(min(in_features, out_features))
-                if r < SPARSE_MULTIPLE or r % SPARSE_MULTIPLE == 0]
+        return [
+            {"rank": r}
+            for r in rank_grid(min(in_features, out_features))
+            if r < SPARSE_MULTIPLE or r % SPARSE_MULTIPLE == 0
+        ]
 
     def _build_stages(self, dtype=None, device=None):
         k, fk = self.hp["rank"], {"bias": False, "dtype": dtype, "device": device, "backend": "torch"}
@@ -72,8 +76,7 @@ class DSFormerLinear(ChainLinear):
         self.stage(1, DenseLinear).weight.copy_(D)
 
 
-def fit_dsformer(weight: torch.Tensor, rank: int, X: torch.Tensor | None = None,
-                 iterations: int = ITERATIONS):
+def fit_dsformer(weight: torch.Tensor, rank: int, X: torch.Tensor | None = None, iterations: int = ITERATIONS):
     """(D, S, mask of S, losses): the alternating fit described in the module docstring, float64.
 
     ``losses`` holds f after the initialisation and after every accepted step (non-increasing).

@@ -8,6 +8,7 @@ are independent); with calibration activations X the largest |W_ij|·√H_jj (H 
 optimal for the diagonal proxy. Storage: the out·fan_in values plus one int32 column index each
 (no row pointers: row o's entries are positions o·fan_in ... (o+1)·fan_in − 1).
 """
+
 from __future__ import annotations
 
 import torch

@@ -7,6 +7,7 @@ the dense matrix is never formed) and TT-SVD, which for d = 2, r = 1 is Van Loan
 rank-1 SVD of the rearrangement R(W)[(i1, j1), (i2, j2)] = W[i1·m2 + i2, j1·n2 + j2], optimal in
 Frobenius norm (error = root-sum-square of R(W)'s singular values after the first).
 """
+
 from __future__ import annotations
 
 import math
@@ -53,14 +54,19 @@ class KroneckerLinear(TTLinear):
 
     @classmethod
     def hparam_grid(cls, in_features, out_features):
-        return [{"out_factors": (m1, out_features // m1), "in_factors": (n1, in_features // n1)}
-                for m1 in divisors(out_features) for n1 in divisors(in_features)]
+        return [
+            {"out_factors": (m1, out_features // m1), "in_factors": (n1, in_features // n1)}
+            for m1 in divisors(out_features)
+            for n1 in divisors(in_features)
+        ]
 
     @classmethod
     def budget_preference(cls, in_features, out_features, hp):
         """No unit factor first, then the most balanced split (see :func:`split_imbalance`)."""
-        return (*super().budget_preference(in_features, out_features, hp),
-                -split_imbalance(hp["out_factors"], hp["in_factors"]))
+        return (
+            *super().budget_preference(in_features, out_features, hp),
+            -split_imbalance(hp["out_factors"], hp["in_factors"]),
+        )
 
     @property
     def A(self):

@@ -1,4 +1,5 @@
 """Low-Rank: W = U V with U (out, r), V (r, in); projection is the truncated SVD (optimal)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -71,8 +72,9 @@ def full_svd(weight: torch.Tensor) -> SVD:
     return result
 
 
-def truncated_svd(weight: torch.Tensor, rank: int, *, lanczos: bool = False,
-                  reuse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def truncated_svd(
+    weight: torch.Tensor, rank: int, *, lanczos: bool = False, reuse: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(A, B) with A B the best rank-``rank`` approximation of ``weight``, singular values split evenly.
 
     Computed in float64 for accuracy, returned in ``weight``'s dtype. ``lanczos``: on a CPU matrix
@@ -81,8 +83,12 @@ def truncated_svd(weight: torch.Tensor, rank: int, *, lanczos: bool = False,
     full SVD to rounding, e.g. 1 triplet of a 1296x1296 matrix in ~1/6 of the time. ``reuse``:
     the full SVD goes through :func:`full_svd`'s cache (not under ``vmap``).
     """
-    if lanczos and weight.device.type == "cpu" and 64 <= min(weight.shape) and \
-            rank <= LANCZOS_MAX_FRACTION * min(weight.shape):
+    if (
+        lanczos
+        and weight.device.type == "cpu"
+        and 64 <= min(weight.shape)
+        and rank <= LANCZOS_MAX_FRACTION * min(weight.shape)
+    ):
         u, s, vh = _leading_svd(weight.double(), rank)
     elif reuse:
         u, s, vh = full_svd(weight)
@@ -99,7 +105,7 @@ def whitened_svd(weight: torch.Tensor, rank: int, X: torch.Tensor) -> tuple[torc
     so the optimum is the truncated SVD of W Lᵀ mapped back: Ŵ = [W Lᵀ]_r L⁻ᵀ (Eckart–Young in the
     whitened coordinates; as in SVD-LLM). Float64 inside, ``weight``'s dtype out.
     """
-    lt = whitening(X).to(weight.device).T                       # lower triangular Lᵀ
+    lt = whitening(X).to(weight.device).T  # lower triangular Lᵀ
     a, b = truncated_svd(weight.double() @ lt, rank)
     b = torch.linalg.solve_triangular(lt, b, upper=False, left=False)  # B L⁻ᵀ
     return a.to(weight.dtype), b.to(weight.dtype)

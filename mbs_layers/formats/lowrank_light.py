@@ -4,6 +4,7 @@ Any rank-r matrix whose first r columns are linearly independent can be written 
 U [I_r | V] with U = W[:, :r] and V = U⁺ W[:, r:], so the format stores r(m + n − r)
 values where Low-Rank stores r(m + n): at an equal budget it affords a larger rank.
 """
+
 from __future__ import annotations
 
 import math

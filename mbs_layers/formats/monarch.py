@@ -11,6 +11,7 @@ matching columns of w2[i], so it is an independent product of rank
     r_ij = #{a < q : (j·q + a) ≡ i (mod k)}  in {floor(q/k), ceil(q/k)}  (= q/k when k | q),
 and the best approximation is a rank-r_ij truncated SVD of every block (``block_ranks``).
 """
+
 from __future__ import annotations
 
 import math

@@ -12,6 +12,7 @@ activations X the N largest |W_ij|·√H_jj (H = diag(XᵀX)/tokens), optimal fo
 proxy. Storage: the out·in·N/M kept values plus ⌈log₂ M⌉ index bits per kept value (its
 position within its group), packed, rounded up to whole bytes for the layer.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,10 @@ def index_bits(m: int) -> int:
 def check_in_features_multiple(in_features: int, m: int, pattern: str) -> None:
     """in_features must be a multiple of the group size ``m`` of ``pattern``."""
     if in_features % m:
-        raise ValueError(f"in_features={in_features} must be divisible by {m} for {pattern} sparsity: "
-                         f"allowed in_features in multiples of {m}")
+        raise ValueError(
+            f"in_features={in_features} must be divisible by {m} for {pattern} sparsity: "
+            f"allowed in_features in multiples of {m}"
+        )
 
 
 def top_in_groups(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:

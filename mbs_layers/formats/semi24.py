@@ -12,6 +12,7 @@ what the reference executes and what 2:4 sparse tensor cores execute;
 ``dense_equivalent_flops`` is the dense product's 2·out·in·tokens that NVIDIA's "2× sparse
 TFLOP/s" figures are quoted in.
 """
+
 from __future__ import annotations
 
 from ..base import register_format

@@ -3,6 +3,7 @@
 The support is drawn once from (shape, density, seed) and never changes; only its values
 train. It is stored in CSR (``crow`` (out + 1), ``col`` (nnz), int32) next to the values.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,7 @@ def support_rows(crow: torch.Tensor, nnz: int) -> torch.Tensor:
     the device, a host sync on every forward otherwise.
     """
     counts = (crow[1:] - crow[:-1]).long()
-    return torch.repeat_interleave(torch.arange(counts.numel(), device=crow.device), counts,
-                                   output_size=nnz)
+    return torch.repeat_interleave(torch.arange(counts.numel(), device=crow.device), counts, output_size=nnz)
 
 
 @register_format
@@ -80,7 +80,8 @@ class SLTrainLinear(StructuredLinear):
         dense = in_features * out_features
         return [
             {"rank": r, "density": d}
-            for d in GRID_DENSITIES if support_size(in_features, out_features, d) >= 1
+            for d in GRID_DENSITIES
+            if support_size(in_features, out_features, d) >= 1
             for r in rank_grid(min(in_features, out_features))
             if cls.count_params(in_features, out_features, r, d) <= dense
         ]

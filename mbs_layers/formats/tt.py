@@ -7,6 +7,7 @@ planner (``mbs_layers.contraction``) finds cheapest in FLOPs among those whose i
 stay within the inputs + result + cores; steps touching x are "mode products"
 ``out[x] = G @ s[x]`` on a reshape (a view along a sweep), so a backend can swap in its kernel.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,7 @@ def balanced_factors(n: int, parts: int) -> tuple[int, ...]:
 
 def check_factors(name: str, value, dim_name: str, dim: int, parts: int) -> tuple[int, ...]:
     """``value`` must be ``parts`` positive integers whose product is ``dim``."""
-    allowed = (f"a tuple of {parts} positive integers with product {dim_name}={dim}, "
-               f"e.g. {balanced_factors(dim, parts)}")
+    allowed = f"a tuple of {parts} positive integers with product {dim_name}={dim}, e.g. {balanced_factors(dim, parts)}"
     if not isinstance(value, (tuple, list)) or len(value) != parts:
         raise ValueError(f"{name}={value!r} is not supported: allowed {allowed}")
     factors = tuple(check_int(f"{name}[{k}]", f, low=1) for k, f in enumerate(value))
@@ -56,10 +56,16 @@ def resolve_factors(in_features, out_features, out_factors, in_factors, parts):
     Defaults put out's factors descending and in's ascending, so prime dimensions give
     (p, 1, .., 1) and (1, .., 1, p): a rank-r chain (low-rank-like) rather than one dense core.
     """
-    out_factors = balanced_factors(out_features, parts) if out_factors is None else \
-        check_factors("out_factors", out_factors, "out_features", out_features, parts)
-    in_factors = balanced_factors(in_features, parts)[::-1] if in_factors is None else \
-        check_factors("in_factors", in_factors, "in_features", in_features, parts)
+    out_factors = (
+        balanced_factors(out_features, parts)
+        if out_factors is None
+        else check_factors("out_factors", out_factors, "out_features", out_features, parts)
+    )
+    in_factors = (
+        balanced_factors(in_features, parts)[::-1]
+        if in_factors is None
+        else check_factors("in_factors", in_factors, "in_features", in_features, parts)
+    )
     return out_factors, in_factors
 
 
@@ -83,8 +89,11 @@ def chain_network(out_factors, in_factors, ranks, tokens: int | None):
     order is cheapest. The token label ``t`` is always kept (it marks x's side).
     """
     d, bonds = len(out_factors), (1, *ranks, 1)
-    sizes = {**{f"m{k}": out_factors[k] for k in range(d)}, **{f"n{k}": in_factors[k] for k in range(d)},
-             **{f"r{k}": bonds[k] for k in range(d + 1)}}
+    sizes = {
+        **{f"m{k}": out_factors[k] for k in range(d)},
+        **{f"n{k}": in_factors[k] for k in range(d)},
+        **{f"r{k}": bonds[k] for k in range(d + 1)},
+    }
     keep = lambda *labels: tuple(lab for lab in labels if sizes[lab] > 1)
     cores = [keep(f"r{k}", f"m{k}", f"n{k}", f"r{k + 1}") for k in range(d)]
     ms, ns = keep(*(f"m{k}" for k in range(d))), keep(*(f"n{k}" for k in range(d)))
@@ -111,7 +120,8 @@ def _checked_plan(out_factors, in_factors, ranks, tokens: int | None, limit: int
         raise ValueError(
             f"tt chain out_factors={tuple(out_factors)}, in_factors={tuple(in_factors)}, ranks={tuple(ranks)} "
             f"needs an intermediate of {best.peak} elements, over {MEMORY_FACTOR}x its inputs and result "
-            f"({limit}): allowed bond ranks that keep each core's unfoldings near its factor sizes")
+            f"({limit}): allowed bond ranks that keep each core's unfoldings near its factor sizes"
+        )
     return best
 
 
@@ -169,13 +179,12 @@ def _pair(a, la, b, lb, contract):
         order = [i for i in range(len(la)) if i not in pos] + pos
         a, la = a.permute(order), tuple(la[i] for i in order)
         pos = list(range(len(la) - len(pos), len(la)))
-    before, after = la[:pos[0]], la[pos[0] + len(shared):]
+    before, after = la[: pos[0]], la[pos[0] + len(shared) :]
     g_kept = [lab for lab in lb if lab not in shared]
     g = b.permute([lb.index(x) for x in g_kept + shared])
     dims = dict(zip(la, a.shape)) | dict(zip(lb, b.shape))
     size = lambda labels: math.prod(dims[x] for x in labels)
-    out = contract(g.reshape(size(g_kept), size(shared)),
-                   a.reshape(size(before), size(shared), size(after)))
+    out = contract(g.reshape(size(g_kept), size(shared)), a.reshape(size(before), size(shared), size(after)))
     labels = before + tuple(g_kept) + after
     return out.reshape([dims[x] for x in labels]), labels
 
@@ -196,9 +205,9 @@ def run_chain(cores, x2d: torch.Tensor | None, contract=mode_product) -> torch.T
         empty: torch.Tensor = x2d.new_zeros(0, math.prod(out_f)) + 0 * sum(c.sum() for c in cores)
         return empty
     chunk, full, last, _ = chain_schedule(out_f, in_f, ranks, tokens)
-    parts = [_run_plan(cores, x2d[i:i + chunk], full, contract) for i in range(0, tokens - chunk + 1, chunk)]
+    parts = [_run_plan(cores, x2d[i : i + chunk], full, contract) for i in range(0, tokens - chunk + 1, chunk)]
     if last is not None:  # the partial chunk left after the full ones
-        parts.append(_run_plan(cores, x2d[len(parts) * chunk:], last, contract))
+        parts.append(_run_plan(cores, x2d[len(parts) * chunk :], last, contract))
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
@@ -207,7 +216,7 @@ def _run_plan(cores, x2d, steps_plan: Plan, contract) -> torch.Tensor:
     ranks = [c.shape[3] for c in cores[:-1]]
     tokens = None if x2d is None else x2d.shape[0]
     operands, sizes, output = chain_network(out_f, in_f, ranks, tokens)
-    tensors = [c.reshape([sizes[lab] for lab in op]) for c, op in zip(cores, operands[-len(cores):])]
+    tensors = [c.reshape([sizes[lab] for lab in op]) for c, op in zip(cores, operands[-len(cores) :])]
     if x2d is not None:
         tensors.insert(0, x2d.reshape([sizes[lab] for lab in operands[0]]))
     labels = list(operands)
@@ -261,8 +270,7 @@ class TTLinear(StructuredLinear):
     hparam_names: ClassVar[tuple[str, ...]] = ("cores", "rank", "out_factors", "in_factors")
 
     @classmethod
-    def _check_hparams(cls, in_features, out_features, cores=3, rank=None, out_factors=None,
-                       in_factors=None):
+    def _check_hparams(cls, in_features, out_features, cores=3, rank=None, out_factors=None, in_factors=None):
         cores = check_int("cores", cores, low=2, high=8)
         out_factors, in_factors = resolve_factors(in_features, out_features, out_factors, in_factors, cores)
         limit = min(max_ranks(out_factors, in_factors))
@@ -293,8 +301,10 @@ class TTLinear(StructuredLinear):
         grid = []
         for cores in (2, 3, 4):
             out_f, in_f = resolve_factors(in_features, out_features, None, None, cores)
-            grid += [{"cores": cores, "rank": r, "out_factors": out_f, "in_factors": in_f}
-                     for r in rank_grid(min(max_ranks(out_f, in_f)))]
+            grid += [
+                {"cores": cores, "rank": r, "out_factors": out_f, "in_factors": in_f}
+                for r in rank_grid(min(max_ranks(out_f, in_f)))
+            ]
         return grid
 
     def _init_weights(self, dtype=None, device=None):

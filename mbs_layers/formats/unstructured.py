@@ -5,6 +5,7 @@ the optimal Frobenius approximation with that many non-zeros. Stored as CSR with
 column indices and (out + 1) int32 row pointers, the layout the ``cusparse`` backend hands
 to cuSPARSE.
 """
+
 from __future__ import annotations
 
 from ..base import register_format

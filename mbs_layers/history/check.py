@@ -14,6 +14,7 @@ Two tests per series (see :mod:`.series`):
 A finding is a **regression** when the step raises the value by more than ``threshold``, an
 **improvement** when it lowers it by as much, and ``below threshold`` otherwise.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,10 +26,33 @@ from ..compare import classify
 from .detect import Detector
 from .series import commit_order, label, resolve_commit, series
 
-COLUMNS = ["verdict", "metric", "gpu", "dtype", "backend", "kernel", "found_by", "first_bad_commit",
-           "step", "confidence", "p_value", "point"]
-SHOWN = ["verdict", "metric", "kernel", "dtype", "backend", "gpu", "found_by", "first_bad_commit", "step",
-         "confidence", "p_value"]
+COLUMNS = [
+    "verdict",
+    "metric",
+    "gpu",
+    "dtype",
+    "backend",
+    "kernel",
+    "found_by",
+    "first_bad_commit",
+    "step",
+    "confidence",
+    "p_value",
+    "point",
+]
+SHOWN = [
+    "verdict",
+    "metric",
+    "kernel",
+    "dtype",
+    "backend",
+    "gpu",
+    "found_by",
+    "first_bad_commit",
+    "step",
+    "confidence",
+    "p_value",
+]
 
 
 MIN_HISTORY = 3
@@ -66,8 +90,16 @@ def recent_commits(commits: list[str], *, since: str | None = None, last: int | 
     return set(commits[start:])
 
 
-def check(frame: pd.DataFrame, *, since: str | None = None, last: int | None = None, threshold: float = 0.05,
-          alpha: float = 0.01, any_gpu: bool = False, detector: Detector | None = None) -> pd.DataFrame:
+def check(
+    frame: pd.DataFrame,
+    *,
+    since: str | None = None,
+    last: int | None = None,
+    threshold: float = 0.05,
+    alpha: float = 0.01,
+    any_gpu: bool = False,
+    detector: Detector | None = None,
+) -> pd.DataFrame:
     """One row per significant step whose first bad commit is recent (``COLUMNS``)."""
     if threshold < 0:
         raise ValueError(f"--threshold {threshold}: allowed values are >= 0 (0.05 = 5%)")
@@ -76,9 +108,19 @@ def check(frame: pd.DataFrame, *, since: str | None = None, last: int | None = N
     rows = []
 
     def found(key, metric, by, sha, step, p_value):
-        rows.append({**key, "verdict": verdict(step, threshold), "metric": metric, "kernel": label(key["point"]),
-                     "found_by": by, "first_bad_commit": sha, "step": step, "confidence": 1 - p_value,
-                     "p_value": p_value})
+        rows.append(
+            {
+                **key,
+                "verdict": verdict(step, threshold),
+                "metric": metric,
+                "kernel": label(key["point"]),
+                "found_by": by,
+                "first_bad_commit": sha,
+                "step": step,
+                "confidence": 1 - p_value,
+                "p_value": p_value,
+            }
+        )
 
     for key, metric, per_commit in series(frame, any_gpu=any_gpu):
         steps = detector.change_points(per_commit["value"])
@@ -87,9 +129,10 @@ def check(frame: pd.DataFrame, *, since: str | None = None, last: int | None = N
                 found(key, metric, "change point", per_commit["commit_sha"][cp.index], cp.step, cp.p_value)
         newest = per_commit["commit_sha"].iloc[-1]
         if len(per_commit) >= 2 and newest in recent:
-            ratio, p, pairwise = classify(per_commit["samples"].iloc[-2], per_commit["samples"].iloc[-1],
-                                          threshold=threshold, alpha=alpha)
-            earlier = list(per_commit["value"].iloc[max((cp.index for cp in steps), default=0):-1])
+            ratio, p, pairwise = classify(
+                per_commit["samples"].iloc[-2], per_commit["samples"].iloc[-1], threshold=threshold, alpha=alpha
+            )
+            earlier = list(per_commit["value"].iloc[max((cp.index for cp in steps), default=0) : -1])
             p_noise = beyond_run_to_run_noise(earlier, per_commit["value"].iloc[-1], slower=ratio >= 1)
             if pairwise in ("regression", "improvement") and (p_noise is None or p_noise < alpha):
                 found(key, metric, "newest run", newest, ratio - 1, max(p, p_noise or 0.0))
@@ -98,6 +141,9 @@ def check(frame: pd.DataFrame, *, since: str | None = None, last: int | None = N
 
 def readable(table: pd.DataFrame) -> pd.DataFrame:
     """The ``SHOWN`` columns of a :func:`check` table as text: short SHAs, steps in %, p in e-notation."""
-    return table.assign(first_bad_commit=table["first_bad_commit"].str[:12], step=table["step"].map("{:+.1%}".format),
-                        confidence=table["confidence"].map("{:.4f}".format),
-                        p_value=table["p_value"].map("{:.1e}".format))[SHOWN]
+    return table.assign(
+        first_bad_commit=table["first_bad_commit"].str[:12],
+        step=table["step"].map("{:+.1%}".format),
+        confidence=table["confidence"].map("{:.4f}".format),
+        p_value=table["p_value"].map("{:.1e}".format),
+    )[SHOWN]

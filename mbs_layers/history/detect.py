@@ -9,6 +9,7 @@ rather than our own copy of the algorithm; its optional extra is ``mbs[history]`
 ``max_pvalue`` and ``min_segment`` were tuned with ``bench/history_detection.py`` for few
 false alarms on step-free noise (docs/reports.md, "Regression history", gives the numbers).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,8 +23,8 @@ class ChangePoint:
     """A step in a series: ``index`` is the first position after the step."""
 
     index: int
-    step: float      # relative change of the segment mean across the step (0.05 = 5% higher)
-    p_value: float   # two-sided t-test between the segments either side (confidence = 1 - p_value)
+    step: float  # relative change of the segment mean across the step (0.05 = 5% higher)
+    p_value: float  # two-sided t-test between the segments either side (confidence = 1 - p_value)
 
 
 def _otava():
@@ -53,5 +54,8 @@ class Detector:
         if len(values) < 2 * self.min_segment:
             return []
         found, _ = _otava()(values, window_len=len(values), max_pvalue=self.max_pvalue)
-        return [ChangePoint(int(cp.index), float(cp.stats.forward_rel_change()), float(cp.stats.pvalue))
-                for cp in found if self.min_segment <= cp.index <= len(values) - self.min_segment]
+        return [
+            ChangePoint(int(cp.index), float(cp.stats.forward_rel_change()), float(cp.stats.pvalue))
+            for cp in found
+            if self.min_segment <= cp.index <= len(values) - self.min_segment
+        ]

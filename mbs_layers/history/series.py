@@ -5,6 +5,7 @@ place). Several runs of one commit are pooled: their raw repeats for the time, t
 energy. A series never mixes GPUs unless ``any_gpu`` is asked for, so another GPU's run never
 becomes this one's baseline.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,9 @@ def label(point: str) -> str:
     """A point's short human name: ``lowrank rank=16 1024x1024 t=256 fwd``."""
     p = json.loads(point)
     hp = " ".join(f"{k}={v}" for k, v in sorted((p.get("hparams") or {}).items()))
-    return " ".join(x for x in (p["format"], hp, f"{p['in_features']}x{p['out_features']}",
-                                f"t={p['tokens']}", p["pass"]) if x)
+    return " ".join(
+        x for x in (p["format"], hp, f"{p['in_features']}x{p['out_features']}", f"t={p['tokens']}", p["pass"]) if x
+    )
 
 
 def series(frame: pd.DataFrame, *, any_gpu: bool = False):
@@ -55,7 +57,11 @@ def series(frame: pd.DataFrame, *, any_gpu: bool = False):
             for sha, runs in measured.groupby("commit_sha"):
                 samples = [s for run in runs["samples"] for s in run] if has_samples else list(runs[column])
                 value = statistics.median(samples) if has_samples else statistics.fmean(samples)
-                per_commit.append({"commit_sha": sha, "value": value, "samples": samples,
-                                   "gpus": ", ".join(sorted(set(runs["gpu"])))})
-            yield key, metric, pd.DataFrame(per_commit).sort_values("commit_sha", key=lambda s: s.map(order),
-                                                                  ignore_index=True)
+                per_commit.append(
+                    {"commit_sha": sha, "value": value, "samples": samples, "gpus": ", ".join(sorted(set(runs["gpu"])))}
+                )
+            yield (
+                key,
+                metric,
+                pd.DataFrame(per_commit).sort_values("commit_sha", key=lambda s: s.map(order), ignore_index=True),
+            )

@@ -6,6 +6,7 @@ adding the same run twice a no-op. A row is keyed by (GPU name, driver, dtype, p
 commit, date): ``point`` is the canonical JSON of format, hyper-parameters, shape, tokens and
 pass; ``date`` is when the run was measured (see :func:`run_date`).
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,7 @@ DEFAULT_PATH = Path("bench/history.db")
 
 def point_of(record: dict) -> str:
     """Canonical JSON of what identifies a point within a GPU, dtype and backend."""
-    return json.dumps({f: record.get(f) or ({} if f == "hparams" else None) for f in POINT_FIELDS},
-                      sort_keys=True)
+    return json.dumps({f: record.get(f) or ({} if f == "hparams" else None) for f in POINT_FIELDS}, sort_keys=True)
 
 
 def run_date(path: Path) -> str:
@@ -75,10 +75,21 @@ def rows_of(records, *, commit: str, branch: str | None, date: str) -> list[tupl
         if record_kind(record) != "kernel" or record.get("status") != "ok" or record.get("median_s") is None:
             continue
         samples = record.get("samples_s")
-        rows.append((str(record.get("device") or ""), driver_of(record), str(record.get("dtype") or ""),
-                     point_of(record), str(record.get("backend") or ""), commit, date, branch,
-                     float(record["median_s"]), json.dumps(samples) if samples else None,
-                     record.get("energy_j_per_call")))
+        rows.append(
+            (
+                str(record.get("device") or ""),
+                driver_of(record),
+                str(record.get("dtype") or ""),
+                point_of(record),
+                str(record.get("backend") or ""),
+                commit,
+                date,
+                branch,
+                float(record["median_s"]),
+                json.dumps(samples) if samples else None,
+                record.get("energy_j_per_call"),
+            )
+        )
     return rows
 
 
@@ -100,14 +111,25 @@ class HistoryStore:
         if not commit or not commit.strip():
             raise ValueError("--commit must name the commit the results were measured at")
         files = expand_paths(paths)
-        rows = [row for path in files for row in rows_of(read_records(path), commit=commit.strip(), branch=branch,
-                                                         date=normalise_date(date) if date else run_date(path))]
+        rows = [
+            row
+            for path in files
+            for row in rows_of(
+                read_records(path),
+                commit=commit.strip(),
+                branch=branch,
+                date=normalise_date(date) if date else run_date(path),
+            )
+        ]
         if not rows:
             raise ValueError(f"no ok kernel record in {', '.join(map(str, files)) or 'the given paths'}")
         with self._connect() as conn:
             before = conn.total_changes
-            conn.executemany(f"INSERT OR IGNORE INTO measurements ({', '.join(KEY + VALUES)}) "
-                             f"VALUES ({', '.join('?' * len(KEY + VALUES))})", rows)
+            conn.executemany(
+                f"INSERT OR IGNORE INTO measurements ({', '.join(KEY + VALUES)}) "
+                f"VALUES ({', '.join('?' * len(KEY + VALUES))})",
+                rows,
+            )
             added = conn.total_changes - before
         conn.close()
         return added, len(rows) - added
@@ -115,8 +137,10 @@ class HistoryStore:
     def frame(self) -> pd.DataFrame:
         """Every row, with ``samples`` decoded (a list of seconds, or ``[median_s]``)."""
         if not self.path.exists():
-            raise ValueError(f"history database {str(self.path)!r} does not exist; "
-                             "fill it with `mbs history add RESULTS --commit SHA`")
+            raise ValueError(
+                f"history database {str(self.path)!r} does not exist; "
+                "fill it with `mbs history add RESULTS --commit SHA`"
+            )
         with self._connect() as conn:
             df = pd.read_sql_query("SELECT * FROM measurements ORDER BY date, commit_sha", conn)
         conn.close()

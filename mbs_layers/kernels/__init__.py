@@ -16,6 +16,7 @@ The package's loader (``mbs_layers.__init__``) imports this package after the fo
 first look-up of a format or backend. A module whose optional dependency (triton) is missing
 is skipped, leaving the ``torch`` reference in charge.
 """
+
 import importlib
 import pkgutil
 

@@ -7,6 +7,7 @@ shared memory than the architecture allows, in any launch the backends make. Eve
 kernel passes :func:`prune_unfit` as its ``early_config_prune``, so a user never autotunes
 into such a config; the compiler's own numbers replace hand-written shared-memory estimates.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,18 +27,26 @@ def autotune_configs(candidates: list[dict], *, warps: int = 4, stages: int = 3)
     if os.environ.get("TRITON_INTERPRET") == "1":
         candidates = candidates[:1]
     launch = ("num_warps", "num_stages")
-    return [triton.Config({k: v for k, v in c.items() if k not in launch},
-                          num_warps=c.get("num_warps", warps), num_stages=c.get("num_stages", stages))
-            for c in candidates]
+    return [
+        triton.Config(
+            {k: v for k, v in c.items() if k not in launch},
+            num_warps=c.get("num_warps", warps),
+            num_stages=c.get("num_stages", stages),
+        )
+        for c in candidates
+    ]
 
 
 def autotune(configs: list[triton.Config], key: list[str], **kwargs):
     """``triton.autotune`` whose early pruning drops the configs the compiler showed unfit on
     the launch's architecture and dtype (:func:`prune_unfit`). List the smallest config last:
     it is the fallback where every config is unfit."""
+
     def wrap(kernel):
-        return triton.autotune(configs=configs, key=key,
-                               prune_configs_by={"early_config_prune": prune_unfit(kernel.__name__)}, **kwargs)(kernel)
+        return triton.autotune(
+            configs=configs, key=key, prune_configs_by={"early_config_prune": prune_unfit(kernel.__name__)}, **kwargs
+        )(kernel)
+
     return wrap
 
 
@@ -50,8 +59,9 @@ def dot_precision(dtype: torch.dtype) -> str:
 
 def config_label(config: triton.Config) -> str:
     """``BT=64,BK=32,w4,s3``: a config's meta-parameters, warps and stages."""
-    return ",".join([*(f"{k}={v}" for k, v in sorted(config.kwargs.items())),
-                     f"w{config.num_warps}", f"s{config.num_stages}"])
+    return ",".join(
+        [*(f"{k}={v}" for k, v in sorted(config.kwargs.items())), f"w{config.num_warps}", f"s{config.num_stages}"]
+    )
 
 
 _DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
@@ -87,11 +97,12 @@ def unfit_table() -> dict:
 def prune_unfit(kernel_name: str):
     """An ``early_config_prune`` dropping the configs ``unfit_configs.json`` lists for this
     kernel on the launch's architecture and dtype."""
+
     def prune(configs, named_args, **kwargs):
         arch = _arch_of(named_args.values())
         dtype = launch_dtype({**named_args, **kwargs})
         unfit = set(unfit_table().get(kernel_name, {}).get(f"sm{arch}", {}).get(dtype, ()))
         kept = [c for c in configs if config_label(c) not in unfit]
         return kept or configs[-1:]  # a dtype the table never saw unfit for everything: the smallest
-    return prune
 
+    return prune

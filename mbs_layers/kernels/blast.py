@@ -13,6 +13,7 @@ more than x itself whenever b·r <= in — written once and re-read from L2.
 The backward reuses both: dz = kernel 1 on (dy, U) and dx = kernel 2 on (dz, sᵀ, V), since
 dx_j = (Σ_i s_ij ⊙ (dy_i U_i)) V_jᵀ. Weight gradients (reductions over tokens) use torch GEMMs.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,20 +24,24 @@ from ..backends import register_backend, triton_unsupported
 from ..formats.blast import BlastLinear, blast_mix
 from ._tuning import autotune, autotune_configs, dot_precision
 
-_PROJECT_CONFIGS = autotune_configs([
-    {"BLOCK_T": 64, "BLOCK_R": 32, "BLOCK_K": 32},
-    {"BLOCK_T": 128, "BLOCK_R": 64, "BLOCK_K": 32},
-    {"BLOCK_T": 128, "BLOCK_R": 128, "BLOCK_K": 32, "num_warps": 8},
-    {"BLOCK_T": 64, "BLOCK_R": 128, "BLOCK_K": 64},
-    {"BLOCK_T": 32, "BLOCK_R": 32, "BLOCK_K": 32, "num_stages": 2},  # fp32-IEEE's fallback
-])
-_EXPAND_CONFIGS = autotune_configs([
-    {"BLOCK_T": 64, "BLOCK_P": 32, "BLOCK_R": 32},
-    {"BLOCK_T": 128, "BLOCK_P": 64, "BLOCK_R": 32},
-    {"BLOCK_T": 128, "BLOCK_P": 128, "BLOCK_R": 32, "num_warps": 8},
-    {"BLOCK_T": 64, "BLOCK_P": 256, "BLOCK_R": 32, "num_warps": 8},
-    {"BLOCK_T": 32, "BLOCK_P": 32, "BLOCK_R": 32, "num_stages": 2},  # fp32-IEEE's fallback
-])
+_PROJECT_CONFIGS = autotune_configs(
+    [
+        {"BLOCK_T": 64, "BLOCK_R": 32, "BLOCK_K": 32},
+        {"BLOCK_T": 128, "BLOCK_R": 64, "BLOCK_K": 32},
+        {"BLOCK_T": 128, "BLOCK_R": 128, "BLOCK_K": 32, "num_warps": 8},
+        {"BLOCK_T": 64, "BLOCK_R": 128, "BLOCK_K": 64},
+        {"BLOCK_T": 32, "BLOCK_R": 32, "BLOCK_K": 32, "num_stages": 2},  # fp32-IEEE's fallback
+    ]
+)
+_EXPAND_CONFIGS = autotune_configs(
+    [
+        {"BLOCK_T": 64, "BLOCK_P": 32, "BLOCK_R": 32},
+        {"BLOCK_T": 128, "BLOCK_P": 64, "BLOCK_R": 32},
+        {"BLOCK_T": 128, "BLOCK_P": 128, "BLOCK_R": 32, "num_warps": 8},
+        {"BLOCK_T": 64, "BLOCK_P": 256, "BLOCK_R": 32, "num_warps": 8},
+        {"BLOCK_T": 32, "BLOCK_P": 32, "BLOCK_R": 32, "num_stages": 2},  # fp32-IEEE's fallback
+    ]
+)
 
 
 @triton.jit
@@ -50,7 +55,7 @@ def _span(start, BLOCK: tl.constexpr, limit):
 @triton.jit
 def _block_project_kernel(x_ptr, v_ptr, z_ptr, T, NB, Q, R, stride_vb, stride_vq, stride_vr,
                           PRECISION: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_R: tl.constexpr,
-                          BLOCK_K: tl.constexpr):
+                          BLOCK_K: tl.constexpr):  # fmt: skip
     """z[t, j, :] = x[t, j, :] @ V[j] for x (T, NB, Q), V (NB, Q, R) strided, z (T, NB, R)."""
     ts, t_ok = _span(tl.program_id(0) * BLOCK_T, BLOCK_T, T)
     ts = ts.to(tl.int64)  # token × NB·Q (or NB·R, NB·P) can pass 2**31 elements
@@ -59,20 +64,25 @@ def _block_project_kernel(x_ptr, v_ptr, z_ptr, T, NB, Q, R, stride_vb, stride_vq
     acc = tl.zeros((BLOCK_T, BLOCK_R), dtype=tl.float32)
     for k0 in range(0, Q, BLOCK_K):
         ks, k_ok = _span(k0, BLOCK_K, Q)
-        x = tl.load(x_ptr + ts[:, None] * NB * Q + j * Q + ks[None, :],
-                    mask=t_ok[:, None] & k_ok[None, :], other=0.0)
-        v = tl.load(v_ptr + j * stride_vb + ks[:, None] * stride_vq + rs[None, :] * stride_vr,
-                    mask=k_ok[:, None] & r_ok[None, :], other=0.0)
+        x = tl.load(x_ptr + ts[:, None] * NB * Q + j * Q + ks[None, :], mask=t_ok[:, None] & k_ok[None, :], other=0.0)
+        v = tl.load(
+            v_ptr + j * stride_vb + ks[:, None] * stride_vq + rs[None, :] * stride_vr,
+            mask=k_ok[:, None] & r_ok[None, :],
+            other=0.0,
+        )
         acc = tl.dot(x, v, acc, input_precision=PRECISION)
-    tl.store(z_ptr + ts[:, None] * NB * R + j * R + rs[None, :], acc.to(z_ptr.dtype.element_ty),
-             mask=t_ok[:, None] & r_ok[None, :])
+    tl.store(
+        z_ptr + ts[:, None] * NB * R + j * R + rs[None, :],
+        acc.to(z_ptr.dtype.element_ty),
+        mask=t_ok[:, None] & r_ok[None, :],
+    )
 
 
 @autotune(configs=_EXPAND_CONFIGS, key=["NB", "P", "R"])
 @triton.jit
 def _mix_expand_kernel(z_ptr, s_ptr, u_ptr, y_ptr, T, NB, P, R, stride_si, stride_sj,
                        PRECISION: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr,
-                       BLOCK_R: tl.constexpr):
+                       BLOCK_R: tl.constexpr):  # fmt: skip
     """y[t, i, :] = (Σ_j s[i, j, :] ⊙ z[t, j, :]) @ U[i]ᵀ for z (T, NB, R), U (NB, P, R), y (T, NB, P).
 
     s[i, j, r] sits at i·stride_si + j·stride_sj + r, so passing sᵀ's strides mixes over i instead.
@@ -86,15 +96,18 @@ def _mix_expand_kernel(z_ptr, s_ptr, u_ptr, y_ptr, T, NB, P, R, stride_si, strid
         rs, r_ok = _span(r0, BLOCK_R, R)
         w = tl.zeros((BLOCK_T, BLOCK_R), dtype=tl.float32)
         for j in range(0, NB):
-            z = tl.load(z_ptr + ts[:, None] * NB * R + j * R + rs[None, :],
-                        mask=t_ok[:, None] & r_ok[None, :], other=0.0)
+            z = tl.load(
+                z_ptr + ts[:, None] * NB * R + j * R + rs[None, :], mask=t_ok[:, None] & r_ok[None, :], other=0.0
+            )
             s = tl.load(s_ptr + i * stride_si + j * stride_sj + rs, mask=r_ok, other=0.0)
             w += z.to(tl.float32) * s.to(tl.float32)[None, :]
-        u = tl.load(u_ptr + i * P * R + ps[None, :] * R + rs[:, None],
-                    mask=r_ok[:, None] & p_ok[None, :], other=0.0)
+        u = tl.load(u_ptr + i * P * R + ps[None, :] * R + rs[:, None], mask=r_ok[:, None] & p_ok[None, :], other=0.0)
         acc = tl.dot(w.to(u.dtype), u, acc, input_precision=PRECISION)
-    tl.store(y_ptr + ts[:, None] * NB * P + i * P + ps[None, :], acc.to(y_ptr.dtype.element_ty),
-             mask=t_ok[:, None] & p_ok[None, :])
+    tl.store(
+        y_ptr + ts[:, None] * NB * P + i * P + ps[None, :],
+        acc.to(y_ptr.dtype.element_ty),
+        mask=t_ok[:, None] & p_ok[None, :],
+    )
 
 
 def block_project(x3: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -114,8 +127,7 @@ def mix_expand(z: torch.Tensor, s: torch.Tensor, u: torch.Tensor) -> torch.Tenso
     p = u.shape[1]
     y = torch.empty(T, nb, p, dtype=z.dtype, device=z.device)
     grid = lambda meta: (triton.cdiv(T, meta["BLOCK_T"]), nb, triton.cdiv(p, meta["BLOCK_P"]))
-    _mix_expand_kernel[grid](z, s, u, y, T, nb, p, r, s.stride(0), s.stride(1),
-                             PRECISION=dot_precision(z.dtype))
+    _mix_expand_kernel[grid](z, s, u, y, T, nb, p, r, s.stride(0), s.stride(1), PRECISION=dot_precision(z.dtype))
     return y
 
 
@@ -133,7 +145,7 @@ class BlastMatmul(torch.autograd.Function):
     def backward(ctx, dy):
         x3, U, V, s, z = ctx.saved_tensors
         dy = dy.contiguous()
-        dzu = block_project(dy, U)                       # dy_i U_i, (T, b, r)
+        dzu = block_project(dy, U)  # dy_i U_i, (T, b, r)
         # dx_j = (Σ_i s_ij ⊙ dy_i U_i) V_jᵀ
         dx = mix_expand(dzu, s.transpose(0, 1), V) if ctx.needs_input_grad[0] else None
         dU = torch.einsum("tip,tir->ipr", dy, blast_mix(z, s))

@@ -11,6 +11,7 @@ and ``BlockChain`` is its autograd.Function: the forward runs the stages (or a f
 the backward recomputes the stage inputs and reuses the same kernel with transposed
 operands for dX (= dY through Wᵀ) and dW (= dYᵀ X per group).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -51,8 +52,10 @@ class Operand:
 
 
 GEMM_CONFIGS = [  # pipelined tiles fit A100's ~164 KB of shared memory in fp32
-    {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, {"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 32},
-    {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32}, {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32, "num_warps": 8},
+    {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32},
+    {"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 32},
+    {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32},
+    {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32, "num_warps": 8},
     {"BLOCK_M": 32, "BLOCK_N": 64, "BLOCK_K": 64, "num_stages": 4},
     {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 16},  # last, the fallback: fp32-ieee spills nowhere (compile-check)
 ]
@@ -64,8 +67,7 @@ def _address(i, inner, outer_stride, inner_stride):
     return (i // inner) * outer_stride + (i % inner) * inner_stride
 
 
-@autotune(configs=autotune_configs(GEMM_CONFIGS),
-                 key=["M_BUCKET", "N", "K_BUCKET", "SPLITS"])
+@autotune(configs=autotune_configs(GEMM_CONFIGS), key=["M_BUCKET", "N", "K_BUCKET", "SPLITS"])
 @triton.jit
 def _block_gemm_kernel(
     a_ptr, a_g, a_mi, a_mo, a_ms, a_ki, a_ko, a_ks,
@@ -74,7 +76,7 @@ def _block_gemm_kernel(
     GROUPS, SPLITS, M, N, K, K_CHUNK,
     M_BUCKET, K_BUCKET,  # powers of 2 of M and K_CHUNK: they key the tuning only
     PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-):
+):  # fmt: skip
     pid = tl.program_id(0)
     g, rest = (pid % GROUPS).to(tl.int64), pid // GROUPS  # groups side by side: strided maps share lines
     split, tile = rest % SPLITS, rest // SPLITS  # split s sums k in [s·K_CHUNK, (s+1)·K_CHUNK)
@@ -87,18 +89,26 @@ def _block_gemm_kernel(
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(split * K_CHUNK, k_end, BLOCK_K):
         rk = k0 + tl.arange(0, BLOCK_K)
-        a = tl.load(a_rows + _address(rk, a_ki, a_ko, a_ks)[None, :],
-                    mask=(rm < M)[:, None] & (rk < k_end)[None, :], other=0.0)
-        b = tl.load(b_cols + _address(rk, b_ki, b_ko, b_ks)[:, None],
-                    mask=(rk < k_end)[:, None] & (rn < N)[None, :], other=0.0)
+        a = tl.load(
+            a_rows + _address(rk, a_ki, a_ko, a_ks)[None, :], mask=(rm < M)[:, None] & (rk < k_end)[None, :], other=0.0
+        )
+        b = tl.load(
+            b_cols + _address(rk, b_ki, b_ko, b_ks)[:, None], mask=(rk < k_end)[:, None] & (rn < N)[None, :], other=0.0
+        )
         acc = tl.dot(a, b, acc, input_precision=PRECISION)
-    c = (c_ptr + split * c_split + g * c_g
-         + _address(rm, c_mi, c_mo, c_ms)[:, None] + _address(rn, c_ni, c_no, c_ns)[None, :])
+    c = (
+        c_ptr
+        + split * c_split
+        + g * c_g
+        + _address(rm, c_mi, c_mo, c_ms)[:, None]
+        + _address(rn, c_ni, c_no, c_ns)[None, :]
+    )
     tl.store(c, acc.to(c_ptr.dtype.element_ty), mask=(rm < M)[:, None] & (rn < N)[None, :])
 
 
-def block_matmul(a: Operand, b: Operand, c: Operand, groups: int, m: int, n: int, k: int,
-                 splits: int = 1, split_stride: int = 0) -> None:
+def block_matmul(
+    a: Operand, b: Operand, c: Operand, groups: int, m: int, n: int, k: int, splits: int = 1, split_stride: int = 0
+) -> None:
     """C[g] = A[g] @ B[g] for g < groups, with A (m, k), B (k, n), C (m, n) written in place.
 
     With ``splits`` > 1 the sum over k is cut into that many chunks (split-K), chunk s
@@ -106,9 +116,21 @@ def block_matmul(a: Operand, b: Operand, c: Operand, groups: int, m: int, n: int
     """
     chunk, splits = k_chunks(k, splits)
     grid = lambda meta: (groups * splits * triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
-    _block_gemm_kernel[grid](*a.args(), *b.args(), *c.args(), split_stride, groups, splits, m, n, k, chunk,
-                             triton.next_power_of_2(m), triton.next_power_of_2(chunk),
-                             PRECISION=dot_precision(a.tensor.dtype))
+    _block_gemm_kernel[grid](
+        *a.args(),
+        *b.args(),
+        *c.args(),
+        split_stride,
+        groups,
+        splits,
+        m,
+        n,
+        k,
+        chunk,
+        triton.next_power_of_2(m),
+        triton.next_power_of_2(chunk),
+        PRECISION=dot_precision(a.tensor.dtype),
+    )
 
 
 def k_chunks(k: int, splits: int) -> tuple[int, int]:
@@ -160,15 +182,17 @@ class Stage:
     in_map: FeatureMap
     out_map: FeatureMap
 
-    def _multiply(self, rows: torch.Tensor, weight: torch.Tensor, src: FeatureMap, dst: FeatureMap,
-                  contracted: int) -> torch.Tensor:
+    def _multiply(
+        self, rows: torch.Tensor, weight: torch.Tensor, src: FeatureMap, dst: FeatureMap, contracted: int
+    ) -> torch.Tensor:
         """Rows read through ``src``, times W summed over its dim ``contracted``, written through ``dst``."""
         kept = 3 - contracted
         w = weight.reshape(self.shape)
         out = rows.new_empty(rows.shape[0], self.shape[0] * self.shape[kept])
         w_op = Operand(w, w.stride(0), Axis(w.stride(contracted)), Axis(w.stride(kept)))
-        block_matmul(src.of(rows), w_op, dst.of(out), self.shape[0], rows.shape[0],
-                     self.shape[kept], self.shape[contracted])
+        block_matmul(
+            src.of(rows), w_op, dst.of(out), self.shape[0], rows.shape[0], self.shape[kept], self.shape[contracted]
+        )
         return out
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -177,8 +201,9 @@ class Stage:
     def input_grad(self, dy: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return self._multiply(dy, weight, self.out_map, self.in_map, contracted=1)
 
-    def weight_grad(self, dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
-                    splits: int | None = None) -> torch.Tensor:
+    def weight_grad(
+        self, dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, splits: int | None = None
+    ) -> torch.Tensor:
         """dW[g] = dY[g]ᵀ X[g], summed over tokens in ``splits`` chunks (default: enough to fill the GPU)."""
         groups, outs, ins = self.shape
         tokens = x.shape[0]
@@ -186,11 +211,23 @@ class Stage:
             splits = weight_grad_splits(groups * triton.cdiv(outs, 64) * triton.cdiv(ins, 64), tokens, x.device)
         splits = k_chunks(tokens, splits)[1]
         # partial sums stay fp32 until they are added up
-        dw = (weight.new_empty(self.shape) if splits == 1
-              else weight.new_empty((splits, *self.shape), dtype=torch.float32))
+        dw = (
+            weight.new_empty(self.shape)
+            if splits == 1
+            else weight.new_empty((splits, *self.shape), dtype=torch.float32)
+        )
         dw_op = Operand(dw, dw.stride(-3), Axis(dw.stride(-2)), Axis(dw.stride(-1)))
-        block_matmul(self.out_map.transposed(dy), self.in_map.of(x), dw_op, groups, outs, ins, tokens,
-                     splits=splits, split_stride=dw.stride(0) if splits > 1 else 0)
+        block_matmul(
+            self.out_map.transposed(dy),
+            self.in_map.of(x),
+            dw_op,
+            groups,
+            outs,
+            ins,
+            tokens,
+            splits=splits,
+            split_stride=dw.stride(0) if splits > 1 else 0,
+        )
         if splits > 1:
             dw = dw.sum(0).to(weight.dtype)
         return dw.reshape(weight.shape)
@@ -236,7 +273,6 @@ class BlockChain(torch.autograd.Function):
 def run_plan(plan: Plan, x2d: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
     """``BlockChain`` on a row-major copy of ``x2d`` (feature addressing assumes unit column stride)."""
     return BlockChain.apply(x2d.contiguous(), plan, *weights)
-
 
 
 @register_backend(BlockDiagLinear, "triton", priority=1, unsupported=triton_unsupported)

@@ -7,6 +7,7 @@ the values). :func:`_bsr_grad_values_kernel` is the sampled product ``grad_yᵀ 
 only. Tiles of any size work (masked to ``block``); tile loads are ≤ 64 wide, so every config
 fits an A100's shared memory.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,8 +24,6 @@ from ._tuning import autotune, autotune_configs, dot_precision
 MAX_TILE = 64  # widest tile edge loaded at once: fp32 3-stage pipelines stay <= 144 KB (A100: 164 KB)
 
 
-
-
 _ROWS_CONFIGS = [{"BLOCK_T": 64}, {"BLOCK_T": 128, "num_warps": 8}, {"BLOCK_T": 32, "num_stages": 2}]
 _GRAD_VALUES_CONFIGS = [{"BLOCK_T": 64}, {"BLOCK_T": 32, "num_stages": 2}]
 
@@ -34,7 +33,7 @@ _GRAD_VALUES_CONFIGS = [{"BLOCK_T": 64}, {"BLOCK_T": 32, "num_stages": 2}]
 def _bsr_rows_kernel(x_ptr, v_ptr, y_ptr, out_ptr_ptr, in_block_ptr, val_idx_ptr,
                      tokens, tokens_bucket, block, stride_x, stride_y, stride_vp, stride_vq,
                      BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_Q: tl.constexpr,
-                     PRECISION: tl.constexpr):
+                     PRECISION: tl.constexpr):  # fmt: skip
     """y[t, R·b + p] = Σ_k Σ_q x[t, C_k·b + q] · V[val_k][p, q] over the tiles k of output block R."""
     pid_t, out_block, pid_p = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     offs_t = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
@@ -47,10 +46,16 @@ def _bsr_rows_kernel(x_ptr, v_ptr, y_ptr, out_ptr_ptr, in_block_ptr, val_idx_ptr
         tile = v_ptr + tl.load(val_idx_ptr + k).to(tl.int64) * block * block
         for q0 in range(0, block, BLOCK_Q):
             offs_q = q0 + tl.arange(0, BLOCK_Q)
-            x = tl.load(x_ptr + offs_t[:, None].to(tl.int64) * stride_x + in_col0 + offs_q[None, :],
-                        mask=(offs_t[:, None] < tokens) & (offs_q[None, :] < block), other=0.0)
-            v = tl.load(tile + offs_q[:, None] * stride_vq + offs_p[None, :] * stride_vp,
-                        mask=(offs_q[:, None] < block) & (offs_p[None, :] < block), other=0.0)
+            x = tl.load(
+                x_ptr + offs_t[:, None].to(tl.int64) * stride_x + in_col0 + offs_q[None, :],
+                mask=(offs_t[:, None] < tokens) & (offs_q[None, :] < block),
+                other=0.0,
+            )
+            v = tl.load(
+                tile + offs_q[:, None] * stride_vq + offs_p[None, :] * stride_vp,
+                mask=(offs_q[:, None] < block) & (offs_p[None, :] < block),
+                other=0.0,
+            )
             acc += tl.dot(x, v, input_precision=PRECISION)
     y = y_ptr + offs_t[:, None].to(tl.int64) * stride_y + out_block.to(tl.int64) * block + offs_p[None, :]
     tl.store(y, acc.to(y_ptr.dtype.element_ty), mask=(offs_t[:, None] < tokens) & (offs_p[None, :] < block))
@@ -60,7 +65,7 @@ def _bsr_rows_kernel(x_ptr, v_ptr, y_ptr, out_ptr_ptr, in_block_ptr, val_idx_ptr
 @triton.jit
 def _bsr_grad_values_kernel(gy_ptr, x_ptr, gv_ptr, rows_ptr, cols_ptr, tokens, tokens_bucket, block,
                             stride_gy, stride_x, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr,
-                            BLOCK_Q: tl.constexpr, PRECISION: tl.constexpr):
+                            BLOCK_Q: tl.constexpr, PRECISION: tl.constexpr):  # fmt: skip
     """grad_V[k][p, q] = Σ_t grad_y[t, R_k·b + p] · x[t, C_k·b + q] for kept tile k only."""
     k, pid_p, pid_q = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
@@ -70,10 +75,16 @@ def _bsr_grad_values_kernel(gy_ptr, x_ptr, gv_ptr, rows_ptr, cols_ptr, tokens, t
     acc = tl.zeros((BLOCK_P, BLOCK_Q), dtype=tl.float32)
     for t0 in range(0, tokens, BLOCK_T):
         offs_t = t0 + tl.arange(0, BLOCK_T)
-        gy_t = tl.load(gy_ptr + offs_t[None, :].to(tl.int64) * stride_gy + row0 + offs_p[:, None],
-                       mask=(offs_t[None, :] < tokens) & (offs_p[:, None] < block), other=0.0)
-        x = tl.load(x_ptr + offs_t[:, None].to(tl.int64) * stride_x + col0 + offs_q[None, :],
-                    mask=(offs_t[:, None] < tokens) & (offs_q[None, :] < block), other=0.0)
+        gy_t = tl.load(
+            gy_ptr + offs_t[None, :].to(tl.int64) * stride_gy + row0 + offs_p[:, None],
+            mask=(offs_t[None, :] < tokens) & (offs_p[:, None] < block),
+            other=0.0,
+        )
+        x = tl.load(
+            x_ptr + offs_t[:, None].to(tl.int64) * stride_x + col0 + offs_q[None, :],
+            mask=(offs_t[:, None] < tokens) & (offs_q[None, :] < block),
+            other=0.0,
+        )
         acc += tl.dot(gy_t, x, input_precision=PRECISION)
     gv = gv_ptr + k.to(tl.int64) * block * block + offs_p[:, None] * block + offs_q[None, :]
     tl.store(gv, acc.to(gv_ptr.dtype.element_ty), mask=(offs_p[:, None] < block) & (offs_q[None, :] < block))
@@ -83,11 +94,11 @@ def _bsr_grad_values_kernel(gy_ptr, x_ptr, gv_ptr, rows_ptr, cols_ptr, tokens, t
 class BSRLayout:
     """int32 tile lists of a support: by block row (forward) and by block column (grad_x)."""
 
-    row_ptr: torch.Tensor    # (out/b + 1,) start of each block row's tiles
-    cols: torch.Tensor       # (nnz_blocks,) block column of each tile, row-major order
-    rows: torch.Tensor       # (nnz_blocks,) block row of each tile, row-major order
-    identity: torch.Tensor   # (nnz_blocks,) tile k's values are values[k]
-    col_ptr: torch.Tensor    # (in/b + 1,) start of each block column's tiles
+    row_ptr: torch.Tensor  # (out/b + 1,) start of each block row's tiles
+    cols: torch.Tensor  # (nnz_blocks,) block column of each tile, row-major order
+    rows: torch.Tensor  # (nnz_blocks,) block row of each tile, row-major order
+    identity: torch.Tensor  # (nnz_blocks,) tile k's values are values[k]
+    col_ptr: torch.Tensor  # (in/b + 1,) start of each block column's tiles
     rows_by_col: torch.Tensor  # block row of each tile, column-major order
     perm_by_col: torch.Tensor  # index into values of each tile, column-major order
 
@@ -100,9 +111,12 @@ def bsr_layout(layer) -> BSRLayout:
         nbr, nbc = layer.grid_shape
         perm = torch.argsort(cols * nbr + rows)
         return BSRLayout(
-            row_ptr=segment_pointers(rows, nbr), cols=cols.to(torch.int32), rows=rows.to(torch.int32),
+            row_ptr=segment_pointers(rows, nbr),
+            cols=cols.to(torch.int32),
+            rows=rows.to(torch.int32),
             identity=torch.arange(rows.numel(), dtype=torch.int32, device=rows.device),
-            col_ptr=segment_pointers(cols, nbc), rows_by_col=rows[perm].to(torch.int32),
+            col_ptr=segment_pointers(cols, nbc),
+            rows_by_col=rows[perm].to(torch.int32),
             perm_by_col=perm.to(torch.int32),
         )
 
@@ -121,10 +135,24 @@ def _bsr_apply(x, values, block, n_out_blocks, out_ptr, in_blocks, val_idx, tran
     stride_vp, stride_vq = (1, block) if transpose else (block, 1)
     tile = _tile(block)
     grid = lambda meta: (triton.cdiv(tokens, meta["BLOCK_T"]), n_out_blocks, triton.cdiv(block, tile))
-    _bsr_rows_kernel[grid](x, values, y, out_ptr, in_blocks, val_idx, tokens,
-                           triton.next_power_of_2(tokens), block, x.stride(0), y.stride(0),
-                           stride_vp, stride_vq, BLOCK_P=tile, BLOCK_Q=tile,
-                           PRECISION=dot_precision(x.dtype))
+    _bsr_rows_kernel[grid](
+        x,
+        values,
+        y,
+        out_ptr,
+        in_blocks,
+        val_idx,
+        tokens,
+        triton.next_power_of_2(tokens),
+        block,
+        x.stride(0),
+        y.stride(0),
+        stride_vp,
+        stride_vq,
+        BLOCK_P=tile,
+        BLOCK_Q=tile,
+        PRECISION=dot_precision(x.dtype),
+    )
     return y
 
 
@@ -134,9 +162,21 @@ def _bsr_grad_values(grad_y, x, layout: BSRLayout, values):
     tokens, tile = x.shape[0], _tile(block)
     grad_values = torch.empty_like(values)
     grid = (values.shape[0], triton.cdiv(block, tile), triton.cdiv(block, tile))
-    _bsr_grad_values_kernel[grid](grad_y, x, grad_values, layout.rows, layout.cols, tokens,
-                                  triton.next_power_of_2(tokens), block, grad_y.stride(0), x.stride(0),
-                                  BLOCK_P=tile, BLOCK_Q=tile, PRECISION=dot_precision(x.dtype))
+    _bsr_grad_values_kernel[grid](
+        grad_y,
+        x,
+        grad_values,
+        layout.rows,
+        layout.cols,
+        tokens,
+        triton.next_power_of_2(tokens),
+        block,
+        grad_y.stride(0),
+        x.stride(0),
+        BLOCK_P=tile,
+        BLOCK_Q=tile,
+        PRECISION=dot_precision(x.dtype),
+    )
     return grad_values
 
 
@@ -147,16 +187,25 @@ class BSRLinearFunction(torch.autograd.Function):
     def forward(ctx, x2d, values, layout: BSRLayout, grid_shape):
         ctx.save_for_backward(x2d, values)
         ctx.layout, ctx.grid_shape = layout, grid_shape
-        return _bsr_apply(x2d, values, values.shape[-1], grid_shape[0], layout.row_ptr, layout.cols,
-                          layout.identity, transpose=False)
+        return _bsr_apply(
+            x2d, values, values.shape[-1], grid_shape[0], layout.row_ptr, layout.cols, layout.identity, transpose=False
+        )
 
     @staticmethod
     def backward(ctx, grad_y):
         x2d, values = ctx.saved_tensors
         layout, grad_x, grad_values = ctx.layout, None, None
         if ctx.needs_input_grad[0]:
-            grad_x = _bsr_apply(grad_y, values, values.shape[-1], ctx.grid_shape[1], layout.col_ptr,
-                                layout.rows_by_col, layout.perm_by_col, transpose=True)
+            grad_x = _bsr_apply(
+                grad_y,
+                values,
+                values.shape[-1],
+                ctx.grid_shape[1],
+                layout.col_ptr,
+                layout.rows_by_col,
+                layout.perm_by_col,
+                transpose=True,
+            )
         if ctx.needs_input_grad[1]:
             grad_values = _bsr_grad_values(grad_y, x2d, layout, values)
         return grad_x, grad_values, None, None

@@ -7,6 +7,7 @@ block-diagonal stages on the block-GEMM Triton kernel and the dense stage on cuB
 Each stage's backend is differentiable, so the chain is too. A chain backend can run an input
 when every stage's backend can.
 """
+
 from __future__ import annotations
 
 from ..backends import fast_backends, register_backend
@@ -54,5 +55,6 @@ def _forward(backend):
 
 for _fmt in CHAIN_FORMATS:
     for _backend in STAGE_BACKENDS:
-        register_backend(_fmt, _backend, priority=PRIORITY[_backend],
-                         unsupported=_unsupported(_backend))(_forward(_backend))
+        register_backend(_fmt, _backend, priority=PRIORITY[_backend], unsupported=_unsupported(_backend))(
+            _forward(_backend)
+        )

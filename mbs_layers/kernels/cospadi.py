@@ -11,6 +11,7 @@ Backward: grad_z = grad_y S (a dense GEMM with the (out, atoms) code matrix) and
 gradient is (grad_yᵀ z) gathered at the code indices (one dense GEMM, as the sparse formats'
 kept-value gradients do); the dictionary's gradient follows from z = x Dᵀ through autograd.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,7 +34,7 @@ _CONFIGS = [  # fp32 accumulators in registers only: (BLOCK_T · BLOCK_O) / (32 
 @autotune(configs=autotune_configs(_CONFIGS, stages=1), key=["tokens_bucket", "n_out", "sparsity"])
 @triton.jit
 def _gather_kernel(z_ptr, index_ptr, codes_ptr, y_ptr, tokens, tokens_bucket, n_out, sparsity,
-                   stride_z, stride_y, BLOCK_T: tl.constexpr, BLOCK_O: tl.constexpr):
+                   stride_z, stride_y, BLOCK_T: tl.constexpr, BLOCK_O: tl.constexpr):  # fmt: skip
     """y[t, o] = Σ_j z[t, index[o, j]] · codes[o, j] (index and codes (n_out, sparsity), contiguous)."""
     offs_t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     offs_o = tl.program_id(1) * BLOCK_O + tl.arange(0, BLOCK_O)
@@ -56,8 +57,9 @@ def gather_codes(z: torch.Tensor, codes: torch.Tensor, index: torch.Tensor) -> t
     tokens, (n_out, sparsity) = z.shape[0], codes.shape
     y = z.new_empty(tokens, n_out)
     grid = lambda meta: (triton.cdiv(tokens, meta["BLOCK_T"]), triton.cdiv(n_out, meta["BLOCK_O"]))
-    _gather_kernel[grid](z, index, codes, y, tokens, triton.next_power_of_2(tokens), n_out, sparsity,
-                         z.stride(0), y.stride(0))
+    _gather_kernel[grid](
+        z, index, codes, y, tokens, triton.next_power_of_2(tokens), n_out, sparsity, z.stride(0), y.stride(0)
+    )
     return y
 
 

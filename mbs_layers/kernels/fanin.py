@@ -9,6 +9,7 @@ gradient is SLTrain's sampled product (SDDMM) gathering grad_y and x on the supp
 cores: each output gathers fan_in scattered inputs, so this pays off at low fan-in where dense
 GEMM wastes most of its work.
 """
+
 from __future__ import annotations
 
 import torch
@@ -26,9 +27,12 @@ def fanin_tables(layer) -> dict:
     def build():
         out_f, k = layer.out_features, layer.hp["fan_in"]
         positions = torch.arange(out_f * k, dtype=torch.int32, device=layer.cols.device).view(out_f, k)
-        return {"fwd": (layer.cols.view(out_f, k).to(torch.int32), positions),
-                "bwd": ell_table(layer.cols, layer.rows, layer.in_features),
-                "rows": layer.rows.to(torch.int32), "cols": layer.cols.to(torch.int32)}
+        return {
+            "fwd": (layer.cols.view(out_f, k).to(torch.int32), positions),
+            "bwd": ell_table(layer.cols, layer.rows, layer.in_features),
+            "rows": layer.rows.to(torch.int32),
+            "cols": layer.cols.to(torch.int32),
+        }
 
     return cached_per_version(layer, "_fanin_tables", (layer.rows, layer.cols), build)
 

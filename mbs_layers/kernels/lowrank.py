@@ -28,6 +28,7 @@ are plain long-K GEMMs left to cuBLAS. FLOPs, minimum bytes, roofline bound (409
 4096 tokens: 17.2 GFLOP and 71 MB in bf16, 241 FLOP/B — compute-bound on A100, just memory-bound on
 H100): docs/lowrank.md, "FLOPs, minimum bytes, roofline bound".
 """
+
 from __future__ import annotations
 
 import os
@@ -67,8 +68,10 @@ class ChainSpec:
 
     def __post_init__(self):
         if not 0 <= self.rank <= MAX_FUSED_RANK:
-            raise ValueError(f"ChainSpec: rank={self.rank} is outside the fused range 0..{MAX_FUSED_RANK} "
-                             "(z must fit in registers; chain() runs larger ranks as two GEMMs)")
+            raise ValueError(
+                f"ChainSpec: rank={self.rank} is outside the fused range 0..{MAX_FUSED_RANK} "
+                "(z must fit in registers; chain() runs larger ranks as two GEMMs)"
+            )
         if self.ell_width < 0:
             raise ValueError(f"ChainSpec: ell_width={self.ell_width} is negative (0 = no sparse part)")
 
@@ -78,8 +81,12 @@ class ChainSpec:
         return max(16, triton.next_power_of_2(self.rank))
 
     def constexprs(self) -> dict:
-        return {"R_PAD": self.r_pad, "HAS_IDENTITY": self.identity, "STORE_Z": self.store_z,
-                "HAS_ELL": self.ell_width > 0}
+        return {
+            "R_PAD": self.r_pad,
+            "HAS_IDENTITY": self.identity,
+            "STORE_Z": self.store_z,
+            "HAS_ELL": self.ell_width > 0,
+        }
 
 
 # Which configs fit each architecture (shared memory, spills) is the compiler's word, not an
@@ -107,7 +114,7 @@ else:
 
 @triton.jit
 def _ell_gather(acc, x_ptr, ell_idx_ptr, ell_pos_ptr, ell_val_ptr, offs_t, offs_n, mask_t, mask_n,
-                ELL_WIDTH, stride_xt, stride_xk):
+                ELL_WIDTH, stride_xt, stride_xk):  # fmt: skip
     """``acc[:, j] += Σ_s x[:, idx[n_j, s]] · vals[pos[n_j, s]]`` for the output columns offs_n:
     row n of the padded ELL table (idx, pos: (N, ELL_WIDTH) contiguous int32, idx -1 = pad)
     lists the input columns x is gathered at and where their values are stored."""
@@ -116,8 +123,11 @@ def _ell_gather(acc, x_ptr, ell_idx_ptr, ell_pos_ptr, ell_val_ptr, offs_t, offs_
         valid = col >= 0
         pos = tl.load(ell_pos_ptr + offs_n * ELL_WIDTH + s, mask=valid, other=0)
         val = tl.load(ell_val_ptr + pos, mask=valid, other=0.0).to(tl.float32)
-        x = tl.load(x_ptr + offs_t[:, None] * stride_xt + col[None, :] * stride_xk,
-                    mask=mask_t[:, None] & valid[None, :], other=0.0)
+        x = tl.load(
+            x_ptr + offs_t[:, None] * stride_xt + col[None, :] * stride_xk,
+            mask=mask_t[:, None] & valid[None, :],
+            other=0.0,
+        )
         acc += x.to(tl.float32) * val[None, :]
     return acc
 
@@ -135,7 +145,7 @@ def _chain_kernel(
     R_PAD: tl.constexpr, HAS_IDENTITY: tl.constexpr, STORE_Z: tl.constexpr, HAS_ELL: tl.constexpr,
     PRECISION: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
-):
+):  # fmt: skip
     """y = (x aᵀ [+ x_id]) bᵀ [+ x Sᵀ] for BLOCK_T tokens; program_id(1) picks the share of
     the output features this program sweeps (each share recomputes z)."""
     pid_t = tl.program_id(0)
@@ -179,8 +189,20 @@ def _chain_kernel(
         bt = tl.load(bt_ptrs, mask=mask_r[:, None] & mask_n[None, :], other=0.0)
         acc = tl.dot(zc, bt, input_precision=PRECISION)
         if HAS_ELL:  # SLTrain's sparse part, on the output tile in registers
-            acc = _ell_gather(acc, x_ptr, ell_idx_ptr, ell_pos_ptr, ell_val_ptr, offs_t, offs_n, mask_t, mask_n,
-                              ELL_WIDTH, stride_xt, stride_xk)
+            acc = _ell_gather(
+                acc,
+                x_ptr,
+                ell_idx_ptr,
+                ell_pos_ptr,
+                ell_val_ptr,
+                offs_t,
+                offs_n,
+                mask_t,
+                mask_n,
+                ELL_WIDTH,
+                stride_xt,
+                stride_xk,
+            )
         y_ptrs = y_ptr + offs_t[:, None] * stride_yt + offs_n[None, :] * stride_yn
         tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask_t[:, None] & mask_n[None, :])
 
@@ -192,7 +214,7 @@ def _ell_kernel(
     T, T_BUCKET, N, ELL_WIDTH,  # T_BUCKET (next power of 2 of T) keys the tuning only
     stride_xt, stride_xk, stride_yt, stride_yn,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
-):
+):  # fmt: skip
     """y += x Sᵀ on a (BLOCK_T × BLOCK_N) tile of y, S a padded ELL table over y's columns."""
     offs_t = tl.program_id(0).to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -201,8 +223,20 @@ def _ell_kernel(
     y_ptrs = y_ptr + offs_t[:, None] * stride_yt + offs_n[None, :] * stride_yn
     mask_y = mask_t[:, None] & mask_n[None, :]
     acc = tl.load(y_ptrs, mask=mask_y, other=0.0).to(tl.float32)
-    acc = _ell_gather(acc, x_ptr, ell_idx_ptr, ell_pos_ptr, ell_val_ptr, offs_t, offs_n, mask_t, mask_n,
-                      ELL_WIDTH, stride_xt, stride_xk)
+    acc = _ell_gather(
+        acc,
+        x_ptr,
+        ell_idx_ptr,
+        ell_pos_ptr,
+        ell_val_ptr,
+        offs_t,
+        offs_n,
+        mask_t,
+        mask_n,
+        ELL_WIDTH,
+        stride_xt,
+        stride_xk,
+    )
     tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask_y)
 
 
@@ -260,8 +294,9 @@ def chain(x, a, b, y, *, x_id=None, z=None, sparse=None, split=None):
     # the pre-ChainSpec kernel too): there S is added by the ELL kernel after the chain.
     fuse_ell = sparse is not None and dot_precision(x.dtype) != "ieee"
     idx, pos, vals = _ell_operands(sparse, y.shape[1]) if fuse_ell else (x, x, x)
-    spec = ChainSpec(a.shape[0], identity=x_id is not None, store_z=z is not None,
-                     ell_width=idx.shape[1] if fuse_ell else 0)
+    spec = ChainSpec(
+        a.shape[0], identity=x_id is not None, store_z=z is not None, ell_width=idx.shape[1] if fuse_ell else 0
+    )
     _launch_chain(spec, x, _aligned(a), _aligned(b), y, x_id, z, (idx, pos, vals), split)
     if sparse is not None and not fuse_ell:
         ell_accumulate(x, y, sparse)
@@ -280,10 +315,27 @@ def _launch_chain(spec: ChainSpec, x, a, b, y, x_id, z, ell, split) -> None:
         return t_blocks, split or _split(t_blocks, triton.cdiv(N, meta["BLOCK_N"]), x.device)
 
     _chain_kernel[grid](
-        x, a, b, y, x_id, z, *ell,
-        T, triton.next_power_of_2(T), K, N, spec.rank, spec.ell_width,
-        *x.stride(), *a.stride(), *b.stride(), *y.stride(), *x_id.stride(), *z.stride(),
-        **spec.constexprs(), PRECISION=dot_precision(x.dtype),
+        x,
+        a,
+        b,
+        y,
+        x_id,
+        z,
+        *ell,
+        T,
+        triton.next_power_of_2(T),
+        K,
+        N,
+        spec.rank,
+        spec.ell_width,
+        *x.stride(),
+        *a.stride(),
+        *b.stride(),
+        *y.stride(),
+        *x_id.stride(),
+        *z.stride(),
+        **spec.constexprs(),
+        PRECISION=dot_precision(x.dtype),
     )
 
 
@@ -333,7 +385,6 @@ class _LowRankFn(torch.autograd.Function):
         gu = gy.T @ z if ctx.needs_input_grad[1] else None
         gv = gz.T @ (x[:, r:] if ctx.light else x) if ctx.needs_input_grad[2] else None
         return gx, gu, gv, None, None
-
 
 
 @register_backend(LowRankLinear, "triton", priority=10, unsupported=triton_unsupported)

@@ -11,6 +11,7 @@ re-reads cost less than the intermediate's HBM round trip; otherwise, and for Mo
 uneven block ranks, the layer runs as two block GEMMs (``block_gemm``). The backward always
 uses the block GEMMs (recomputing the intermediate).
 """
+
 from __future__ import annotations
 
 import triton
@@ -29,9 +30,13 @@ MAX_FUSED_OUT_BLOCK = 128
 REREADS_PER_ROUND_TRIP = 8
 # (BLOCK_M, BLOCK_K, stages, warps): with BLOCK_N <= 128 and BLOCK_R <= 64 the pipelined x/R tiles,
 # the L tile and the intermediate stay under ~140 KB in fp32 (A100: 164 KB).
-FUSED_CONFIGS = [{"BLOCK_M": 64, "BLOCK_K": 32}, {"BLOCK_M": 128, "BLOCK_K": 32},
-                 {"BLOCK_M": 64, "BLOCK_K": 64, "num_stages": 2}, {"BLOCK_M": 128, "BLOCK_K": 32, "num_warps": 8},
-                 {"BLOCK_M": 32, "BLOCK_K": 32, "num_stages": 2}]  # the last: fp32-IEEE's fallback
+FUSED_CONFIGS = [
+    {"BLOCK_M": 64, "BLOCK_K": 32},
+    {"BLOCK_M": 128, "BLOCK_K": 32},
+    {"BLOCK_M": 64, "BLOCK_K": 64, "num_stages": 2},
+    {"BLOCK_M": 128, "BLOCK_K": 32, "num_warps": 8},
+    {"BLOCK_M": 32, "BLOCK_K": 32, "num_stages": 2},
+]  # the last: fp32-IEEE's fallback
 
 
 def _tile(n: int) -> int:
@@ -46,7 +51,7 @@ def _btt_fused_kernel(
     r_s0, r_s1, r_s2, r_s3, l_s0, l_s1, l_s2, l_s3,
     PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     BLOCK_R: tl.constexpr,
-):
+):  # fmt: skip
     pid = tl.program_id(0)
     i2, tile = pid % M2, pid // M2  # the output groups of a row tile run side by side, sharing x in L2
     tiles_n = tl.cdiv(M1, BLOCK_N)
@@ -63,8 +68,9 @@ def _btt_fused_kernel(
         for k0 in range(0, N2, BLOCK_K):
             rk = k0 + tl.arange(0, BLOCK_K)
             x = tl.load(x_rows + j1 * N2 + rk[None, :], mask=(rm < M)[:, None] & (rk < N2)[None, :], other=0.0)
-            r = tl.load(r_group + j1 * r_s0 + rk[:, None] * r_s3,
-                        mask=(rk < N2)[:, None] & (rr < RANK)[None, :], other=0.0)
+            r = tl.load(
+                r_group + j1 * r_s0 + rk[:, None] * r_s3, mask=(rk < N2)[:, None] & (rr < RANK)[None, :], other=0.0
+            )
             inter = tl.dot(x, r, inter, input_precision=PRECISION)
         left = tl.load(l_tile + j1 * l_s2, mask=l_mask, other=0.0)
         # rounded to the input dtype, as the two-GEMM path stores it
@@ -87,10 +93,26 @@ def btt_fused(x, cores_r, cores_l):
     y = x.new_empty(x.shape[0], m1 * m2)
     block_n = _tile(m1)
     grid = lambda meta: (triton.cdiv(x.shape[0], meta["BLOCK_M"]) * triton.cdiv(m1, block_n) * m2,)
-    _btt_fused_kernel[grid](x, y, cores_r, cores_l, x.shape[0], triton.next_power_of_2(x.shape[0]),
-                            n1, n2, m1, m2, rank, x.stride(0), y.stride(0),
-                            *cores_r.stride(), *cores_l.stride(), PRECISION=dot_precision(x.dtype),
-                            BLOCK_N=block_n, BLOCK_R=_tile(rank))
+    _btt_fused_kernel[grid](
+        x,
+        y,
+        cores_r,
+        cores_l,
+        x.shape[0],
+        triton.next_power_of_2(x.shape[0]),
+        n1,
+        n2,
+        m1,
+        m2,
+        rank,
+        x.stride(0),
+        y.stride(0),
+        *cores_r.stride(),
+        *cores_l.stride(),
+        PRECISION=dot_precision(x.dtype),
+        BLOCK_N=block_n,
+        BLOCK_R=_tile(rank),
+    )
     return y
 
 
@@ -105,8 +127,7 @@ def monarch_plan(layer) -> Plan:
     """h = blockdiag(w1) x (contiguous), then group i reads h[t·k + i] and writes y[s'·k + i]."""
     k, q, p = layer.w1.shape
     s = layer.w2.shape[1]
-    stages = (Stage((k, q, p), contiguous_map(p), contiguous_map(q)),
-              Stage((k, s, q), strided_map(k), strided_map(k)))
+    stages = (Stage((k, q, p), contiguous_map(p), contiguous_map(q)), Stage((k, s, q), strided_map(k), strided_map(k)))
     if q % k == 0 and use_fused(k * p, q // k, s, k, k * q):
         return Plan(stages, lambda x, w1, w2: btt_fused(x, *monarch_cores(w1, w2)))
     return Plan(stages)
@@ -117,8 +138,10 @@ def btt_plan(layer) -> Plan:
     and writes y[b, i1·m2 + i2]."""
     n1, m2, rank, n2 = layer.R.shape
     m1 = layer.L.shape[1]
-    stages = (Stage((n1, m2 * rank, n2), contiguous_map(n2), contiguous_map(m2 * rank)),
-              Stage((m2, m1, n1 * rank), FeatureMap(rank, Axis(m2 * rank, rank, 1)), strided_map(m2)))
+    stages = (
+        Stage((n1, m2 * rank, n2), contiguous_map(n2), contiguous_map(m2 * rank)),
+        Stage((m2, m1, n1 * rank), FeatureMap(rank, Axis(m2 * rank, rank, 1)), strided_map(m2)),
+    )
     return Plan(stages, btt_fused if use_fused(n1 * n2, rank, m1, m2, n1 * m2 * rank) else None)
 
 

@@ -11,6 +11,7 @@ priority for ``semi24``). N and M are compile-time constants, so each pattern ge
 specialised kernel from one source. The same kernel computes grad_x = grad_y W by walking the
 tiles transposed; the gradient of the kept values is the dense product gathered on the support.
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,7 +40,7 @@ _CONFIGS = [
 def _nm_kernel(a_ptr, values_ptr, meta_ptr, y_ptr, tokens, tokens_bucket, n_out, n_in,
                stride_a, stride_y, TRANSPOSE: tl.constexpr, PRECISION: tl.constexpr,
                N: tl.constexpr, M: tl.constexpr, BITS: tl.constexpr,
-               BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_R: tl.constexpr):
+               BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_R: tl.constexpr):  # fmt: skip
     """y = a Wᵀ (reduce over in, TRANSPOSE=False) or y = a W (reduce over out, TRANSPOSE=True)."""
     pid_t, pid_c = tl.program_id(0), tl.program_id(1)
     reduce_len = n_out if TRANSPOSE else n_in
@@ -49,8 +50,11 @@ def _nm_kernel(a_ptr, values_ptr, meta_ptr, y_ptr, tokens, tokens_bucket, n_out,
     acc = tl.zeros((BLOCK_T, BLOCK_C), dtype=tl.float32)
     for r0 in range(0, reduce_len, BLOCK_R):
         offs_r = r0 + tl.arange(0, BLOCK_R)
-        a = tl.load(a_ptr + offs_t[:, None].to(tl.int64) * stride_a + offs_r[None, :],
-                    mask=(offs_t[:, None] < tokens) & (offs_r[None, :] < reduce_len), other=0.0)
+        a = tl.load(
+            a_ptr + offs_t[:, None].to(tl.int64) * stride_a + offs_r[None, :],
+            mask=(offs_t[:, None] < tokens) & (offs_r[None, :] < reduce_len),
+            other=0.0,
+        )
         # The (BLOCK_R, BLOCK_C) tile of Wᵀ (forward) or W (transpose), as (row o, column k) of W.
         if TRANSPOSE:
             o, k = offs_r[:, None], offs_c[None, :]
@@ -94,9 +98,23 @@ def _nm_apply(a, values, meta, layer, transpose):
     (n, m), tokens = layer.group_shape, a.shape[0]
     y = a.new_empty(tokens, n_in if transpose else n_out)
     grid = lambda meta_: (triton.cdiv(tokens, meta_["BLOCK_T"]), triton.cdiv(y.shape[1], meta_["BLOCK_C"]))
-    _nm_kernel[grid](a, values, meta, y, tokens, triton.next_power_of_2(tokens), n_out, n_in,
-                     a.stride(0), y.stride(0), TRANSPOSE=transpose,
-                     PRECISION=dot_precision(a.dtype), N=n, M=m, BITS=index_bits(m))
+    _nm_kernel[grid](
+        a,
+        values,
+        meta,
+        y,
+        tokens,
+        triton.next_power_of_2(tokens),
+        n_out,
+        n_in,
+        a.stride(0),
+        y.stride(0),
+        TRANSPOSE=transpose,
+        PRECISION=dot_precision(a.dtype),
+        N=n,
+        M=m,
+        BITS=index_bits(m),
+    )
     return y
 
 
@@ -106,7 +124,8 @@ def nm_triton(layer, x2d):
     """``x2d @ W.T`` through the Triton N:M kernel; grad_x by the same kernel transposed."""
     meta = nm_metadata(layer)
     return kept_values_linear(
-        layer, x2d,
+        layer,
+        x2d,
         forward=lambda x, values: _nm_apply(x, values, meta, layer, transpose=False),
         grad_input=lambda grad_y, values: _nm_apply(grad_y, values, meta, layer, transpose=True),
     )

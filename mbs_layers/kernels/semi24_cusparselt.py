@@ -12,6 +12,7 @@ and bfloat16 (int8/fp8 too, not float formats of this library); the sparse opera
 (out_features) and columns (in_features) multiples of 16; the dense operand's dimensions
 multiples of 8 (tokens are zero-padded here).
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,7 +23,7 @@ from ..sparse_support import cached_per_version, kept_values_linear
 
 CUSPARSELT_DTYPES = (torch.float16, torch.bfloat16)
 SPARSE_MULTIPLE = 16  # out_features and in_features
-DENSE_MULTIPLE = 8    # tokens (padded)
+DENSE_MULTIPLE = 8  # tokens (padded)
 
 _ALG_IDS: dict[tuple, int] = {}
 
@@ -33,8 +34,9 @@ def cusparselt_unsupported(layer, x2d) -> str | None:
         return f"dtype={x2d.dtype} is not supported by cuSPARSELt: allowed {list(CUSPARSELT_DTYPES)}"
     for name in ("in_features", "out_features"):
         if getattr(layer, name) % SPARSE_MULTIPLE:
-            return (f"{name}={getattr(layer, name)} is not supported by cuSPARSELt: "
-                    f"allowed multiples of {SPARSE_MULTIPLE}")
+            return (
+                f"{name}={getattr(layer, name)} is not supported by cuSPARSELt: allowed multiples of {SPARSE_MULTIPLE}"
+            )
     if x2d.device.type != "cuda":
         return f"cuSPARSELt needs a CUDA tensor, got {x2d.device.type}"
     if not torch.backends.cusparselt.is_available():
@@ -68,7 +70,8 @@ def _cslt_linear(compressed: torch.Tensor, x2d: torch.Tensor, out_features: int)
 def semi24_cusparselt(layer, x2d):
     """``x2d @ W.T`` through cuSPARSELt's 2:4 sparse GEMM; grad_x by a dense GEMM with W."""
     return kept_values_linear(
-        layer, x2d,
+        layer,
+        x2d,
         forward=lambda x, values: _cslt_linear(compressed_weight(layer), x, layer.out_features),
         grad_input=lambda grad_y, values: grad_y @ layer.dense_weight(),
     )

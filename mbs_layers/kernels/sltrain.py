@@ -11,6 +11,7 @@ transposed ELL table (column c's nonzeros, entries pointing at S's stored values
 never copied), and the value gradient is a sampled product (SDDMM) gathering gy and x at
 the support. ELL tables are derived from the CSR support and cached until it changes.
 """
+
 from __future__ import annotations
 
 import torch
@@ -45,17 +46,21 @@ def ell_table(major: torch.Tensor, minor: torch.Tensor, size: int) -> tuple[torc
 def ell_tables(layer) -> dict:
     """The support's COO rows (int32) and its forward (by output row) and backward (by input
     column) ELL tables, rebuilt whenever the support changes (load_state_dict, a device move)."""
+
     def build():
         rows, cols = support_rows(layer.crow, layer.nnz), layer.col.long()
-        return {"rows": rows.to(torch.int32), "fwd": ell_table(rows, cols, layer.out_features),
-                "bwd": ell_table(cols, rows, layer.in_features)}
+        return {
+            "rows": rows.to(torch.int32),
+            "fwd": ell_table(rows, cols, layer.out_features),
+            "bwd": ell_table(cols, rows, layer.in_features),
+        }
 
     return cached_per_version(layer, "_ell_tables", (layer.crow, layer.col), build)
 
 
 @triton.jit
 def _sddmm_kernel(gy_ptr, x_ptr, rows_ptr, cols_ptr, out_ptr, T, NNZ, stride_gyt, stride_gyn, stride_xt, stride_xk,
-                  BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr):
+                  BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr):  # fmt: skip
     """out[p] = Σ_t gy[t, rows[p]] · x[t, cols[p]] for a block of BLOCK_P support positions."""
     offs_p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     mask_p = offs_p < NNZ
@@ -76,7 +81,8 @@ def sampled_grad(gy, x, rows, cols, dtype) -> torch.Tensor:
     out = torch.empty(rows.numel(), dtype=dtype, device=gy.device)
     block_t, block_p = (16, 16) if gy.device.type == "cpu" else (32, 128)
     _sddmm_kernel[(triton.cdiv(rows.numel(), block_p),)](
-        gy, x, rows, cols, out, gy.shape[0], rows.numel(), *gy.stride(), *x.stride(), BLOCK_T=block_t, BLOCK_P=block_p)
+        gy, x, rows, cols, out, gy.shape[0], rows.numel(), *gy.stride(), *x.stride(), BLOCK_T=block_t, BLOCK_P=block_p
+    )
     return out
 
 
@@ -111,5 +117,6 @@ class _SLTrainFn(torch.autograd.Function):
 @register_backend(SLTrainLinear, "triton", priority=10, unsupported=triton_unsupported)
 def sltrain_triton(layer, x2d):
     tables = ell_tables(layer)
-    return _SLTrainFn.apply(x2d, layer.U, layer.V, layer.values, tables, tables["rows"], layer.col,
-                            torch.is_grad_enabled())
+    return _SLTrainFn.apply(
+        x2d, layer.U, layer.V, layer.values, tables, tables["rows"], layer.col, torch.is_grad_enabled()
+    )

@@ -6,6 +6,7 @@ The forward is ``torch.sparse`` CSR @ dense (cuSPARSE SpMM) with int32 indices, 
 The gradient of the kept values is the dense product grad_yᵀ x gathered on the support:
 cuSPARSE's sampled product (SDDMM) lacks half-precision support in PyTorch, the dense GEMM has it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,9 +46,13 @@ def csr_layout(layer) -> CSRLayout:
 
     def build():
         perm_t = torch.argsort(cols * layer.out_features + rows)
-        return CSRLayout(crow=segment_pointers(rows, layer.out_features), col=cols.to(torch.int32),
-                         crow_t=segment_pointers(cols, layer.in_features),
-                         col_t=rows[perm_t].to(torch.int32), perm_t=perm_t)
+        return CSRLayout(
+            crow=segment_pointers(rows, layer.out_features),
+            col=cols.to(torch.int32),
+            crow_t=segment_pointers(cols, layer.in_features),
+            col_t=rows[perm_t].to(torch.int32),
+            perm_t=perm_t,
+        )
 
     return cached_per_version(layer, "_csr_layout_cache", (rows, cols), build)
 
@@ -63,7 +68,8 @@ def unstructured_cusparse(layer, x2d):
     """``x2d @ W.T`` through cuSPARSE CSR SpMM; grad_x through Wᵀ's CSR."""
     csr, shape = csr_layout(layer), (layer.out_features, layer.in_features)
     return kept_values_linear(
-        layer, x2d,
+        layer,
+        x2d,
         forward=lambda x, values: _csr_times_t(csr.crow, csr.col, values, shape, x),
         grad_input=lambda grad_y, values: _csr_times_t(csr.crow_t, csr.col_t, values[csr.perm_t], shape[::-1], grad_y),
     )

@@ -16,6 +16,7 @@ object is a ``ValueError`` naming the file and line. A writer that must be the o
 (a sweep) holds :meth:`RecordStore.exclusive`, an ``fcntl`` lock on the file; a second
 writer gets :class:`StoreLockedError` at once instead of writing every point a second time.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,26 +38,31 @@ KERNEL_KEYS = (
     "tflops", "gbps", "roofline_fraction", "speedup_vs_dense", "speedup_vs_unstructured",
     "predicted_s", "device", "nvml", "status", "versions", "commit", "hostname",
     "cpu_threads", "noisy",  # torch threads pinned for a CPU timing (None on GPUs); spread too large to trust
-)
+)  # fmt: skip
 # energy fields (sweep/energy.py): null with ``energy_reason`` where no counter was read
 ENERGY_KEYS = (
     "energy_j_per_call", "energy_j_per_token", "energy_avg_power_w", "energy_window_s",
     "energy_repeats", "energy_calls_per_window", "energy_spread", "energy_resolution",
     "energy_source", "energy_reason", "idle_power_w",
-)
+)  # fmt: skip
 KERNEL_KEYS += ENERGY_KEYS
 ACCURACY_KEYS = (
-    "format", "hparams", "in_features", "out_features", "param_count",
-    "experiment", "metric", "value", "seed",
+    "format",
+    "hparams",
+    "in_features",
+    "out_features",
+    "param_count",
+    "experiment",
+    "metric",
+    "value",
+    "seed",
 )
 STATUS_PREFIXES = ("ok", "failed: ", "skipped: ")
 
 
 def valid_status(status: str) -> bool:
     """``ok``, or ``failed: <reason>`` / ``skipped: <reason>`` with a non-empty reason."""
-    return status == "ok" or any(
-        status.startswith(p) and len(status) > len(p) for p in STATUS_PREFIXES[1:]
-    )
+    return status == "ok" or any(status.startswith(p) and len(status) > len(p) for p in STATUS_PREFIXES[1:])
 
 
 def point_key(record: dict, fields: Iterable[str]) -> str:
@@ -93,12 +99,17 @@ class RecordStore:
                     torn.append(number)
                     continue
                 if not isinstance(record, dict):
-                    raise ValueError(f"{self.path}:{number}: a record must be a JSON object, "
-                                     f"got {type(record).__name__}")
+                    raise ValueError(
+                        f"{self.path}:{number}: a record must be a JSON object, got {type(record).__name__}"
+                    )
                 yield record
         if torn:
-            log.warning("%s: skipped %d unreadable line(s) (not JSON, e.g. torn by a killed run): line %s",
-                        self.path, len(torn), ", ".join(map(str, torn[:10])) + (" ..." if len(torn) > 10 else ""))
+            log.warning(
+                "%s: skipped %d unreadable line(s) (not JSON, e.g. torn by a killed run): line %s",
+                self.path,
+                len(torn),
+                ", ".join(map(str, torn[:10])) + (" ..." if len(torn) > 10 else ""),
+            )
 
     @contextlib.contextmanager
     def exclusive(self):
@@ -151,7 +162,8 @@ class RecordStore:
                 if time.monotonic() >= deadline:
                     raise StoreLockedError(
                         f"record store {str(self.path)!r} is being written by another process (it holds "
-                        "the store's lock); wait for it to finish or write to another store") from None
+                        "the store's lock); wait for it to finish or write to another store"
+                    ) from None
                 time.sleep(0.05)
 
     def _ends_with_newline(self) -> bool:

@@ -10,6 +10,7 @@ Two input kinds (keys: ``mbs_layers.records``):
 Every row gets ``kind`` ("kernel" or "accuracy"), ``source_file``, and ``hparams_key``
 (a canonical string of the ``hparams`` dict, hashable, for grouping and joining).
 """
+
 from __future__ import annotations
 
 import json
@@ -73,10 +74,24 @@ def schema_problems(record: dict) -> list[str]:
 
 _NUMBER = (int, float)
 # the fields report, compare and tune compute with, and the types they need (None: not measured)
-FIELD_TYPES = {"status": (str,), "format": (str,), "backend": (str,), "device": (str,), "dtype": (str,),
-               "pass": (str,), "metric": (str,), "experiment": (str,),
-               "in_features": (int,), "out_features": (int,), "tokens": (int,), "param_count": (int,),
-               "median_s": _NUMBER, "value": _NUMBER, "speedup_vs_dense": _NUMBER, "hparams": (dict,)}
+FIELD_TYPES = {
+    "status": (str,),
+    "format": (str,),
+    "backend": (str,),
+    "device": (str,),
+    "dtype": (str,),
+    "pass": (str,),
+    "metric": (str,),
+    "experiment": (str,),
+    "in_features": (int,),
+    "out_features": (int,),
+    "tokens": (int,),
+    "param_count": (int,),
+    "median_s": _NUMBER,
+    "value": _NUMBER,
+    "speedup_vs_dense": _NUMBER,
+    "hparams": (dict,),
+}
 
 
 def check_types(record: dict) -> None:
@@ -86,8 +101,9 @@ def check_types(record: dict) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
             raise ValueError(f"field {key!r}={value!r} must be {' or '.join(t.__name__ for t in types)} or null")
     samples = record.get("samples_s")
-    if samples is not None and (not isinstance(samples, list) or not all(
-            isinstance(s, _NUMBER) and not isinstance(s, bool) for s in samples)):
+    if samples is not None and (
+        not isinstance(samples, list) or not all(isinstance(s, _NUMBER) and not isinstance(s, bool) for s in samples)
+    ):
         raise ValueError(f"field 'samples_s' must be a list of numbers or null, got {samples!r}")
 
 
@@ -128,10 +144,12 @@ def read_benchmark_json(path: Path) -> list[dict]:
         raise ValueError(f"{path}: {UNTIMED_KEY!r} must be a list")
     for i, bench in enumerate([*doc["benchmarks"], *untimed]):
         extra = bench.get("extra_info") if isinstance(bench, dict) else None
-        if not isinstance(bench, dict) or not isinstance(extra or {}, dict) \
-                or not isinstance(bench.get("stats") or {}, dict):
-            raise ValueError(f"{path}: benchmark entry {i} must be an object with 'extra_info' and "
-                             "'stats' objects")
+        if (
+            not isinstance(bench, dict)
+            or not isinstance(extra or {}, dict)
+            or not isinstance(bench.get("stats") or {}, dict)
+        ):
+            raise ValueError(f"{path}: benchmark entry {i} must be an object with 'extra_info' and 'stats' objects")
         record = dict(extra or {})
         if not record:
             continue
@@ -196,8 +214,9 @@ def expand_paths(paths) -> list[Path]:
         if not path.is_dir():
             files.append(path)
             continue
-        members = (p for p in path.iterdir()
-                   if p.suffix in (".json", ".jsonl") and not p.name.endswith(POWER_TRACE_SUFFIX))
+        members = (
+            p for p in path.iterdir() if p.suffix in (".json", ".jsonl") and not p.name.endswith(POWER_TRACE_SUFFIX)
+        )
         for member in sorted(members):
             reason = not_results_reason(member)
             if reason is None:
@@ -224,9 +243,15 @@ def load_results(paths) -> pandas.DataFrame:
                 check_types(record)
             except ValueError as err:
                 raise ValueError(f"{path}: record {i}: {err}") from None
-            rows.append({**record, "kind": kind, "source_file": str(path),
-                         "hparams": record.get("hparams") or {},
-                         "hparams_key": hparams_key(record.get("hparams"))})
+            rows.append(
+                {
+                    **record,
+                    "kind": kind,
+                    "source_file": str(path),
+                    "hparams": record.get("hparams") or {},
+                    "hparams_key": hparams_key(record.get("hparams")),
+                }
+            )
     if not rows:
         return pd.DataFrame(columns=list(dict.fromkeys(KERNEL_KEYS + ACCURACY_KEYS + DERIVED_COLUMNS)))
     return pd.DataFrame(rows)

@@ -3,6 +3,7 @@
 All functions take the tidy DataFrame of :func:`mbs_layers.records.files.load_results` (or a
 part of it) and return DataFrames or plain dicts; plotting and HTML live elsewhere.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,20 @@ ACCURACY_GROUP = ["experiment", "config_id", "source", "metric", *SHAPE]
 # recommendation uses bytes, so formats that store indices pay for them.
 AXES = ("bytes", "params")
 
-_GPU_WORDS = ("nvidia", "tesla", "geforce", "quadro", "rtx", "a100", "h100", "h200", "l40",
-              "cuda", "radeon", "instinct")
+_GPU_WORDS = (
+    "nvidia",
+    "tesla",
+    "geforce",
+    "quadro",
+    "rtx",
+    "a100",
+    "h100",
+    "h200",
+    "l40",
+    "cuda",
+    "radeon",
+    "instinct",
+)
 
 
 def is_gpu_device(name) -> bool:
@@ -40,6 +53,7 @@ def higher_is_better(metric: str) -> bool:
 
 def split_kinds(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(kernel rows, accuracy rows), each with fresh index and at least its schema's columns."""
+
     def part(kind, keys):
         rows = df[df["kind"] == kind].reset_index(drop=True)
         return rows.reindex(columns=list(dict.fromkeys([*rows.columns, *keys])))
@@ -79,12 +93,18 @@ def one_row_per_point(measured: pd.DataFrame) -> pd.DataFrame:
     if measured.empty:
         return measured.assign(runs=pd.Series(dtype=int))
     numeric = [c for c in ("median_s", "speedup_vs_dense", "speedup_vs_unstructured") if c in measured]
-    measured = measured.assign(**{c: pd.to_numeric(measured[c], errors="coerce") for c in numeric},
-                               noisy=measured["noisy"].fillna(False).astype(bool) if "noisy" in measured else False)
+    measured = measured.assign(
+        **{c: pd.to_numeric(measured[c], errors="coerce") for c in numeric},
+        noisy=measured["noisy"].fillna(False).astype(bool) if "noisy" in measured else False,
+    )
     grouped = measured.groupby(KERNEL_POINT, dropna=False, sort=False)
     first = grouped.first().drop(columns=numeric + ["noisy"])
-    return (first.join(grouped[numeric].median()).join(grouped["noisy"].any())
-            .join(grouped.size().rename("runs")).reset_index())
+    return (
+        first.join(grouped[numeric].median())
+        .join(grouped["noisy"].any())
+        .join(grouped.size().rename("runs"))
+        .reset_index()
+    )
 
 
 def param_fraction(df: pd.DataFrame) -> pd.Series:
@@ -214,8 +234,14 @@ def join_accuracy_kernel(acc_summary: pd.DataFrame, kernel: pd.DataFrame) -> pd.
         return pd.DataFrame()
     point = ["format", "hparams_key", *SHAPE, *SETTING, "tokens"]
     fastest = measured.sort_values("median_s", kind="mergesort").drop_duplicates(point)
-    cols = [*point, "backend", "median_s", "speedup_vs_dense", "noisy",
-            *[c for c in ("energy_j_per_call", "energy_j_per_token") if c in fastest]]
+    cols = [
+        *point,
+        "backend",
+        "median_s",
+        "speedup_vs_dense",
+        "noisy",
+        *[c for c in ("energy_j_per_call", "energy_j_per_token") if c in fastest],
+    ]
     return acc_summary.merge(fastest[cols], on=["format", "hparams_key", *SHAPE], how="inner")
 
 
@@ -223,12 +249,15 @@ def _choose(candidates: pd.DataFrame, *, accuracy: bool, speed: bool, maximize: 
     """The recommended row of ``candidates`` and the rule that picked it (see docs/reports.md)."""
     if accuracy and speed:
         fast = candidates[candidates["speedup_vs_dense"] >= 1.0]
-        pool, rule = (fast, "lowest error among formats at least as fast as dense") if not fast.empty \
+        pool, rule = (
+            (fast, "lowest error among formats at least as fast as dense")
+            if not fast.empty
             else (candidates, "none as fast as dense: lowest error")
+        )
     else:
         pool, rule = candidates, ("lowest error" if accuracy else "fastest")
     if accuracy:
-        order = (["value_mean", "median_s"] if speed else ["value_mean"])
+        order = ["value_mean", "median_s"] if speed else ["value_mean"]
         asc = [not maximize, True][: len(order)]
     else:
         order, asc = ["speedup_vs_dense"], [False]
@@ -243,8 +272,13 @@ def not_separable_from(best, pool: pd.DataFrame) -> list[str]:
     if "value_ci95" not in pool:
         return []
     others = pool[pool["format"] != best["format"]]
-    return sorted({fmt for fmt, mean, half in zip(others["format"], others["value_mean"], others["value_ci95"])
-                   if not separable(best["value_mean"], best["value_ci95"], mean, half)})
+    return sorted(
+        {
+            fmt
+            for fmt, mean, half in zip(others["format"], others["value_mean"], others["value_ci95"])
+            if not separable(best["value_mean"], best["value_ci95"], mean, half)
+        }
+    )
 
 
 def recommend(df: pd.DataFrame, group: list[str], budgets=DEFAULT_BUDGETS, axis: str = "bytes") -> pd.DataFrame:
@@ -264,8 +298,9 @@ def recommend(df: pd.DataFrame, group: list[str], budgets=DEFAULT_BUDGETS, axis:
         fraction = budget_fraction(g, axis)
         for budget in budgets:
             within = g[fraction <= budget * (1 + 1e-9)]
-            row = dict(zip(group, key), budget=budget, format=None, rule="no format fits the budget",
-                       candidates=len(within))
+            row = dict(
+                zip(group, key), budget=budget, format=None, rule="no format fits the budget", candidates=len(within)
+            )
             if not within.empty:
                 best, rule, pool = _choose(within, accuracy=accuracy, speed=speed, maximize=maximize)
                 single = accuracy and "value_ci95" in pool and pd.isna(best["value_ci95"])
@@ -274,11 +309,18 @@ def recommend(df: pd.DataFrame, group: list[str], budgets=DEFAULT_BUDGETS, axis:
                     rule += "; one seed, no interval: not a ranking"
                 elif ties:
                     rule += "; not separable from " + ", ".join(ties) + " (95% intervals overlap)"
-                row.update(format=best["format"], hparams=best["hparams_key"], backend=best.get("backend"),
-                           param_count=int(best["param_count"]), rule=rule,
-                           value=best.get("value_mean"), ci95=best.get("value_ci95"),
-                           speedup=best.get("speedup_vs_dense"), not_separable_from=ties,
-                           noisy=best.get("noisy") in (True,))
+                row.update(
+                    format=best["format"],
+                    hparams=best["hparams_key"],
+                    backend=best.get("backend"),
+                    param_count=int(best["param_count"]),
+                    rule=rule,
+                    value=best.get("value_mean"),
+                    ci95=best.get("value_ci95"),
+                    speedup=best.get("speedup_vs_dense"),
+                    not_separable_from=ties,
+                    noisy=best.get("noisy") in (True,),
+                )
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -301,8 +343,9 @@ def implied_peaks(kernel: pd.DataFrame) -> pd.DataFrame:
     if ok.empty:
         return pd.DataFrame(columns=cols)
     grouped = ok.assign(bw=ok["bound"] / ok["ai"]).groupby(SETTING)
-    return pd.DataFrame({"peak_tflops": grouped["bound"].max() / 1e12,
-                         "peak_tbps": grouped["bw"].max() / 1e12}).reset_index()
+    return pd.DataFrame(
+        {"peak_tflops": grouped["bound"].max() / 1e12, "peak_tbps": grouped["bw"].max() / 1e12}
+    ).reset_index()
 
 
 def datasheet_peaks(device, dtype: str):
@@ -367,15 +410,18 @@ def gpu_state(kernel: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for device, g in kernel.groupby("device", dropna=False):
         states = [n for n in g["nvml"] if isinstance(n, dict) and any(v is not None for v in n.values())]
-        row = {"device": device, "kind": "GPU" if is_gpu_device(device) or states else "CPU",
-               "records": len(g), "with_nvml": len(states),
-               "throttled": sum(is_throttled(n) for n in states)}
+        row = {
+            "device": device,
+            "kind": "GPU" if is_gpu_device(device) or states else "CPU",
+            "records": len(g),
+            "with_nvml": len(states),
+            "throttled": sum(is_throttled(n) for n in states),
+        }
         flat = []
         for n in states:
             f: dict = {}
             _flatten("", n, f)
-            flat.append({k: v for k, v in f.items()
-                         if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            flat.append({k: v for k, v in f.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         if flat:
             stats = pd.DataFrame(flat).agg(["median", "min", "max"])
             for field in stats.columns:

@@ -1,4 +1,5 @@
 """``build_report``: result files -> one self-contained HTML page (figures embedded as PNG)."""
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -20,21 +21,35 @@ from .predicted import predicted_table
 MAX_FIGURES = 8
 PANELS = 9  # panels per error-vs-params figure (one per source and shape)
 KERNEL_TABLE_COLUMNS = [
-    "format", "hparams", "in_features", "out_features", "tokens", "dtype", "pass", "backend",
-    "param_count", "median_ms", "q10_ms", "q90_ms", "tflops", "gbps", "roofline_fraction",
-    "speedup_vs_dense", "speedup_vs_unstructured", "device", "status",
+    "format",
+    "hparams",
+    "in_features",
+    "out_features",
+    "tokens",
+    "dtype",
+    "pass",
+    "backend",
+    "param_count",
+    "median_ms",
+    "q10_ms",
+    "q90_ms",
+    "tflops",
+    "gbps",
+    "roofline_fraction",
+    "speedup_vs_dense",
+    "speedup_vs_unstructured",
+    "device",
+    "status",
 ]
 
 
 def hp_text(key: str) -> str:
     """``{"rank": 8, "density": 0.2292}`` (canonical JSON) -> ``rank=8, density=0.229``."""
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in json.loads(key or "{}").items())
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in json.loads(key or "{}").items())
 
 
 def _html_table(df: pd.DataFrame) -> str:
-    return df.to_html(index=False, classes="data", na_rep="", border=0,
-                      float_format=lambda v: f"{v:.4g}")
+    return df.to_html(index=False, classes="data", na_rep="", border=0, float_format=lambda v: f"{v:.4g}")
 
 
 def _title(names, key) -> str:
@@ -63,8 +78,9 @@ def speedup_text(speedup: float) -> str:
     return f"{speedup:.3g}×"
 
 
-def _recommendation_tables(rec: pd.DataFrame, table_keys: list[str], row_key: str, row_name: str,
-                           unit: str = "bytes") -> list[dict]:
+def _recommendation_tables(
+    rec: pd.DataFrame, table_keys: list[str], row_key: str, row_name: str, unit: str = "bytes"
+) -> list[dict]:
     """Recommendations as matrices: one per ``table_keys`` group, rows ``row_key``, columns budgets."""
     tables = []
     for key, g in rec.groupby(table_keys, dropna=False, sort=True):
@@ -82,17 +98,31 @@ def _recommendation_tables(rec: pd.DataFrame, table_keys: list[str], row_key: st
                 if isinstance(r.get("not_separable_from"), list) and r["not_separable_from"]:
                     detail.append("not separable from " + ", ".join(r["not_separable_from"]))
                 if pd.notna(r.get("speedup")):
-                    detail.append(f"{speedup_text(r['speedup'])} dense ({r['backend']})"
-                                  + (" · noisy timing" if r.get("noisy") in (True,) else ""))
+                    detail.append(
+                        f"{speedup_text(r['speedup'])} dense ({r['backend']})"
+                        + (" · noisy timing" if r.get("noisy") in (True,) else "")
+                    )
                 if fits:
                     detail.append(f"best of {int(r['candidates'])}")
-                cells.append({"format": r["format"] if fits else "—",
-                              "hparams": hp_text(r["hparams"]) if fits else "",
-                              "detail": " · ".join(detail), "rule": r["rule"],
-                              "warn": r["rule"].startswith("none"), "empty": not fits})
+                cells.append(
+                    {
+                        "format": r["format"] if fits else "—",
+                        "hparams": hp_text(r["hparams"]) if fits else "",
+                        "detail": " · ".join(detail),
+                        "rule": r["rule"],
+                        "warn": r["rule"].startswith("none"),
+                        "empty": not fits,
+                    }
+                )
             rows.append({"label": row_value, "cells": cells})
-        tables.append({"title": _title(table_keys, key), "row_name": row_name,
-                       "budgets": [f"≤ {b:.0%} of dense {unit}" for b in budgets], "rows": rows})
+        tables.append(
+            {
+                "title": _title(table_keys, key),
+                "row_name": row_name,
+                "budgets": [f"≤ {b:.0%} of dense {unit}" for b in budgets],
+                "rows": rows,
+            }
+        )
     return tables
 
 
@@ -100,13 +130,16 @@ def _recommendations(summary, kernel, joined, budgets, axis) -> dict:
     """The headline pick: joined (accuracy and speed) if possible, else per available kind."""
     if not joined.empty:
         rec = an.recommend(joined, [*an.ACCURACY_GROUP, *an.SETTING, "tokens"], budgets, axis)
-        return {"mode": "joined", "tables": _recommendation_tables(
-            rec, [*an.ACCURACY_GROUP, *an.SETTING], "tokens", "tokens", axis)}
+        return {
+            "mode": "joined",
+            "tables": _recommendation_tables(rec, [*an.ACCURACY_GROUP, *an.SETTING], "tokens", "tokens", axis),
+        }
     tables = []
     if not summary.empty:
         rec = an.recommend(summary, an.ACCURACY_GROUP, budgets, axis)
-        rec["row"] = [_title(["source", *an.SHAPE], key) for key in
-                      zip(rec["source"], rec["in_features"], rec["out_features"])]
+        rec["row"] = [
+            _title(["source", *an.SHAPE], key) for key in zip(rec["source"], rec["in_features"], rec["out_features"])
+        ]
         tables += _recommendation_tables(rec, ["experiment", "config_id", "metric"], "row", "source", axis)
     measured = an.one_row_per_point(an.ok_kernels(kernel))
     measured = measured[measured["speedup_vs_dense"].notna()] if not measured.empty else measured
@@ -122,20 +155,34 @@ def _accuracy_section(summary, colors, axis) -> dict:
     ``PANELS`` panels each; duplicate points (the same model as another format's) are not drawn."""
     figs = []
     drawn = an.distinct(summary) if not summary.empty else summary
-    for (exp, metric), g in (drawn.groupby(["experiment", "metric"], sort=True) if not drawn.empty else []):
+    for (exp, metric), g in drawn.groupby(["experiment", "metric"], sort=True) if not drawn.empty else []:
         panels = sorted(g.groupby(["source", *an.SHAPE]).groups)
         for start in range(0, len(panels), PANELS):
-            chunk = panels[start:start + PANELS]
+            chunk = panels[start : start + PANELS]
             part = f" (panels {start + 1}–{start + len(chunk)} of {len(panels)})" if len(panels) > PANELS else ""
-            figs.append((f"{exp} — {metric}{part}",
-                         g[g.set_index(["source", *an.SHAPE]).index.isin(chunk)]))
+            figs.append((f"{exp} — {metric}{part}", g[g.set_index(["source", *an.SHAPE]).index.isin(chunk)]))
     figs, note = _limited(figs, "error-vs-params figures")
     table = summary.assign(hparams=summary["hparams_key"].map(hp_text)) if not summary.empty else summary
-    cols = [*an.ACCURACY_GROUP, "format", "hparams", "param_count", "param_fraction", "storage_bytes",
-            "storage_fraction", "value_mean", "value_ci95", "value_std", "seeds", "duplicate_of"]
+    cols = [
+        *an.ACCURACY_GROUP,
+        "format",
+        "hparams",
+        "param_count",
+        "param_fraction",
+        "storage_bytes",
+        "storage_fraction",
+        "value_mean",
+        "value_ci95",
+        "value_std",
+        "seeds",
+        "duplicate_of",
+    ]
     cols = [c for c in cols if c in table]
-    return {"figures": [{"title": t, "uri": figures.error_vs_params(g, colors, axis)} for t, g in figs],
-            "note": note, "table": _html_table(table[cols]) if not table.empty else ""}
+    return {
+        "figures": [{"title": t, "uri": figures.error_vs_params(g, colors, axis)} for t, g in figs],
+        "note": note,
+        "table": _html_table(table[cols]) if not table.empty else "",
+    }
 
 
 def _latency_section(joined, kernel, colors) -> dict:
@@ -177,26 +224,32 @@ def _speedup_section(kernel) -> dict:
     keys = [*an.SETTING, "tier"]
     groups = sorted(grid.groupby(keys), key=lambda kv: (kv[0][:3], -kv[0][3]))
     groups, note = _limited(groups, "heat-maps")
-    figs = [{"title": f"{_title(an.SETTING, key[:3])} · params ≤ {key[3]:.0%} of dense",
-             "uri": figures.speedup_heatmaps(g)} for key, g in groups]
+    figs = [
+        {"title": f"{_title(an.SETTING, key[:3])} · params ≤ {key[3]:.0%} of dense", "uri": figures.speedup_heatmaps(g)}
+        for key, g in groups
+    ]
     noisy = an.noisy_speedups(kernel)
     if noisy:
-        note = (f"{noisy[0]} of {noisy[1]} speed-ups shown come from noisy timings (spread too large to "
-                "trust, see docs/benchmarking.md, \"CPU timing\"). " + note).strip()
+        note = (
+            f"{noisy[0]} of {noisy[1]} speed-ups shown come from noisy timings (spread too large to "
+            'trust, see docs/benchmarking.md, "CPU timing"). ' + note
+        ).strip()
     return {"figures": figs, "note": note}
 
 
 def _kernel_tables(kernel) -> dict:
     if kernel.empty:
         return {"records": "", "problems": ""}
-    table = kernel.assign(hparams=kernel["hparams_key"].map(hp_text),
-                          **{f"{q}_ms": pd.to_numeric(kernel[f"{q}_s"], errors="coerce") * 1e3
-                             for q in ("median", "q10", "q90")})
+    table = kernel.assign(
+        hparams=kernel["hparams_key"].map(hp_text),
+        **{f"{q}_ms": pd.to_numeric(kernel[f"{q}_s"], errors="coerce") * 1e3 for q in ("median", "q10", "q90")},
+    )
     sort = ["device", "dtype", "pass", "in_features", "out_features", "tokens", "format"]
     table = table.sort_values(sort, kind="mergesort")[KERNEL_TABLE_COLUMNS]
     bad = kernel[kernel["status"] != "ok"]
-    problems = (bad.groupby(["format", "status"]).size().rename("records").reset_index()
-                if not bad.empty else pd.DataFrame())
+    problems = (
+        bad.groupby(["format", "status"]).size().rename("records").reset_index() if not bad.empty else pd.DataFrame()
+    )
     return {"records": _html_table(table), "problems": _html_table(problems) if not bad.empty else ""}
 
 
@@ -209,12 +262,19 @@ def _predicted(kernel) -> str:
 
 def _inputs(df, paths) -> list[dict]:
     counts = df.groupby(["source_file", "kind"]).size() if not df.empty else pd.Series(dtype=int)
-    return [{"path": str(p), "kernel": int(counts.get((str(p), "kernel"), 0)),
-             "accuracy": int(counts.get((str(p), "accuracy"), 0))} for p in paths]
+    return [
+        {
+            "path": str(p),
+            "kernel": int(counts.get((str(p), "kernel"), 0)),
+            "accuracy": int(counts.get((str(p), "accuracy"), 0)),
+        }
+        for p in paths
+    ]
 
 
-def build_report(paths, out_html, *, budgets=an.DEFAULT_BUDGETS, title: str = "mbs report",
-                 history=None, axis: str = "bytes") -> Path:
+def build_report(
+    paths, out_html, *, budgets=an.DEFAULT_BUDGETS, title: str = "mbs report", history=None, axis: str = "bytes"
+) -> Path:
     """Write one self-contained HTML report of the result files ``paths``; returns its path.
 
     Works with kernel-only, accuracy-only or both kinds of input; sections without data say so.
@@ -238,7 +298,9 @@ def build_report(paths, out_html, *, budgets=an.DEFAULT_BUDGETS, title: str = "m
         "title": title,
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "inputs": _inputs(df, paths),
-        "n_kernel": len(kernel), "n_accuracy": len(accuracy), "n_joined": len(joined),
+        "n_kernel": len(kernel),
+        "n_accuracy": len(accuracy),
+        "n_joined": len(joined),
         "kernel_shapes": shapes(kernel) if not kernel.empty else [],
         "accuracy_shapes": shapes(accuracy) if not accuracy.empty else [],
         "cpu_devices": [d for d in devices.get("device", []) if not an.is_gpu_device(d)],
@@ -255,8 +317,9 @@ def build_report(paths, out_html, *, budgets=an.DEFAULT_BUDGETS, title: str = "m
         "history": history_section(history) if history else None,
         "predicted": _predicted(kernel),
     }
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent),
-                             autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True, trim_blocks=True, lstrip_blocks=True
+    )
     out_html.parent.mkdir(parents=True, exist_ok=True)
     out_html.write_text(env.get_template("template.html.j2").render(**context), encoding="utf-8")
     return out_html

@@ -4,6 +4,7 @@ joule, and the sweep's power trace; or, where nothing was measured, why not.
 Energy fields come from ``mbs_layers.sweep.energy`` (null with ``energy_reason`` where no
 counter was read); power traces from the ``<store>.power.jsonl`` files beside the stores.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,14 +41,29 @@ def energy_table(kernel: pd.DataFrame) -> pd.DataFrame:
     rows = measured(kernel)
     if rows.empty:
         return pd.DataFrame()
-    rows = rows.assign(tier=an.param_fraction(rows).map(an.budget_tier),
-                       energy_j_per_call=pd.to_numeric(rows["energy_j_per_call"]))
+    rows = rows.assign(
+        tier=an.param_fraction(rows).map(an.budget_tier), energy_j_per_call=pd.to_numeric(rows["energy_j_per_call"])
+    )
     dense = rows[rows["format"] == "dense"].groupby(POINT)["energy_j_per_call"].min().rename("dense_j")
-    best = (rows.sort_values("energy_j_per_call", kind="mergesort")
-            .drop_duplicates([*POINT, "format", "tier"]).join(dense, on=POINT))
+    best = (
+        rows.sort_values("energy_j_per_call", kind="mergesort")
+        .drop_duplicates([*POINT, "format", "tier"])
+        .join(dense, on=POINT)
+    )
     best["energy_vs_dense"] = best["dense_j"] / best["energy_j_per_call"]
-    cols = [*an.SETTING, *an.SHAPE, "tokens", "format", "tier", "backend", "energy_j_per_token",
-            "energy_vs_dense", "energy_avg_power_w", "energy_spread", "idle_power_w"]
+    cols = [
+        *an.SETTING,
+        *an.SHAPE,
+        "tokens",
+        "format",
+        "tier",
+        "backend",
+        "energy_j_per_token",
+        "energy_vs_dense",
+        "energy_avg_power_w",
+        "energy_spread",
+        "idle_power_w",
+    ]
     return best.sort_values([*POINT, "tier", "format"], kind="mergesort")[cols].reset_index(drop=True)
 
 
@@ -68,11 +84,17 @@ def energy_matrices(table: pd.DataFrame, limit: int) -> tuple[list[dict], int]:
         rows = []
         for fmt, gf in g.groupby("format", sort=True):
             by_tier = gf.set_index("tier")
-            rows.append({"format": fmt, "cells": [_cell(by_tier.loc[t]) if t in by_tier.index else None
-                                                  for t in tiers]})
-        matrices.append({"title": f"{where['device']} · {where['dtype']} · {where['pass']} · "
-                                  f"{where['in_features']}×{where['out_features']} · {where['tokens']} tokens",
-                         "tiers": [f"≤ {t:.0%}" for t in tiers], "rows": rows})
+            rows.append(
+                {"format": fmt, "cells": [_cell(by_tier.loc[t]) if t in by_tier.index else None for t in tiers]}
+            )
+        matrices.append(
+            {
+                "title": f"{where['device']} · {where['dtype']} · {where['pass']} · "
+                f"{where['in_features']}×{where['out_features']} · {where['tokens']} tokens",
+                "tiers": [f"≤ {t:.0%}" for t in tiers],
+                "rows": rows,
+            }
+        )
     return matrices, max(0, len(groups) - limit)
 
 
@@ -94,22 +116,37 @@ def read_power_traces(paths) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["t", "power_w", "device", "trace"])
 
 
-def energy_section(kernel: pd.DataFrame, joined: pd.DataFrame, paths, colors: dict, html_table,
-                   limit: int = 8) -> dict:
+def energy_section(kernel: pd.DataFrame, joined: pd.DataFrame, paths, colors: dict, html_table, limit: int = 8) -> dict:
     """Context of the energy section (see template ``energy.html.j2``)."""
     table = energy_table(kernel)
     traces = read_power_traces(paths)
-    section = {"measured": not table.empty, "reasons": not_measured_reasons(kernel), "table": "",
-               "matrices": [], "left_out": 0, "figures": [], "trace": ""}
+    section = {
+        "measured": not table.empty,
+        "reasons": not_measured_reasons(kernel),
+        "table": "",
+        "matrices": [],
+        "left_out": 0,
+        "figures": [],
+        "trace": "",
+    }
     if not table.empty:
         section["table"] = html_table(table)
         section["matrices"], section["left_out"] = energy_matrices(table, limit)
-    with_energy = joined[joined.get("energy_j_per_token", pd.Series(dtype=float)).notna()] \
-        if not joined.empty and "energy_j_per_token" in joined else pd.DataFrame()
-    for key, g in (with_energy.groupby([*an.ACCURACY_GROUP, *an.SETTING], sort=True) if not with_energy.empty else []):
+    with_energy = (
+        joined[joined.get("energy_j_per_token", pd.Series(dtype=float)).notna()]
+        if not joined.empty and "energy_j_per_token" in joined
+        else pd.DataFrame()
+    )
+    for key, g in with_energy.groupby([*an.ACCURACY_GROUP, *an.SETTING], sort=True) if not with_energy.empty else []:
         title = " · ".join(str(k) for k in key)
-        section["figures"].append({"title": title, "uri": figures.accuracy_vs_latency(
-            g, colors, {}, cost="energy_j_per_token", scale=1e3, label="energy (mJ/token, log)")})
+        section["figures"].append(
+            {
+                "title": title,
+                "uri": figures.accuracy_vs_latency(
+                    g, colors, {}, cost="energy_j_per_token", scale=1e3, label="energy (mJ/token, log)"
+                ),
+            }
+        )
     if not traces.empty:
         section["trace"] = figures.power_trace(traces)
     return section

@@ -2,6 +2,7 @@
 
 Embedding PNGs keeps the HTML page self-contained (no external files or scripts).
 """
+
 from __future__ import annotations
 
 import base64
@@ -34,8 +35,19 @@ def to_data_uri(fig) -> str:
 # every report whatever other formats are present. Names not listed (a newly added format)
 # hash into the slots left over, which is stable too; list a new format here to choose its slot.
 COLOR_SLOTS = {
-    "dense": 14, "unstructured": 15, "semi24": 6, "blocksparse": 7, "blockdiag": 2, "lowrank": 0,
-    "lowrank_light": 1, "monarch": 4, "btt": 5, "blast": 8, "kronecker": 10, "tt": 11, "sltrain": 9,
+    "dense": 14,
+    "unstructured": 15,
+    "semi24": 6,
+    "blocksparse": 7,
+    "blockdiag": 2,
+    "lowrank": 0,
+    "lowrank_light": 1,
+    "monarch": 4,
+    "btt": 5,
+    "blast": 8,
+    "kronecker": 10,
+    "tt": 11,
+    "sltrain": 9,
 }
 _SPARE_SLOTS = sorted(set(range(20)) - set(COLOR_SLOTS.values()))
 
@@ -57,8 +69,7 @@ def _panels(count: int, width: float = 5.0, height: float = 3.8):
     """A grid of ``count`` axes, three per row, laid out so titles and labels never overlap."""
     cols = min(count, 3)
     rows = math.ceil(count / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
     for ax in axes.flat[count:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:count])
@@ -102,15 +113,26 @@ def error_vs_params(summary: pd.DataFrame, colors: dict, axis: str = "params") -
     metric = summary["metric"].iloc[0]
     maximize = higher_is_better(metric)
     with_bytes = axis == "bytes" and "storage_bytes" in summary and summary["storage_bytes"].notna().all()
-    x, fraction, unit = (("storage_bytes", storage_fraction, "storage bytes") if with_bytes  # else: older records
-                         else ("param_count", param_fraction, "parameters"))
+    x, fraction, unit = (
+        ("storage_bytes", storage_fraction, "storage bytes")
+        if with_bytes  # else: older records
+        else ("param_count", param_fraction, "parameters")
+    )
     groups = list(summary.groupby(["source", *SHAPE], sort=True))
     fig, axes = _panels(len(groups))
     for ax, ((source, n_in, n_out), g) in zip(axes, groups):
         for fmt, gf in g.groupby("format"):
             front = pareto_front(gf, x, "value_mean", maximize_y=maximize)
-            ax.errorbar(gf[x], gf["value_mean"], yerr=gf["value_ci95"].fillna(0.0), fmt="o", ms=4,
-                        color=colors[fmt], alpha=0.45, lw=1)
+            ax.errorbar(
+                gf[x],
+                gf["value_mean"],
+                yerr=gf["value_ci95"].fillna(0.0),
+                fmt="o",
+                ms=4,
+                color=colors[fmt],
+                alpha=0.45,
+                lw=1,
+            )
             ax.plot(front[x], front["value_mean"], "-o", ms=4, color=colors[fmt], label=fmt)
         _front_line(ax, pareto_front(g, x, "value_mean", maximize_y=maximize), x, "value_mean")
         dense = float((g[x] / fraction(g)).median())
@@ -119,15 +141,24 @@ def error_vs_params(summary: pd.DataFrame, colors: dict, axis: str = "params") -
         _log_axis(ax.xaxis, [*g[x], dense])
         # long source names (model/layer paths) break after their first "/"
         ax.set_title(f"{source} {n_in}×{n_out}".replace("/", "/\n", 1 if len(source) > 32 else 0), fontsize=9)
-        ax.set(xlabel=f"{unit} (dotted: dense; bars: 95% interval)",
-               ylabel=f"{metric} ({'higher' if maximize else 'lower'} is better)")
+        ax.set(
+            xlabel=f"{unit} (dotted: dense; bars: 95% interval)",
+            ylabel=f"{metric} ({'higher' if maximize else 'lower'} is better)",
+        )
         ax.grid(alpha=0.3)
     _figure_legend(fig, axes)
     return to_data_uri(fig)
 
 
-def accuracy_vs_latency(joined: pd.DataFrame, colors: dict, dense_latency: dict, *, cost: str = "median_s",
-                        scale: float = 1e3, label: str = "latency (ms, log)") -> str:
+def accuracy_vs_latency(
+    joined: pd.DataFrame,
+    colors: dict,
+    dense_latency: dict,
+    *,
+    cost: str = "median_s",
+    scale: float = 1e3,
+    label: str = "latency (ms, log)",
+) -> str:
     """Metric vs a per-call cost (latency, or energy with ``cost="energy_j_per_token"``), one
     panel per tokens, with the accuracy–cost Pareto front.
 
@@ -141,8 +172,13 @@ def accuracy_vs_latency(joined: pd.DataFrame, colors: dict, dense_latency: dict,
     for ax, (tokens, g) in zip(axes, groups):
         for fmt, gf in g.groupby("format"):
             ax.scatter(gf["cost_scaled"], gf["value_mean"], s=22, color=colors[fmt], label=fmt, zorder=2)
-        _front_line(ax, pareto_front(g, "cost_scaled", "value_mean", maximize_y=maximize),
-                    "cost_scaled", "value_mean", label="Pareto front")
+        _front_line(
+            ax,
+            pareto_front(g, "cost_scaled", "value_mean", maximize_y=maximize),
+            "cost_scaled",
+            "value_mean",
+            label="Pareto front",
+        )
         if dense_latency.get(tokens):
             ax.axvline(dense_latency[tokens] * scale, color="grey", ls=":", lw=1, label="dense")
         ax.set_xscale("log")
@@ -175,11 +211,19 @@ def roofline(kernel: pd.DataFrame, colors: dict, peaks, datasheet) -> str:
         sel = (kernel["format"] == fmt).to_numpy()
         ax.scatter(ai[sel], achieved[sel], s=18, color=colors[fmt], label=fmt, alpha=0.8, zorder=2)
     xs = np.logspace(math.log10(max(ai.min() / 2, 1e-3)), math.log10(ai.max() * 2), 200)
-    for (tflops, tbps), style, label in ((peaks, "-", "roofline used by the records"),
-                                         (datasheet, "--", "datasheet peak")):
+    for (tflops, tbps), style, label in (
+        (peaks, "-", "roofline used by the records"),
+        (datasheet, "--", "datasheet peak"),
+    ):
         if tflops and tbps:
-            ax.plot(xs, np.minimum(tflops, xs * tbps), style, color="black", lw=1,
-                    label=f"{label} ({tflops:.3g} TFLOP/s, {tbps:.3g} TB/s)")
+            ax.plot(
+                xs,
+                np.minimum(tflops, xs * tbps),
+                style,
+                color="black",
+                lw=1,
+                label=f"{label} ({tflops:.3g} TFLOP/s, {tbps:.3g} TB/s)",
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     _log_axis(ax.xaxis, xs)
@@ -200,19 +244,23 @@ def speedup_heatmaps(grid: pd.DataFrame) -> str:
     limit = max(1.0, float(np.nanmax(np.abs(np.log2(grid["speedup_vs_dense"])))))
     for ax, fmt in zip(axes, formats):
         g = grid[grid["format"] == fmt]
-        table = g.pivot_table(index="tokens", columns=["width_order", "width"],
-                              values="speedup_vs_dense", aggfunc="max").sort_index()
+        table = g.pivot_table(
+            index="tokens", columns=["width_order", "width"], values="speedup_vs_dense", aggfunc="max"
+        ).sort_index()
         values = table.to_numpy(dtype=float)
-        image = ax.imshow(np.log2(values), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto",
-                          origin="lower")
+        image = ax.imshow(np.log2(values), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto", origin="lower")
         for (i, j), v in np.ndenumerate(values):
             if not math.isnan(v):
                 dark = abs(math.log2(v)) > 0.6 * limit
-                ax.text(j, i, f"{v:.2g}×", ha="center", va="center", fontsize=8,
-                        color="white" if dark else "black")
+                ax.text(j, i, f"{v:.2g}×", ha="center", va="center", fontsize=8, color="white" if dark else "black")
         ax.set_xticks(range(values.shape[1]), [w for _, w in table.columns])
         ax.set_yticks(range(values.shape[0]), table.index)
         ax.set(title=fmt, xlabel="width", ylabel="tokens")
-    fig.colorbar(image, ax=axes, label="speedup vs dense (log scale)", shrink=0.8,
-                 format=matplotlib.ticker.FuncFormatter(lambda v, _: f"{2 ** v:.3g}×"))
+    fig.colorbar(
+        image,
+        ax=axes,
+        label="speedup vs dense (log scale)",
+        shrink=0.8,
+        format=matplotlib.ticker.FuncFormatter(lambda v, _: f"{2**v:.3g}×"),
+    )
     return to_data_uri(fig)

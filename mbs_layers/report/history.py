@@ -6,6 +6,7 @@ points of different speed share one axis. Steps found by :func:`mbs_layers.histo
 are marked at their first bad commit: red up-triangles for regressions, green down-triangles
 for improvements, grey circles below the threshold.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,15 @@ def trend_figure(lines: list[tuple[str, pd.DataFrame]], steps: pd.DataFrame, com
         for row in steps[steps["kernel"] == name].itertuples():
             at = per_commit.index[per_commit["commit_sha"] == row.first_bad_commit][0]
             shape, color = MARKERS[row.verdict]
-            ax.scatter(position[row.first_bad_commit], y[at], marker=shape, s=90, color=color,
-                       edgecolors=line.get_color(), zorder=3)
+            ax.scatter(
+                position[row.first_bad_commit],
+                y[at],
+                marker=shape,
+                s=90,
+                color=color,
+                edgecolors=line.get_color(),
+                zorder=3,
+            )
     ticks = sorted(set(position.values()))
     ax.set_xticks(ticks[:: max(1, len(ticks) // 15)])
     ax.set_xticklabels([commits[i][:7] for i in ax.get_xticks()], rotation=45, fontsize=7)
@@ -52,18 +60,38 @@ def history_section(db_path, *, max_figures: int = 8, threshold: float = 0.05) -
     for key, metric, per_commit in series(frame):
         fmt = json.loads(key["point"])["format"]
         groups.setdefault((key["gpu"], key["dtype"], key["backend"], fmt, metric), []).append(
-            (label(key["point"]), per_commit))
+            (label(key["point"]), per_commit)
+        )
     drawn = []
     for (gpu, dtype, backend, fmt, metric), members in groups.items():
         names = [name for name, _ in members]
-        mine = findings[(findings["gpu"] == gpu) & (findings["dtype"] == dtype) & (findings["backend"] == backend)
-                        & (findings["metric"] == metric) & findings["kernel"].isin(names)]
-        drawn.append(((-(mine["verdict"] == "regression").sum(), -len(mine)),  # regressions first
-                      f"{gpu} · {dtype} · {backend} · {fmt} · {metric}", members, mine, metric))
+        mine = findings[
+            (findings["gpu"] == gpu)
+            & (findings["dtype"] == dtype)
+            & (findings["backend"] == backend)
+            & (findings["metric"] == metric)
+            & findings["kernel"].isin(names)
+        ]
+        drawn.append(
+            (
+                (-(mine["verdict"] == "regression").sum(), -len(mine)),  # regressions first
+                f"{gpu} · {dtype} · {backend} · {fmt} · {metric}",
+                members,
+                mine,
+                metric,
+            )
+        )
     drawn.sort(key=lambda d: (d[0], d[1]))
-    figs = [{"title": title, "uri": trend_figure(members, mine, commits, metric)}
-            for _, title, members, mine, metric in drawn[:max_figures]]
+    figs = [
+        {"title": title, "uri": trend_figure(members, mine, commits, metric)}
+        for _, title, members, mine, metric in drawn[:max_figures]
+    ]
     note = f"{len(drawn) - max_figures} more trend plots not drawn." if len(drawn) > max_figures else ""
-    return {"db": str(db_path), "commits": len(commits), "gpus": sorted(set(frame["gpu"])), "figures": figs,
-            "note": note,
-            "findings": readable(findings).to_html(index=False, classes="data", border=0) if len(findings) else ""}
+    return {
+        "db": str(db_path),
+        "commits": len(commits),
+        "gpus": sorted(set(frame["gpu"])),
+        "figures": figs,
+        "note": note,
+        "findings": readable(findings).to_html(index=False, classes="data", border=0) if len(findings) else "",
+    }

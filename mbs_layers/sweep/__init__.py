@@ -8,6 +8,7 @@ baselines); ``session.SweepSession`` builds, checks and times each one (``worklo
 ``timer``, ``energy``) into a measurement; ``kernel_record`` turns that into the record; and
 ``runner`` wires them, appending the records to a resumable JSONL store.
 """
+
 from __future__ import annotations
 
 from typing import Any

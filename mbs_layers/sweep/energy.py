@@ -15,6 +15,7 @@ recorded (never subtracted), so a reader can take it out.
 Where no counter can be read the energy fields are ``None`` and ``energy_reason`` says why
 (one of ``REASONS``): never a zero, never an estimate presented as measured.
 """
+
 from __future__ import annotations
 
 import math
@@ -172,8 +173,9 @@ def _delta(counter: Counter, before: float, after: float) -> float | None:
     return None if counter.range_j is None else after + counter.range_j - before
 
 
-def wait_for_update(counter: Counter, *, timeout_s: float, clock=time.perf_counter,
-                    sleep=time.sleep) -> tuple[float, float] | None:
+def wait_for_update(
+    counter: Counter, *, timeout_s: float, clock=time.perf_counter, sleep=time.sleep
+) -> tuple[float, float] | None:
     """Block until the counter moves; ``(time, value)`` just after it did, or None on timeout."""
     start, first = clock(), counter.read_j()
     while clock() - start < timeout_s:
@@ -184,8 +186,9 @@ def wait_for_update(counter: Counter, *, timeout_s: float, clock=time.perf_count
     return None
 
 
-def update_period(counter: Counter, *, updates: int = 5, timeout_s: float = 1.0, clock=time.perf_counter,
-                  sleep=time.sleep) -> float | None:
+def update_period(
+    counter: Counter, *, updates: int = 5, timeout_s: float = 1.0, clock=time.perf_counter, sleep=time.sleep
+) -> float | None:
     """Median seconds between counter updates (None if it stalls for ``timeout_s``)."""
     times = []
     for _ in range(updates + 1):
@@ -221,8 +224,16 @@ class EnergyMeter:
     sleep: Callable[[float], None] = time.sleep
 
     @classmethod
-    def open(cls, device, *, mode: str = "auto", min_window_s: float = MIN_WINDOW_S,
-             repeats: int = DEFAULT_REPEATS, sync: Callable[[], None] | None = None, **clocks) -> EnergyMeter:
+    def open(
+        cls,
+        device,
+        *,
+        mode: str = "auto",
+        min_window_s: float = MIN_WINDOW_S,
+        repeats: int = DEFAULT_REPEATS,
+        sync: Callable[[], None] | None = None,
+        **clocks,
+    ) -> EnergyMeter:
         counter = open_counter(device, mode)
         if sync is None:
             sync = _device_sync(device)
@@ -304,8 +315,15 @@ class PowerTrace:
     ``flush_every`` samples and on ``stop()``, so a killed sweep keeps its trace up to then.
     """
 
-    def __init__(self, counter: NvmlCounter, path: str | Path, device_name: str, *,
-                 interval_s: float = 0.1, flush_every: int = 50):
+    def __init__(
+        self,
+        counter: NvmlCounter,
+        path: str | Path,
+        device_name: str,
+        *,
+        interval_s: float = 0.1,
+        flush_every: int = 50,
+    ):
         self.counter, self.path, self.device_name = counter, Path(path), device_name
         self.interval_s, self.flush_every = interval_s, flush_every
         self._stop = threading.Event()

@@ -1,4 +1,5 @@
 """What a record says about where it was measured: device name, library versions, git commit."""
+
 from __future__ import annotations
 
 import platform
@@ -55,9 +56,11 @@ def git_commit() -> str | None:
     """The source tree's commit (``+dirty`` with uncommitted changes), or None outside git."""
     root = Path(__file__).resolve().parents[2]
     try:
+
         def git(*args):
-            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                                  check=True, timeout=10).stdout.strip()
+            return subprocess.run(
+                ["git", "-C", str(root), *args], capture_output=True, text=True, check=True, timeout=10
+            ).stdout.strip()
 
         commit = git("rev-parse", "HEAD")
         return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
@@ -67,11 +70,13 @@ def git_commit() -> str | None:
 
 def machine_info(device: torch.device, peaks: dict | None) -> dict:
     """Machine-level facts for pytest-benchmark's ``machine_info`` (and the sweep log)."""
-    info = {"device": device_name(device), "versions": versions(), "commit": git_commit(),
-            "peaks": peaks}
+    info = {"device": device_name(device), "versions": versions(), "commit": git_commit(), "peaks": peaks}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        info.update(sm_count=props.multi_processor_count, memory_bytes=props.total_memory,
-                    l2_bytes=getattr(props, "L2_cache_size", None),
-                    capability=f"{props.major}.{props.minor}")
+        info.update(
+            sm_count=props.multi_processor_count,
+            memory_bytes=props.total_memory,
+            l2_bytes=getattr(props, "L2_cache_size", None),
+            capability=f"{props.major}.{props.minor}",
+        )
     return info

@@ -6,6 +6,7 @@ roofline fraction derived from them, the energy fields, and the speedups over th
 baselines' records. ``flops`` is what the layer executes; the *dense-equivalent* count (what
 dense would execute at this shape) is :func:`dense_equivalent_flops`, derivable from any record.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,28 +49,39 @@ def kernel_record(point: Point, measurement: Measurement, environment: dict, pea
     return record
 
 
-def empty_record(point: Point, device: str, versions: dict, commit: str | None,
-                 hostname: str | None = None, cpu_threads: int | None = None) -> dict:
+def empty_record(
+    point: Point,
+    device: str,
+    versions: dict,
+    commit: str | None,
+    hostname: str | None = None,
+    cpu_threads: int | None = None,
+) -> dict:
     """All keys present, measured ones None, identity and environment filled in."""
     record = dict.fromkeys(KERNEL_KEYS)
-    record.update(point.identity(), device=device, versions=versions, commit=commit, hostname=hostname,
-                  cpu_threads=cpu_threads,
-                  nvml=dict.fromkeys(NVML_FIELDS), param_count=point.param_count)
+    record.update(
+        point.identity(),
+        device=device,
+        versions=versions,
+        commit=commit,
+        hostname=hostname,
+        cpu_threads=cpu_threads,
+        nvml=dict.fromkeys(NVML_FIELDS),
+        param_count=point.param_count,
+    )
     return record
 
 
 def add_prediction(record: dict) -> dict:
     """``predicted_s``: the roofline bound of the record's counts at its GPU's datasheet peaks
     (None on a device without one, e.g. a CPU)."""
-    record["predicted_s"] = predicted_seconds(record["device"], record["dtype"], record["flops"],
-                                              record["min_bytes"])
+    record["predicted_s"] = predicted_seconds(record["device"], record["dtype"], record["flops"], record["min_bytes"])
     return record
 
 
 def dense_equivalent_flops(record: dict) -> int:
     """FLOPs dense would execute at the record's shape, tokens and pass (2 per multiply-add)."""
-    return (BACKWARD_FACTOR[record["pass"]] * 2 * record["tokens"]
-            * record["in_features"] * record["out_features"])
+    return BACKWARD_FACTOR[record["pass"]] * 2 * record["tokens"] * record["in_features"] * record["out_features"]
 
 
 def add_latency(record: dict, samples: list[float], peaks: dict | None) -> dict:

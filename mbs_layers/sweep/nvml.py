@@ -3,6 +3,7 @@
 Every function degrades to ``None`` values (never an error) without the package, a driver
 or a GPU, so CPU runs and machines without NVML record null fields.
 """
+
 from __future__ import annotations
 
 import os
@@ -10,12 +11,17 @@ import os
 FIELDS = ("sm_clock_mhz", "mem_clock_mhz", "temperature_c", "power_w", "clock_event_reasons", "throttled")
 # Clock-event reason bits (nvml.h); the ones in THROTTLING mean the clocks were held down.
 REASON_BITS = {
-    "gpu_idle": 0x1, "applications_clocks_setting": 0x2, "sw_power_cap": 0x4, "hw_slowdown": 0x8,
-    "sync_boost": 0x10, "sw_thermal_slowdown": 0x20, "hw_thermal_slowdown": 0x40,
-    "hw_power_brake_slowdown": 0x80, "display_clock_setting": 0x100,
+    "gpu_idle": 0x1,
+    "applications_clocks_setting": 0x2,
+    "sw_power_cap": 0x4,
+    "hw_slowdown": 0x8,
+    "sync_boost": 0x10,
+    "sw_thermal_slowdown": 0x20,
+    "hw_thermal_slowdown": 0x40,
+    "hw_power_brake_slowdown": 0x80,
+    "display_clock_setting": 0x100,
 }
-THROTTLING = {"sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown",
-              "hw_power_brake_slowdown"}
+THROTTLING = {"sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown"}
 
 
 def _nvml():
@@ -62,8 +68,10 @@ def gpu_state(device) -> dict:
         state["mem_clock_mhz"] = nvml.nvmlDeviceGetClockInfo(h, nvml.NVML_CLOCK_MEM)
         state["temperature_c"] = nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU)
         state["power_w"] = nvml.nvmlDeviceGetPowerUsage(h) / 1000.0
-        reasons_fn = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
-            nvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        reasons_fn = (
+            getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+            or nvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        )
         reasons = decode_reasons(int(reasons_fn(h)))
         state["clock_event_reasons"] = reasons
         state["throttled"] = bool(THROTTLING & set(reasons))

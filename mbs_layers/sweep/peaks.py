@@ -5,6 +5,7 @@ fp32 runs as plain fp32 unless the user enabled TF32); the memory roof is a larg
 copy, counting the bytes read and written. Datasheet values (``mbs_layers.datasheet``) are kept beside the
 measured ones and used only where a measurement failed.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -27,8 +28,7 @@ def measure_peaks(device: torch.device, device_name: str, dtypes, *, gemm_size=N
     n, copy_bytes = gemm_size or default_gemm, (copy_mib or default_copy) * 2**20
     sheet = datasheet_peaks(device_name)
     timer = make_timer(device, warmup=2, repeats=10)
-    peaks = {"flops": {}, "bandwidth": None, "source": {}, "datasheet": sheet,
-             "gemm_size": n, "copy_bytes": copy_bytes}
+    peaks = {"flops": {}, "bandwidth": None, "source": {}, "datasheet": sheet, "gemm_size": n, "copy_bytes": copy_bytes}
     for dtype in dtypes:
         try:
             a, b = (torch.randn(n, n, device=device).to(getattr(torch, dtype)) for _ in range(2))

@@ -8,6 +8,7 @@ unstructured sparse at the same parameter count (``Point.unstructured``), each o
 ``backend="auto"`` would pick (``auto_backend``). The baselines are points of the plan too,
 listed before the points compared with them, so measuring in order has their medians first.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -71,8 +72,15 @@ def selected_formats(preset: Preset) -> list[str]:
 
 def dense_baseline(point: Point, device_type: str) -> Point:
     """Dense at the same shape, tokens, dtype and pass (baselines not yet attached)."""
-    return replace(point, format="dense", hparams={}, backend=auto_backend("dense", device_type),
-                   skip_reason=None, dense=None, unstructured=None)
+    return replace(
+        point,
+        format="dense",
+        hparams={},
+        backend=auto_backend("dense", device_type),
+        skip_reason=None,
+        dense=None,
+        unstructured=None,
+    )
 
 
 def unstructured_baseline(point: Point, device_type: str) -> Point | None:
@@ -87,8 +95,15 @@ def unstructured_baseline(point: Point, device_type: str) -> Point | None:
         hp = hparams_for_budget(UNSTRUCTURED, point.in_features, point.out_features, count)
     except ValueError:
         return None
-    return replace(point, format=UNSTRUCTURED, hparams=hp, backend=auto_backend(UNSTRUCTURED, device_type),
-                   skip_reason=None, dense=None, unstructured=None)
+    return replace(
+        point,
+        format=UNSTRUCTURED,
+        hparams=hp,
+        backend=auto_backend(UNSTRUCTURED, device_type),
+        skip_reason=None,
+        dense=None,
+        unstructured=None,
+    )
 
 
 def format_points(preset: Preset, name: str, proto: Point, device_type: str) -> list[Point]:
@@ -149,8 +164,9 @@ def expand(preset: Preset, device_type: str) -> list[Point]:
                 for pass_ in preset.passes:
                     proto = Point("dense", {}, n_in, n_out, tokens, dtype, "torch", pass_)
                     add(dense_baseline(proto, device_type))
-                    group = [p for name in selected_formats(preset)
-                             for p in format_points(preset, name, proto, device_type)]
+                    group = [
+                        p for name in selected_formats(preset) for p in format_points(preset, name, proto, device_type)
+                    ]
                     # a skipped point of a format without hyper-parameters has the key of its
                     # runnable one: list runnable points first so the skip is the duplicate
                     group.sort(key=lambda p: p.skip_reason is not None)
@@ -168,8 +184,14 @@ def select_energy(points: list[Point], selection: dict | None) -> None:
     if selection is None:
         return
     for point in points:
-        fields = {"formats": point.format, "shapes": (point.in_features, point.out_features),
-                  "tokens": point.tokens, "dtypes": point.dtype, "passes": point.pass_, "backends": point.backend}
+        fields = {
+            "formats": point.format,
+            "shapes": (point.in_features, point.out_features),
+            "tokens": point.tokens,
+            "dtypes": point.dtype,
+            "passes": point.pass_,
+            "backends": point.backend,
+        }
         point.energy = all(fields[key] in allowed for key, allowed in selection.items())
     for point in [p for p in points if p.energy]:
         for baseline in (point.dense, point.unstructured):

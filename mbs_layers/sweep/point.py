@@ -6,6 +6,7 @@ they produce (resume). ``dense`` and ``unstructured`` are the point's baselines,
 the plan: dense at the same shape and unstructured sparse at the same parameter count (the
 point itself where it is its own baseline; ``unstructured`` None where there is none).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -41,9 +42,16 @@ class Point:
 
     def identity(self) -> dict:
         """The record keys that identify this point (``KEY_FIELDS``)."""
-        return {"format": self.format, "hparams": dict(self.hparams), "in_features": self.in_features,
-                "out_features": self.out_features, "tokens": self.tokens, "dtype": self.dtype,
-                "backend": self.backend, "pass": self.pass_}
+        return {
+            "format": self.format,
+            "hparams": dict(self.hparams),
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "tokens": self.tokens,
+            "dtype": self.dtype,
+            "backend": self.backend,
+            "pass": self.pass_,
+        }
 
     @cached_property
     def key(self) -> str:
@@ -51,8 +59,10 @@ class Point:
 
     def __str__(self) -> str:
         hp = ",".join(f"{k}={v}" for k, v in sorted(self.hparams.items()))
-        return (f"{self.format}[{hp}]-{self.in_features}x{self.out_features}-t{self.tokens}-"
-                f"{self.dtype}-{self.backend}-{self.pass_}")
+        return (
+            f"{self.format}[{hp}]-{self.in_features}x{self.out_features}-t{self.tokens}-"
+            f"{self.dtype}-{self.backend}-{self.pass_}"
+        )
 
     @cached_property
     def param_count(self) -> int | None:

@@ -10,6 +10,7 @@ of the ``peaks`` measurement and the ``energy`` measurement (``mode``: auto | on
 ``formats``/``shapes``/``widths``/``tokens``/``dtypes``/``passes``/``backends``; see
 ``sweep/energy.py``). See ``presets/*.yaml`` and docs/benchmarking.md.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,8 +26,20 @@ from .point import DTYPES, PASSES
 from .preset_names import PACKAGED
 from .timer import DEFAULT_CPU_THREADS
 
-KEYS = ("description", "shapes", "widths", "tokens", "dtypes", "passes", "budgets", "formats",
-        "backends", "timer", "peaks", "energy")
+KEYS = (
+    "description",
+    "shapes",
+    "widths",
+    "tokens",
+    "dtypes",
+    "passes",
+    "budgets",
+    "formats",
+    "backends",
+    "timer",
+    "peaks",
+    "energy",
+)
 ENERGY_MODES = ("auto", "on", "off")
 ENERGY_KEYS = ("mode", "min_window_s", "repeats", "points")
 ENERGY_POINT_KEYS = ("formats", "shapes", "widths", "tokens", "dtypes", "passes", "backends")
@@ -102,8 +115,9 @@ def parse_preset(name: str, spec) -> Preset:
     if unknown:
         raise ValueError(f"preset {name!r} has unknown key(s) {unknown}: allowed {list(KEYS)}")
     if not isinstance(spec.get("shapes", []), list):
-        raise ValueError("preset key 'shapes' must be a list of [in_features, out_features] pairs, "
-                         f"got {spec['shapes']!r}")
+        raise ValueError(
+            f"preset key 'shapes' must be a list of [in_features, out_features] pairs, got {spec['shapes']!r}"
+        )
     shapes = [_shape(s) for s in spec.get("shapes", [])]
     if "widths" in spec:
         shapes += [(w, w) for w in _list(spec, "widths", lambda v: check_int("widths", v, low=1))]
@@ -129,8 +143,9 @@ def parse_preset(name: str, spec) -> Preset:
         gemm_size=peaks.get("gemm_size") and check_int("peaks.gemm_size", peaks["gemm_size"], low=16),
         copy_mib=peaks.get("copy_mib") and check_int("peaks.copy_mib", peaks["copy_mib"], low=1),
         energy_mode=_choice("energy.mode", ENERGY_MODES)(_yaml_word(energy.get("mode", "auto"))),
-        energy_min_window_s=check_float("energy.min_window_s", energy.get("min_window_s", 1.0), low=0.0,
-                                        high=60.0, low_open=True),
+        energy_min_window_s=check_float(
+            "energy.min_window_s", energy.get("min_window_s", 1.0), low=0.0, high=60.0, low_open=True
+        ),
         energy_repeats=check_int("energy.repeats", energy.get("repeats", 3), low=1),
         energy_points=_energy_points(energy),
     )
@@ -145,12 +160,12 @@ def _energy_points(energy: dict) -> dict | None:
         return None
     spec = energy["points"]
     if not isinstance(spec, dict) or not spec:
-        raise ValueError(f"preset key 'energy.points' must be a non-empty mapping with keys "
-                         f"{list(ENERGY_POINT_KEYS)}, got {spec!r}")
+        raise ValueError(
+            f"preset key 'energy.points' must be a non-empty mapping with keys {list(ENERGY_POINT_KEYS)}, got {spec!r}"
+        )
     unknown = sorted(set(spec) - set(ENERGY_POINT_KEYS))
     if unknown:
-        raise ValueError(f"preset key 'energy.points' has unknown key(s) {unknown}: "
-                         f"allowed {list(ENERGY_POINT_KEYS)}")
+        raise ValueError(f"preset key 'energy.points' has unknown key(s) {unknown}: allowed {list(ENERGY_POINT_KEYS)}")
     where = lambda key: f"energy.points.{key}"
     checks = {
         "formats": _choice(where("formats"), FORMATS),

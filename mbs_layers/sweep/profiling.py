@@ -4,6 +4,7 @@ Each format gets its own directory under ``out_dir`` holding a Chrome-trace JSON
 ``tensorboard_trace_handler``: open it in TensorBoard (``tensorboard --logdir profiles``,
 with the torch-tb-profiler plugin) or drag it into https://ui.perfetto.dev.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +28,19 @@ def parse_shape(shape: str) -> tuple[int, int]:
     return check_int("shape in_features", int(parts[0]), low=1), check_int("shape out_features", int(parts[1]), low=1)
 
 
-def profile_formats(formats, *, shape="1024x1024", tokens=1024, budget=0.25, dtype="float32",
-                    backend="auto", pass_="fwd_bwd", device=None, steps=3, out_dir="profiles") -> list[Path]:
+def profile_formats(
+    formats,
+    *,
+    shape="1024x1024",
+    tokens=1024,
+    budget=0.25,
+    dtype="float32",
+    backend="auto",
+    pass_="fwd_bwd",
+    device=None,
+    steps=3,
+    out_dir="profiles",
+) -> list[Path]:
     """Profile ``steps`` calls of each format (after warm-up); returns the trace files written."""
     n_in, n_out = parse_shape(shape)
     check_choice("dtype", dtype, DTYPES)
@@ -48,8 +60,12 @@ def profile_formats(formats, *, shape="1024x1024", tokens=1024, budget=0.25, dty
         trace_dir.mkdir(parents=True, exist_ok=True)
         before = set(trace_dir.glob("*.json"))
         schedule = torch.profiler.schedule(wait=0, warmup=WARMUP_STEPS, active=steps, repeat=1)
-        with torch.profiler.profile(activities=activities, schedule=schedule, record_shapes=True,
-                                    on_trace_ready=torch.profiler.tensorboard_trace_handler(str(trace_dir))) as prof:
+        with torch.profiler.profile(
+            activities=activities,
+            schedule=schedule,
+            record_shapes=True,
+            on_trace_ready=torch.profiler.tensorboard_trace_handler(str(trace_dir)),
+        ) as prof:
             for _ in range(WARMUP_STEPS + steps):
                 with torch.profiler.record_function(str(point)):
                     work.run()

@@ -11,6 +11,7 @@ timed (skipped/failed) have no stats, and pytest-benchmark's loader rejects a fi
 each worker ships its JSON document to the controller, which merges them into the one
 ``--benchmark-json`` file.
 """
+
 from __future__ import annotations
 
 import json

@@ -14,6 +14,7 @@ A point never raises on a worker (``SweepSession.measure`` records OOM and compi
 retried once on a fresh worker; a point whose worker dies twice is recorded as
 ``failed: worker died: ...`` and the sweep goes on.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -47,6 +48,7 @@ def import_ray():
 
 def point_groups(points: list[Point]) -> list[list[Point]]:
     """Consecutive points sharing (shape, dtype, tokens, pass): one worker measures a group."""
+
     def group(p: Point):
         return p.in_features, p.out_features, p.dtype, p.tokens, p.pass_
 
@@ -71,9 +73,17 @@ class _Slot:
     pending: deque = field(default_factory=deque)  # (future, point)
 
 
-def run_sweep_ray(preset: str | Path, store: str | Path, *, address: str | None = None,
-                  device: str | None = None, workers: int | None = None, progress: bool = True,
-                  session_factory: Callable | None = None, init_kwargs: dict | None = None) -> Path:
+def run_sweep_ray(
+    preset: str | Path,
+    store: str | Path,
+    *,
+    address: str | None = None,
+    device: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    session_factory: Callable | None = None,
+    init_kwargs: dict | None = None,
+) -> Path:
     """Measure ``preset`` on a Ray cluster into the JSONL ``store``; returns the store's path.
 
     ``address``: ``auto`` (a running cluster), ``HOST:PORT``, or None to start a local one.
@@ -99,8 +109,14 @@ def run_sweep_ray(preset: str | Path, store: str | Path, *, address: str | None 
     done = {point_key(r, KEY_FIELDS) for r in records}
     points = expand(spec, device)
     todo = [p for p in points if p.key not in done]
-    log.info("ray sweep %s: %d points, %d already in %s, %d workers", spec.name, len(points),
-             len(points) - len(todo), records.path, count)
+    log.info(
+        "ray sweep %s: %d points, %d already in %s, %d workers",
+        spec.name,
+        len(points),
+        len(points) - len(todo),
+        records.path,
+        count,
+    )
 
     def new_slot() -> _Slot:
         return _Slot(remote_worker.remote(spec, device, session_factory))
@@ -122,8 +138,16 @@ def run_sweep_ray(preset: str | Path, store: str | Path, *, address: str | None 
                 submit(slot, queue.popleft())
 
     # the driver is the store's only writer: a second sweep on it fails at once
-    with records.exclusive(), tqdm(total=len(points), initial=len(points) - len(todo), disable=not progress,
-                                   desc=f"ray sweep {spec.name}", unit="pt") as bar:
+    with (
+        records.exclusive(),
+        tqdm(
+            total=len(points),
+            initial=len(points) - len(todo),
+            disable=not progress,
+            desc=f"ray sweep {spec.name}",
+            unit="pt",
+        ) as bar,
+    ):
         fill()
         while any(slot.pending for slot in slots):
             heads = {slot.pending[0][0]: slot for slot in slots if slot.pending}
@@ -144,8 +168,9 @@ def run_sweep_ray(preset: str | Path, store: str | Path, *, address: str | None 
     return records.path
 
 
-def _replace_dead(slot: _Slot, point: Point, err: BaseException, attempts: Counter, queue: deque,
-                  records: RecordStore, new_slot, bar) -> None:
+def _replace_dead(
+    slot: _Slot, point: Point, err: BaseException, attempts: Counter, queue: deque, records: RecordStore, new_slot, bar
+) -> None:
     """A worker died: retry its unfinished points once on a fresh worker, record the rest failed."""
     unfinished = [point, *(p for _, p in slot.pending)]
     slot.pending.clear()
@@ -158,5 +183,9 @@ def _replace_dead(slot: _Slot, point: Point, err: BaseException, attempts: Count
             bar.update()
     if retry:
         queue.appendleft(retry)
-    log.warning("a ray worker died (%s); %d point(s) retried, %d recorded failed",
-                type(err).__name__, len(retry), len(unfinished) - len(retry))
+    log.warning(
+        "a ray worker died (%s); %d point(s) retried, %d recorded failed",
+        type(err).__name__,
+        len(retry),
+        len(unfinished) - len(retry),
+    )

@@ -3,6 +3,7 @@
 The runner only wires the stages: load the preset (``presets``), plan it (``plan``), drop the
 points the store already holds, measure and record each remaining one (``session``), append.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,8 +20,7 @@ from .session import SweepSession
 log = logging.getLogger(__name__)
 
 
-def run_sweep(preset: str | Path, store: str | Path, *, device: str | None = None,
-              progress: bool = True) -> Path:
+def run_sweep(preset: str | Path, store: str | Path, *, device: str | None = None, progress: bool = True) -> Path:
     """Time every point of ``preset`` and append its kernel record to the JSONL ``store``.
 
     ``preset`` is a packaged name (one of ``PACKAGED``) or a YAML path. Points
@@ -40,13 +40,32 @@ def run_sweep(preset: str | Path, store: str | Path, *, device: str | None = Non
     done_keys = {point_key(r, KEY_FIELDS) for r in done}
     points = expand(spec, session.device.type)
     todo = [p for p in points if p.key not in done_keys]
-    log.info("sweep %s on %s: %d points, %d already done in %s, %d to measure", spec.name, session.device_name,
-             len(points), len(points) - len(todo), records.path, len(todo))
-    trace = (PowerTrace(session.energy.counter, power_trace_path(records.path), session.device_name)
-             if isinstance(session.energy.counter, NvmlCounter) else nullcontext())
+    log.info(
+        "sweep %s on %s: %d points, %d already done in %s, %d to measure",
+        spec.name,
+        session.device_name,
+        len(points),
+        len(points) - len(todo),
+        records.path,
+        len(todo),
+    )
+    trace = (
+        PowerTrace(session.energy.counter, power_trace_path(records.path), session.device_name)
+        if isinstance(session.energy.counter, NvmlCounter)
+        else nullcontext()
+    )
     # one writer per store: a second sweep on it fails at once instead of doubling every point
-    with records.exclusive(), trace, tqdm(total=len(points), initial=len(points) - len(todo),
-                                          disable=not progress, desc=f"sweep {spec.name}", unit="pt") as bar:
+    with (
+        records.exclusive(),
+        trace,
+        tqdm(
+            total=len(points),
+            initial=len(points) - len(todo),
+            disable=not progress,
+            desc=f"sweep {spec.name}",
+            unit="pt",
+        ) as bar,
+    ):
         for point in todo:
             bar.set_postfix_str(str(point), refresh=False)
             records.append(session.measure(point))

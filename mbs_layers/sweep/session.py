@@ -9,6 +9,7 @@ disagrees with the torch reference is ``failed: wrong result`` and is never time
 compile errors and any other exception become ``failed: <reason>``. A baseline not measured
 yet (a pytest-xdist worker may get a point without its baselines) is measured on demand.
 """
+
 from __future__ import annotations
 
 import gc
@@ -37,7 +38,8 @@ def failure_reason(err: BaseException) -> str:
     """``failed: <reason>`` for an exception raised while checking or timing a point."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [""]
     if isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)) or any(
-            text in lines[0].lower() for text in OOM_MESSAGES):
+        text in lines[0].lower() for text in OOM_MESSAGES
+    ):
         return "failed: out of memory"
     if type(err).__module__.startswith("triton"):  # Triton puts the source first, the error last
         return f"failed: triton compile error: {type(err).__name__}: {lines[-1][:200]}"
@@ -63,10 +65,16 @@ class SweepSession:
         self.device_name = environment.device_name(self.device)
         self.timer = make_timer(self.device, warmup=preset.warmup, repeats=preset.repeats, threads=preset.threads)
         self.cpu_threads = preset.threads if self.device.type == "cpu" else None
-        self.peaks = peaks if peaks is not None else measure_peaks(
-            self.device, self.device_name, preset.dtypes, gemm_size=preset.gemm_size, copy_mib=preset.copy_mib)
-        self.energy = EnergyMeter.open(self.device, mode=preset.energy_mode,
-                                       min_window_s=preset.energy_min_window_s, repeats=preset.energy_repeats)
+        self.peaks = (
+            peaks
+            if peaks is not None
+            else measure_peaks(
+                self.device, self.device_name, preset.dtypes, gemm_size=preset.gemm_size, copy_mib=preset.copy_mib
+            )
+        )
+        self.energy = EnergyMeter.open(
+            self.device, mode=preset.energy_mode, min_window_s=preset.energy_min_window_s, repeats=preset.energy_repeats
+        )
         self._records: dict[str, dict] = {}
 
     def machine_info(self) -> dict:
@@ -96,13 +104,19 @@ class SweepSession:
     def _record(self, point: Point) -> dict:
         record = kernel_record(point, self._measure(point), self._environment(), self.peaks)
         if record["status"] == "ok":
-            add_speedups(record, self._baseline(point.dense, point, record),
-                         self._baseline(point.unstructured, point, record))
+            add_speedups(
+                record, self._baseline(point.dense, point, record), self._baseline(point.unstructured, point, record)
+            )
         return record
 
     def _environment(self) -> dict:
-        return {"device": self.device_name, "versions": environment.versions(), "commit": environment.git_commit(),
-                "hostname": environment.hostname(), "cpu_threads": self.cpu_threads}
+        return {
+            "device": self.device_name,
+            "versions": environment.versions(),
+            "commit": environment.git_commit(),
+            "hostname": environment.hostname(),
+            "cpu_threads": self.cpu_threads,
+        }
 
     def _measure(self, point: Point) -> Measurement:
         result = Measurement("ok", self.energy.not_measured("point_not_ok"))
@@ -126,9 +140,11 @@ class SweepSession:
                     result.nvml = nvml.gpu_state(self.device)
                     result.peak_memory_bytes = work.peak_memory_bytes()
                     # after the gate and the timing, never instead of them
-                    result.energy = (self.energy.measure(work.run, per_call_s=min(result.samples),
-                                                         tokens=point.tokens)
-                                     if point.energy else self.energy.not_measured("not_selected"))
+                    result.energy = (
+                        self.energy.measure(work.run, per_call_s=min(result.samples), tokens=point.tokens)
+                        if point.energy
+                        else self.energy.not_measured("not_selected")
+                    )
             except Exception as err:  # noqa: BLE001  (OOM, Triton compile errors, kernel bugs)
                 result.status = failure_reason(err)
             del work  # before releasing memory: the next point may need all of it

@@ -12,6 +12,7 @@ alpha), and far-out slow repeats (scheduler preemptions) dropped by :func:`drop_
 Both return per-repeat samples in seconds; :func:`summarize` gives median/q10/q90 and
 :func:`is_noisy` says when the spread is too large to trust the point.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -127,8 +128,9 @@ class CudaTimer:
 
     def _time(self, fn, repeats: int) -> list[float]:
         with torch.cuda.device(self.device):
-            pairs = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-                     for _ in range(repeats)]
+            pairs = [
+                (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)
+            ]
             for start, end in pairs:
                 self._flush.zero_()
                 start.record()

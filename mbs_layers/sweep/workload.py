@@ -9,6 +9,7 @@ same size in the backward), the *actual* count for 2:4 and other sparse formats;
 assumes every operand crosses memory exactly once per pass (perfect fusion), the roofline's
 lower bound.
 """
+
 from __future__ import annotations
 
 import torch
@@ -28,8 +29,12 @@ def counts(layer, tokens: int, pass_: str) -> dict:
     forward = weights + x + y
     # backward reads W, x, dy and writes dx, dW
     min_bytes = forward if pass_ == "fwd" else forward + weights + 2 * x + y + params * itemsize
-    return {"param_count": params, "storage_bytes": weights,
-            "flops": BACKWARD_FACTOR[pass_] * int(layer.forward_flops(tokens)), "min_bytes": min_bytes}
+    return {
+        "param_count": params,
+        "storage_bytes": weights,
+        "flops": BACKWARD_FACTOR[pass_] * int(layer.forward_flops(tokens)),
+        "min_bytes": min_bytes,
+    }
 
 
 class Workload:
@@ -38,8 +43,16 @@ class Workload:
     def __init__(self, point: Point, device: torch.device):
         self.point, self.device = point, device
         dtype = getattr(torch, point.dtype)
-        self.layer = build(point.format, point.in_features, point.out_features, bias=False, dtype=dtype,
-                           device=device, backend=point.backend, **point.hparams)
+        self.layer = build(
+            point.format,
+            point.in_features,
+            point.out_features,
+            bias=False,
+            dtype=dtype,
+            device=device,
+            backend=point.backend,
+            **point.hparams,
+        )
         self.x = torch.randn(point.tokens, point.in_features, dtype=dtype, device=device)
         backends.resolve(self.layer, self.x)  # ValueError with the reason if the backend cannot run x
         self.gy = None

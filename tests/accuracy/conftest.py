@@ -1,4 +1,5 @@
 """The accuracy tests run on one torch thread (an autouse fixture for every module here)."""
+
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
 """Fine-tuning a causal LM (the GPT-2 path) on a tiny GPT-2 and wikitext-style files made here."""
+
 import math
 
 import pytest
@@ -16,8 +17,9 @@ WORDS = "the cat sat on a mat while the dog ran to the park and back again".spli
 
 
 def write_wikitext(root, rng):
-    text = lambda n: "\n".join(" ".join(WORDS[(i + j) % len(WORDS)] for j in range(12))
-                               for i in rng.integers(0, len(WORDS), n))
+    text = lambda n: "\n".join(
+        " ".join(WORDS[(i + j) % len(WORDS)] for j in range(12)) for i in rng.integers(0, len(WORDS), n)
+    )
     (root / "wiki.train.tokens").write_text(text(200))
     (root / "wiki.test.tokens").write_text(text(40))
 
@@ -53,14 +55,25 @@ def test_gpt2_projection_then_finetuning_lowers_perplexity(tmp_path):
     (tmp_path / "data").mkdir()
     write_tiny_gpt2(tmp_path / "model")
     write_wikitext(tmp_path / "data", np.random.default_rng(1))
-    preset = FinetunePreset(model=str(tmp_path / "model"), data=str(tmp_path / "data"), layers=(1,), block=16,
-                            train_samples=32, test_samples=8, steps=15, batch_size=8, lr=3e-3,
-                            budgets=(0.5,), formats=("lowrank",))
+    preset = FinetunePreset(
+        model=str(tmp_path / "model"),
+        data=str(tmp_path / "data"),
+        layers=(1,),
+        block=16,
+        train_samples=32,
+        test_samples=8,
+        steps=15,
+        batch_size=8,
+        lr=3e-3,
+        budgets=(0.5,),
+        formats=("lowrank",),
+    )
     records = RecordStore(run_finetune(tmp_path / "ft.jsonl", preset=preset, progress=False)).records()
     value = {r["metric"]: r["value"] for r in records}
     assert all(r["status"] == "ok" for r in records)
-    assert sorted(records[0]["hparams"]) == [f"transformer.h.1.{n}" for n in ("attn.c_attn", "attn.c_proj",
-                                                                               "mlp.c_fc", "mlp.c_proj")]
+    assert sorted(records[0]["hparams"]) == [
+        f"transformer.h.1.{n}" for n in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+    ]
     assert value["perplexity_after"] < value["perplexity_before"]
     assert value["perplexity_after"] == pytest.approx(math.exp(value["lm_loss_after"]))
     assert "perplexity_after" in finetune_table(records)

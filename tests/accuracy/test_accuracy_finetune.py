@@ -1,4 +1,5 @@
 """Fine-tuning experiment and the packaged encoder it uses (skipped without the model package)."""
+
 import pytest
 import torch
 
@@ -36,8 +37,17 @@ def test_finetuning_lowers_the_distillation_loss(tmp_path):
     text = tmp_path / "corpus.txt"
     topics = ["cats", "dogs", "rivers", "mountains", "music", "bread", "trains", "rain"] * 4
     text.write_text("\n".join(f"Sentence number {i} talks about {w} and other things." for i, w in enumerate(topics)))
-    preset = FinetunePreset(data=str(text), layers=(5,), train_samples=16, test_samples=8, steps=6,
-                            batch_size=8, lr=3e-4, budgets=(0.1,), formats=("dense", "lowrank"))
+    preset = FinetunePreset(
+        data=str(text),
+        layers=(5,),
+        train_samples=16,
+        test_samples=8,
+        steps=6,
+        batch_size=8,
+        lr=3e-4,
+        budgets=(0.1,),
+        formats=("dense", "lowrank"),
+    )
     records = RecordStore(run_finetune(tmp_path / "ft.jsonl", preset=preset, progress=False)).records()
     assert all(set(ACCURACY_KEYS) <= set(r) and r["status"] == "ok" for r in records)
     value = {r["metric"]: r["value"] for r in records}
@@ -59,8 +69,16 @@ def test_mbs_accuracy_cli_runs_a_preset(tmp_path, capsys, monkeypatch):
 def test_the_seed_does_not_redraw_the_test_split(tmp_path):
     """Before tuning the student is the (deterministic) projection: equal held-out loss over seeds
     means both seeds saw the same test sentences."""
-    preset = FinetunePreset(layers=(5,), train_samples=8, test_samples=8, steps=1, batch_size=4,
-                            budgets=(0.25,), seeds=(0, 1), formats=("lowrank",))
+    preset = FinetunePreset(
+        layers=(5,),
+        train_samples=8,
+        test_samples=8,
+        steps=1,
+        batch_size=4,
+        budgets=(0.25,),
+        seeds=(0, 1),
+        formats=("lowrank",),
+    )
     records = RecordStore(run_finetune(tmp_path / "ft.jsonl", preset=preset, progress=False)).records()
     before = {r["seed"]: r["value"] for r in records if r["metric"] == "distill_loss_before"}
     assert set(before) == {0, 1} and before[0] == pytest.approx(before[1], rel=1e-6)

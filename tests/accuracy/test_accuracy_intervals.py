@@ -1,4 +1,5 @@
 """Interval arithmetic of accuracy repeats: Student-t interval and the separability rule."""
+
 import math
 import random
 

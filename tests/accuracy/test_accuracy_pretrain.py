@@ -1,4 +1,5 @@
 """Pre-training experiment: data loaders parse generated fixtures, the smoke ViT learns."""
+
 import pickle
 
 import numpy as np
@@ -85,7 +86,8 @@ def test_smoke_pretraining_learns_dense_and_lowrank(tmp_path):
 
 def test_pretraining_is_reproducible_from_config_and_seed(tmp_path):
     preset = PretrainPreset(patch=4, dim=16, depth=1, heads=2, epochs=1, budgets=(0.5,), formats=("lowrank",))
-    first, second = (RecordStore(run_pretrain(tmp_path / f"{i}.jsonl", preset=preset, progress=False)).records()
-                     for i in range(2))
+    first, second = (
+        RecordStore(run_pretrain(tmp_path / f"{i}.jsonl", preset=preset, progress=False)).records() for i in range(2)
+    )
     assert [r["value"] for r in first] == [r["value"] for r in second]
     assert first[0]["config"]["dim"] == 16 and first[0]["seed"] == 0

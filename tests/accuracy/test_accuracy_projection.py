@@ -1,4 +1,5 @@
 """Projection experiment: agrees with theory, writes schema-conformant records, resumes."""
+
 import json
 import math
 
@@ -42,7 +43,7 @@ def test_lowrank_error_is_the_svd_tail(records):
     assert len(rows) == len(PRESET.seeds) * len(PRESET.budgets)
     for r in rows:
         s = torch.linalg.svdvals(gaussian(SIZE, r["seed"]).double())
-        assert r["abs_error"] == pytest.approx(s[r["hparams"]["rank"]:].norm().item(), rel=1e-4)
+        assert r["abs_error"] == pytest.approx(s[r["hparams"]["rank"] :].norm().item(), rel=1e-4)
 
 
 def test_magnitude_pruning_is_the_lower_bound(records):
@@ -88,8 +89,24 @@ def test_table_lists_formats_and_not_run_points(records):
 
 
 def test_mbs_project_prints_table_and_writes_csv(tmp_path, capsys):
-    assert cli_main(["project", "--size", "24", "--seed", "3", "--out", str(tmp_path / "p.jsonl"),
-                     "--formats", "lowrank", "dense", "--no-progress"]) == 0
+    assert (
+        cli_main(
+            [
+                "project",
+                "--size",
+                "24",
+                "--seed",
+                "3",
+                "--out",
+                str(tmp_path / "p.jsonl"),
+                "--formats",
+                "lowrank",
+                "dense",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "randn24" in out and "rank=" in out
     csv = (tmp_path / "p.csv").read_text().splitlines()
@@ -98,8 +115,14 @@ def test_mbs_project_prints_table_and_writes_csv(tmp_path, capsys):
 
 @pytest.mark.skipif(bert.missing_reason() is not None, reason=str(bert.missing_reason()))
 def test_pretrained_weights_and_activation_error(tmp_path):
-    preset = ProjectionPreset(sizes=(), budgets=(0.1, 1.0), encoder_layers=(5,), sentences=2,
-                              calibration_sentences=0, formats=("dense", "lowrank"))
+    preset = ProjectionPreset(
+        sizes=(),
+        budgets=(0.1, 1.0),
+        encoder_layers=(5,),
+        sentences=2,
+        calibration_sentences=0,
+        formats=("dense", "lowrank"),
+    )
     records = RecordStore(run_projection(tmp_path / "p.jsonl", preset=preset, progress=False)).records()
     sources = {r["source"] for r in records}
     assert len(sources) == 6 and all(s.startswith("minilm/encoder.layer.5.") for s in sources)

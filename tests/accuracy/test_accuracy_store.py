@@ -1,4 +1,5 @@
 """The accuracy point loop: retry rule, atomic point writes, configuration in the point key."""
+
 import json
 
 import pytest
@@ -56,8 +57,14 @@ def test_a_point_is_one_write_and_a_torn_write_does_not_count(tmp_path):
     store.write_text("\n".join(lines[:4]) + "\n")  # killed after the first of b's three lines
     assert done_keys(RecordStore(store), KEY) == {json.dumps({"experiment": "unit", "format": "a", "seed": 0})}
     ran = []
-    run_points(store, [point("a"), point("b")], lambda p: ran.append(p["format"]) or three_records(p),
-               key_fields=KEY, desc="t", progress=False)
+    run_points(
+        store,
+        [point("a"), point("b")],
+        lambda p: ran.append(p["format"]) or three_records(p),
+        key_fields=KEY,
+        desc="t",
+        progress=False,
+    )
     assert ran == ["b"]
     now = current_records(RecordStore(store), KEY)
     assert sorted((r["format"], r["part"]) for r in now) == [(f, i) for f in "ab" for i in range(3)]
@@ -95,16 +102,30 @@ def test_different_configurations_never_share_points(tmp_path):
     assert {r["config"]["sentences"] for r in records} == {16, 3}
 
 
-@pytest.mark.parametrize("selection, word", [({"seeds": (-1,)}, "seeds"), ({"budgets": (0.0,)}, "budgets"),
-                                             ({"budgets": (1.5,)}, "budgets"), ({"formats": ("nope",)}, "formats"),
-                                             ({"seeds": ()}, "seeds")])
+@pytest.mark.parametrize(
+    "selection, word",
+    [
+        ({"seeds": (-1,)}, "seeds"),
+        ({"budgets": (0.0,)}, "budgets"),
+        ({"budgets": (1.5,)}, "budgets"),
+        ({"formats": ("nope",)}, "formats"),
+        ({"seeds": ()}, "seeds"),
+    ],
+)
 def test_bad_selection_raises_naming_it(selection, word):
     with pytest.raises(ValueError, match=word):
         get_preset("pretrain", "smoke", **selection)
 
 
-@pytest.mark.parametrize("argv, word", [(["--seeds", "0", "x"], "--seeds"), (["--budgets", "2"], "budgets"),
-                                        (["--formats", "nope"], "formats"), (["--budgets", "half"], "--budgets")])
+@pytest.mark.parametrize(
+    "argv, word",
+    [
+        (["--seeds", "0", "x"], "--seeds"),
+        (["--budgets", "2"], "budgets"),
+        (["--formats", "nope"], "formats"),
+        (["--budgets", "half"], "--budgets"),
+    ],
+)
 def test_cli_selection_errors_are_one_line(tmp_path, capsys, argv, word):
     from mbs_layers.cli import main as cli_main
 
@@ -122,9 +143,31 @@ def test_cli_runs_the_selected_seeds_budgets_and_formats(tmp_path, capsys, monke
     tiny = PretrainPreset(patch=4, dim=8, depth=1, heads=2, epochs=1)
     monkeypatch.setitem(presets.PRESETS["pretrain"], "smoke", tiny)
     store = tmp_path / "p.jsonl"
-    assert cli_main(["accuracy", "--experiment", "pretrain", "--out", str(store), "--no-progress",
-                     "--seeds", "0,1", "--budgets", "0.5", "--formats", "lowrank", "dense"]) == 0
+    assert (
+        cli_main(
+            [
+                "accuracy",
+                "--experiment",
+                "pretrain",
+                "--out",
+                str(store),
+                "--no-progress",
+                "--seeds",
+                "0,1",
+                "--budgets",
+                "0.5",
+                "--formats",
+                "lowrank",
+                "dense",
+            ]
+        )
+        == 0
+    )
     tests = [r for r in RecordStore(store) if r["metric"] == "test_accuracy"]
     assert sorted((r["format"], r["budget"], r["seed"]) for r in tests) == [
-        ("dense", 1.0, 0), ("dense", 1.0, 1), ("lowrank", 0.5, 0), ("lowrank", 0.5, 1)]
+        ("dense", 1.0, 0),
+        ("dense", 1.0, 1),
+        ("lowrank", 0.5, 0),
+        ("lowrank", 0.5, 1),
+    ]
     assert "test_accuracy_ci95" in capsys.readouterr().out  # two seeds: an interval per row

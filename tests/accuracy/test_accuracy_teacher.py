@@ -1,4 +1,5 @@
 """The generated pre-training task: deterministic, balanced, labels a function of the image."""
+
 import torch
 from torch.nn import functional as F
 
@@ -14,7 +15,7 @@ def test_teacher_task_is_reproducible_balanced_and_labelled_with_a_margin():
     assert counts.min() > 0.5 * counts.max()  # per-class logit calibration: no dominant class
     # rebuild the teacher: every label is its calibrated argmax, ahead of the runner-up by the margin
     gen = torch.Generator().manual_seed(5)
-    w1, w2 = torch.randn(16, 8, generator=gen) / 4, torch.randn(8, 3, generator=gen) / 8 ** 0.5
+    w1, w2 = torch.randn(16, 8, generator=gen) / 4, torch.randn(8, 3, generator=gen) / 8**0.5
     calibration = F.gelu(torch.randn(8192, 16, generator=gen) @ w1) @ w2
     logits = (F.gelu(ds.test_x.flatten(1) @ w1) @ w2 - calibration.mean(0)) / calibration.std(0)
     top = logits.topk(2, dim=-1).values

@@ -1,4 +1,5 @@
 """The projection experiment's `real` source: calibration activations passed as X where it matters."""
+
 import pytest
 import torch
 
@@ -42,8 +43,14 @@ def test_real_source_calibrates_and_beats_plain_svd_on_held_out_sentences():
 
 @needs_model
 def test_real_source_records(tmp_path):
-    preset = ProjectionPreset(sizes=(), budgets=(0.25,), encoder_layers=(5,), sentences=2,
-                              calibration_sentences=4, formats=("fanin", "monarch"))
+    preset = ProjectionPreset(
+        sizes=(),
+        budgets=(0.25,),
+        encoder_layers=(5,),
+        sentences=2,
+        calibration_sentences=4,
+        formats=("fanin", "monarch"),
+    )
     records = RecordStore(run_projection(tmp_path / "p.jsonl", preset=preset, progress=False)).records()
     real = [r for r in records if r["source"].startswith("real/")]
     assert len(real) == 6 * 2 * 3 and all(r["status"] == "ok" for r in real)  # layers × formats × metrics

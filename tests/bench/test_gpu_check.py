@@ -1,5 +1,6 @@
 """bench/gpu_check.py rehearsed on the CPU (tiny shapes, Triton interpreter): it must not fail
 on its first GPU run for a trivial reason."""
+
 import importlib.util
 import json
 from pathlib import Path
@@ -26,9 +27,12 @@ def test_tiny_run_writes_results_and_ends_with_the_summary(tmp_path, capsys):
     assert json.loads((folder / "environment.json").read_text())["versions"]["torch"] == torch.__version__
     for store in ("check.jsonl", "kernels-short.jsonl"):
         records = [json.loads(line) for line in (folder / store).read_text().splitlines()]
-        assert {(r["format"], r["backend"]) for r in records} >= {("lowrank", "torch"), ("lowrank", "triton"),
-                                                                  ("dense", "torch")}
-    table = out[out.index("preset "):].strip().splitlines()  # the table is printed last
+        assert {(r["format"], r["backend"]) for r in records} >= {
+            ("lowrank", "torch"),
+            ("lowrank", "triton"),
+            ("dense", "torch"),
+        }
+    table = out[out.index("preset ") :].strip().splitlines()  # the table is printed last
     assert table[0].split()[:4] == ["preset", "format", "backend", "dtype"]
     rows = [line.split() for line in table[2:]]
     assert len(rows) == sum(len((folder / s).read_text().splitlines()) for s in ("check.jsonl", "kernels-short.jsonl"))

@@ -1,4 +1,5 @@
 """The GitHub workflow files parse, and every `mbs ...` command they run exists with flags that parse."""
+
 import re
 import shlex
 from pathlib import Path
@@ -41,7 +42,7 @@ def mbs_commands(doc: dict) -> list[list[str]]:
             if MBS.search(" " + line):
                 words = shlex.split(line)
                 at = next(i for i, w in enumerate(words) if w == "mbs" or w.endswith("/mbs"))
-                calls.append(words[at + 1:])
+                calls.append(words[at + 1 :])
     return calls
 
 
@@ -64,8 +65,12 @@ def test_gpu_workflow_runs_on_the_gpu_runner_and_keeps_the_history():
     (job,) = doc["jobs"].values()
     assert set(job["runs-on"]) == {"self-hosted", "gpu"}
     commands = [argv[:2] for argv in mbs_commands(doc)]
-    assert commands == [["sweep", "--preset"], ["history", "add"], ["history", "check"],
-                        ["report", "results/sweep.jsonl"]]
+    assert commands == [
+        ["sweep", "--preset"],
+        ["history", "add"],
+        ["history", "check"],
+        ["report", "results/sweep.jsonl"],
+    ]
     uses = [step.get("uses", "").split("@")[0] for step in steps(doc)]
     assert {"actions/cache/restore", "actions/cache/save", "actions/upload-artifact"} <= set(uses)
     assert set(doc["on"]["workflow_dispatch"]["inputs"]["preset"]["options"]) <= set(PACKAGED)

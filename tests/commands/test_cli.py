@@ -1,4 +1,5 @@
 """The ``mbs`` entry point: bad input is a one-line error, help lists every packaged preset."""
+
 import pytest
 
 from mbs_layers.cli import build_parser, main

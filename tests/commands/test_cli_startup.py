@@ -1,5 +1,6 @@
 """``mbs --help`` stays fast: building the parser imports no torch (nor numpy), since each
 command imports its heavy dependencies inside ``main``."""
+
 import subprocess
 import sys
 
@@ -17,7 +18,8 @@ def test_building_the_parser_imports_no_torch():
 
 
 def test_help_lists_every_command():
-    out = subprocess.run([sys.executable, "-m", "mbs_layers", "--help"], check=True, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "mbs_layers", "--help"], check=True, capture_output=True, text=True
+    ).stdout
     for command in ("sweep", "tune", "report", "compare", "accuracy", "run", "profile", "project"):
         assert command in out

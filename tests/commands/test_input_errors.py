@@ -1,5 +1,6 @@
 """Bad input at every public entry point is a named error: library ValueErrors, one
 ``mbs: error:`` line with exit 2 on the CLI, result files naming file and line."""
+
 import json
 import logging
 
@@ -15,12 +16,15 @@ from mbs_layers.records.files import load_results
 from mbs_layers.sweep.session import failure_reason
 
 
-@pytest.mark.parametrize("weight, words", [
-    (torch.full((8, 8), float("nan")), "non-finite"),
-    (torch.eye(8) * float("inf"), "non-finite"),
-    (torch.ones(8, 8, dtype=torch.int64), "floating dtype"),
-    (torch.ones(8, 8, dtype=torch.bool), "floating dtype"),
-])
+@pytest.mark.parametrize(
+    "weight, words",
+    [
+        (torch.full((8, 8), float("nan")), "non-finite"),
+        (torch.eye(8) * float("inf"), "non-finite"),
+        (torch.ones(8, 8, dtype=torch.int64), "floating dtype"),
+        (torch.ones(8, 8, dtype=torch.bool), "floating dtype"),
+    ],
+)
 def test_approximate_rejects_bad_weights(weight, words):
     for name in ("lowrank", "lowrank_light", "dense", "monarch"):
         with pytest.raises(ValueError, match=f"weight .*{words}|weight must have a {words}"):
@@ -121,9 +125,16 @@ def test_damaged_tuning_table_is_warned_and_ignored(tmp_path, monkeypatch, caplo
         tuning.load_table.cache_clear()
 
 
-@pytest.mark.parametrize("err", [RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: "
-                                              "can't allocate memory: you tried to allocate 10 bytes."),
-                                 MemoryError()])
+@pytest.mark.parametrize(
+    "err",
+    [
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: "
+            "can't allocate memory: you tried to allocate 10 bytes."
+        ),
+        MemoryError(),
+    ],
+)
 def test_cpu_out_of_memory_is_classified(err):
     assert failure_reason(err) == "failed: out of memory"
 

@@ -1,4 +1,5 @@
 """mbs run: sweep + projection + report with the two stage functions replaced by fakes."""
+
 import sys
 import types
 
@@ -11,6 +12,7 @@ from mbs_layers.records import RecordStore, point_key
 
 def resumable_writer(records, fields):
     """A fake stage that appends only the records not yet in the store (as the real ones do)."""
+
     def write(store_path):
         store = RecordStore(store_path)
         done = store.keys(fields)
@@ -18,6 +20,7 @@ def resumable_writer(records, fields):
             if point_key(r, fields) not in done:
                 store.append(r)
         return store_path
+
     return write
 
 
@@ -25,8 +28,9 @@ def resumable_writer(records, fields):
 def stages(monkeypatch):
     """Fake ``run_sweep`` and ``run_projection`` installed where ``mbs run`` imports them."""
     calls = []
-    sweep = resumable_writer(synthetic_sweep(widths=(256,), tokens=(64,), device="cpu"),
-                             ("format", "hparams", "tokens"))
+    sweep = resumable_writer(
+        synthetic_sweep(widths=(256,), tokens=(64,), device="cpu"), ("format", "hparams", "tokens")
+    )
     projection = resumable_writer(synthetic_projection(n=256, seeds=(0,)), ("format", "hparams", "seed"))
 
     def run_sweep(preset, store, *, device=None, progress=True):
@@ -37,18 +41,20 @@ def stages(monkeypatch):
         calls.append(("projection", preset, store, device))
         return projection(store)
 
-    monkeypatch.setitem(sys.modules, "mbs_layers.sweep",
-                        types.SimpleNamespace(run_sweep=run_sweep))
-    monkeypatch.setitem(sys.modules, "mbs_layers.accuracy.projection",
-                        types.SimpleNamespace(run_projection=run_projection))
+    monkeypatch.setitem(sys.modules, "mbs_layers.sweep", types.SimpleNamespace(run_sweep=run_sweep))
+    monkeypatch.setitem(
+        sys.modules, "mbs_layers.accuracy.projection", types.SimpleNamespace(run_projection=run_projection)
+    )
     return calls
 
 
 def test_run_on_cpu_uses_smoke_presets_writes_stores_and_the_report(tmp_path, stages, capsys):
     out = tmp_path / "out"
     assert cli_main(["run", "--out", str(out), "--device", "cpu", "--quiet"]) == 0
-    assert stages == [("sweep", "smoke", out / "kernels.jsonl", "cpu"),
-                      ("projection", "smoke", out / "accuracy.jsonl", "cpu")]
+    assert stages == [
+        ("sweep", "smoke", out / "kernels.jsonl", "cpu"),
+        ("projection", "smoke", out / "accuracy.jsonl", "cpu"),
+    ]
     html = out / "report.html"
     assert str(html.resolve()) in capsys.readouterr().out
     text = html.read_text()
@@ -58,9 +64,11 @@ def test_run_on_cpu_uses_smoke_presets_writes_stores_and_the_report(tmp_path, st
 @pytest.fixture
 def no_report(monkeypatch):
     """A stand-in for build_report, for tests about the stages only."""
+
     def write(paths, out_html, **kwargs):
         out_html.write_text(" ".join(map(str, paths)))
         return out_html
+
     monkeypatch.setattr("mbs_layers.report.build_report", write)
 
 
@@ -76,8 +84,20 @@ def test_rerun_resumes_without_duplicates(tmp_path, stages, no_report):
 def test_gpu_device_picks_the_default_presets_unless_given(tmp_path, stages, no_report, monkeypatch):
     monkeypatch.setattr("mbs_layers.cli.check_device", lambda name, text: text)  # no GPU here: pretend
     cli_main(["run", "--out", str(tmp_path), "--device", "cuda", "--quiet"])
-    cli_main(["run", "--out", str(tmp_path), "--device", "cuda", "--preset", "models",
-              "--accuracy-preset", "smoke", "--quiet"])
+    cli_main(
+        [
+            "run",
+            "--out",
+            str(tmp_path),
+            "--device",
+            "cuda",
+            "--preset",
+            "models",
+            "--accuracy-preset",
+            "smoke",
+            "--quiet",
+        ]
+    )
     assert [c[1] for c in stages] == ["default", "default", "models", "smoke"]
 
 

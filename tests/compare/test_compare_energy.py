@@ -1,5 +1,6 @@
 """mbs compare's energy gate: energy per call compared separately from time, beyond the noise
 both sides state (window spread + counter resolution), with its own exit."""
+
 from synthetic_records import H100, kernel_record
 
 from mbs_layers.cli import main as cli_main
@@ -11,8 +12,9 @@ from mbs_layers.records.files import load_results
 def store(path, *, joules_scale=1.0, spread=0.01, measured=True):
     s = RecordStore(path)
     for rank in (8, 16, 32):
-        r = kernel_record("lowrank", {"rank": rank}, n=256, median_s=1e-4 * rank, samples=[1e-4 * rank] * 10,
-                          device=H100)
+        r = kernel_record(
+            "lowrank", {"rank": rank}, n=256, median_s=1e-4 * rank, samples=[1e-4 * rank] * 10, device=H100
+        )
         if measured:
             r.update(energy_j_per_call=r["energy_j_per_call"] * joules_scale, energy_spread=spread)
         else:

@@ -1,5 +1,6 @@
 """mbs compare as a CI gate: lost points fail it, an empty comparison is loud, run-to-run noise
 is not a regression, and its flags are validated."""
+
 import math
 import random
 
@@ -13,8 +14,7 @@ from mbs_layers.records import RecordStore
 CPU = "cpu: x86_64"
 
 
-def run(path, n_points, *, slowdown=1.0, run_sigma=0.05, noise=0.01, repeats=10, seed=0, statuses=None,
-        drop=()):
+def run(path, n_points, *, slowdown=1.0, run_sigma=0.05, noise=0.01, repeats=10, seed=0, statuses=None, drop=()):
     """One synthetic CPU run: every point shares nothing but its own run-level offset (lognormal
     ``run_sigma``, the machine's state during that point) and per-repeat noise ``noise``."""
     rnd = random.Random(seed)
@@ -26,8 +26,19 @@ def run(path, n_points, *, slowdown=1.0, run_sigma=0.05, noise=0.01, repeats=10,
         offset = math.exp(rnd.gauss(0, run_sigma))
         median = 1e-4 * (1 + i / n_points) * slowdown * offset
         s = [median * math.exp(rnd.gauss(0, noise)) for _ in range(repeats)]
-        store.append(kernel_record("lowrank", {"rank": 1 + i}, n=256, tokens=16, dtype="float32", device=CPU,
-                                   median_s=sorted(s)[len(s) // 2], samples=s, status=status))
+        store.append(
+            kernel_record(
+                "lowrank",
+                {"rank": 1 + i},
+                n=256,
+                tokens=16,
+                dtype="float32",
+                device=CPU,
+                median_s=sorted(s)[len(s) // 2],
+                samples=s,
+                status=status,
+            )
+        )
     return path
 
 
@@ -59,8 +70,11 @@ def test_a_3x_slowdown_fails_the_gate(tmp_path, capsys):
 def test_lost_points_are_regressions(tmp_path, capsys):
     base = run(tmp_path / "a.jsonl", 10, seed=1, statuses={9: "failed: wrong result"})
     new = run(tmp_path / "b.jsonl", 10, seed=2, drop={0, 1}, statuses={2: "failed: wrong result"})
-    RecordStore(new).append(kernel_record("lowrank", {"rank": 99}, n=256, tokens=16, dtype="float32", device=CPU,
-                                          status="failed: out of memory"))
+    RecordStore(new).append(
+        kernel_record(
+            "lowrank", {"rank": 99}, n=256, tokens=16, dtype="float32", device=CPU, status="failed: out of memory"
+        )
+    )
     table, _, _ = compare_files(base, new)
     verdicts = table.set_index("hparams_key")["verdict"]
     assert verdicts['{"rank": 1}'] == verdicts['{"rank": 2}'] == "missing"
@@ -81,8 +95,18 @@ def test_nothing_tested_is_loud_and_fails_unless_allowed(tmp_path, capsys):
     assert cli_main(["compare", str(base), str(new), "--allow-untested"]) == 0
 
 
-@pytest.mark.parametrize("flags", [["--threshold", "nan"], ["--threshold", "-1"], ["--threshold", "inf"],
-                                   ["--alpha", "7"], ["--alpha", "0"], ["--alpha", "1"], ["--alpha", "nan"]])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--threshold", "nan"],
+        ["--threshold", "-1"],
+        ["--threshold", "inf"],
+        ["--alpha", "7"],
+        ["--alpha", "0"],
+        ["--alpha", "1"],
+        ["--alpha", "nan"],
+    ],
+)
 def test_bad_flags_are_one_error_line(tmp_path, capsys, flags):
     base = run(tmp_path / "a.jsonl", 3, seed=1)
     assert cli_main(["compare", str(base), str(base), *flags]) == 2

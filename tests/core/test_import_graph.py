@@ -4,6 +4,7 @@ The graph is read from the source (every ``import`` statement anywhere in a modu
 under ``if TYPE_CHECKING:``, which never runs), so a cycle hidden inside a function body
 fails here too. docs/architecture.md describes the intended layers.
 """
+
 import ast
 import subprocess
 import sys
@@ -69,7 +70,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         state[node] = 2
@@ -91,11 +92,15 @@ def test_the_package_has_no_import_cycle():
 def test_cycle_finder_sees_a_cycle_and_a_function_local_import():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
-    source = ("from typing import TYPE_CHECKING\n"
-              "if TYPE_CHECKING:\n    from .base import StructuredLinear\n"
-              "def load():\n    from . import kernels\n    from .formats import lowrank\n")
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from .base import StructuredLinear\n"
+        "def load():\n    from . import kernels\n    from .formats import lowrank\n"
+    )
     assert imports_in(source, "mbs_layers.registry", "mbs_layers") == {
-        "mbs_layers.kernels", "mbs_layers.formats.lowrank"}
+        "mbs_layers.kernels",
+        "mbs_layers.formats.lowrank",
+    }
 
 
 def test_registry_is_the_bottom():

@@ -1,4 +1,5 @@
 """The registry at the bottom: lazy loading sees every format and backend; names are unique."""
+
 import subprocess
 import sys
 
@@ -11,10 +12,12 @@ from mbs_layers import backends, registry
 
 def test_importing_one_format_module_still_loads_every_backend():
     """The first look-up runs the package's loader, whichever module was imported first."""
-    code = ("from mbs_layers.formats.lowrank import LowRankLinear\n"
-            "layer = LowRankLinear(8, 8, rank=2, backend='triton')\n"
-            "import mbs_layers\n"
-            "assert 'tt' in mbs_layers.FORMATS and layer.backend == 'triton'\n")
+    code = (
+        "from mbs_layers.formats.lowrank import LowRankLinear\n"
+        "layer = LowRankLinear(8, 8, rank=2, backend='triton')\n"
+        "import mbs_layers\n"
+        "assert 'tt' in mbs_layers.FORMATS and layer.backend == 'triton'\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -1,5 +1,6 @@
 """``replace_linears`` on real models: the packaged MiniLM (mbs_layers' own BERT loader) and a
 small GPT-2 built from a transformers config (its ``Conv1D`` layers store W transposed)."""
+
 import copy
 
 import pytest
@@ -42,8 +43,9 @@ def test_minilm_high_budget_keeps_the_embeddings(minilm):
     with torch.no_grad():
         before = model(*batch)
         linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and FIRST_BLOCK in n]
-        swapped = mbs.replace_linears(copy.deepcopy(model), "unstructured", budget=0.95,
-                                      include=lambda qual, m: FIRST_BLOCK in qual)
+        swapped = mbs.replace_linears(
+            copy.deepcopy(model), "unstructured", budget=0.95, include=lambda qual, m: FIRST_BLOCK in qual
+        )
         after = swapped(*batch)
     assert set(structured_layers(swapped)) == set(linears)  # every linear swapped, names kept
     assert len(linears) == 6  # query, key, value, attention output, intermediate, output
@@ -54,8 +56,12 @@ def test_minilm_high_budget_keeps_the_embeddings(minilm):
 def test_minilm_low_budget_counts_as_asked(minilm):
     model, _ = minilm
     dense = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
-    swapped = mbs.replace_linears(copy.deepcopy(model), "lowrank", budget=0.25,
-                                  include=lambda qual, m: FIRST_BLOCK in qual and "attention" in qual)
+    swapped = mbs.replace_linears(
+        copy.deepcopy(model),
+        "lowrank",
+        budget=0.25,
+        include=lambda qual, m: FIRST_BLOCK in qual and "attention" in qual,
+    )
     assert len(structured_layers(swapped)) == 4 and all("attention" in q for q in structured_layers(swapped))
     assert_budget_kept(swapped, "lowrank", 0.25)
     kept = sum(m.weight.numel() for m in swapped.modules() if isinstance(m, nn.Linear))
@@ -77,16 +83,16 @@ def test_gpt2_full_rank_reproduces_the_logits(gpt2):
     conv = [n for n, m in gpt2.transformer.named_modules() if type(m).__name__ == "Conv1D"]
     with torch.no_grad():
         before = gpt2(ids).logits
-        swapped = mbs.replace_linears(copy.deepcopy(gpt2), "lowrank", rank=64,
-                                      include=lambda qual, m: qual != "lm_head")
+        swapped = mbs.replace_linears(
+            copy.deepcopy(gpt2), "lowrank", rank=64, include=lambda qual, m: qual != "lm_head"
+        )
         after = swapped(ids).logits
     assert {q.removeprefix("transformer.") for q in structured_layers(swapped)} == set(conv)
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
 
 
 def test_gpt2_budget_counts_as_asked(gpt2):
-    swapped = mbs.replace_linears(copy.deepcopy(gpt2), "monarch", budget=0.5,
-                                  include=lambda qual, m: qual != "lm_head")
+    swapped = mbs.replace_linears(copy.deepcopy(gpt2), "monarch", budget=0.5, include=lambda qual, m: qual != "lm_head")
     assert_budget_kept(swapped, "monarch", 0.5)
     with torch.no_grad():
         logits = swapped(torch.zeros(1, 4, dtype=torch.long)).logits

@@ -1,5 +1,6 @@
 """``sparse_support.random_subset``: k distinct sorted indices, uniformly drawn (what a fresh
 unstructured layer draws its support with)."""
+
 import pytest
 import torch
 

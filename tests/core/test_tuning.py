@@ -1,4 +1,5 @@
 """backend="auto" follows the tuning table built from sweep records (CPU, Triton interpreted)."""
+
 import json
 
 import pytest
@@ -11,9 +12,19 @@ from mbs_layers.commands.tune import build_table
 
 
 def record(fmt, hparams, backend, seconds, tokens=16, device=None, pass_="fwd"):
-    return {"format": fmt, "hparams": hparams, "in_features": 32, "out_features": 32, "tokens": tokens,
-            "dtype": "float32", "backend": backend, "pass": pass_, "median_s": seconds, "status": "ok",
-            "device": device or tuning.device_name(torch.device("cpu"))}
+    return {
+        "format": fmt,
+        "hparams": hparams,
+        "in_features": 32,
+        "out_features": 32,
+        "tokens": tokens,
+        "dtype": "float32",
+        "backend": backend,
+        "pass": pass_,
+        "median_s": seconds,
+        "status": "ok",
+        "device": device or tuning.device_name(torch.device("cpu")),
+    }
 
 
 @pytest.fixture
@@ -27,13 +38,16 @@ def table_file(tmp_path, monkeypatch):
 
 def test_table_picks_fastest_backend_and_merged_dense():
     lr = {"rank": 4}
-    table = build_table([
-        record("lowrank", lr, "torch", 3.0), record("lowrank", lr, "triton", 2.0),
-        record("lowrank", lr, "triton", 9.0, pass_="fwd_bwd"),       # backward timings do not count
-        record("dense", {}, "torch", 2.5),
-        record("monarch", {"nblocks": 4}, "triton", 4.0, tokens=40),  # bucket 64, slower than dense
-        record("dense", {}, "torch", 1.0, tokens=64),
-    ])
+    table = build_table(
+        [
+            record("lowrank", lr, "torch", 3.0),
+            record("lowrank", lr, "triton", 2.0),
+            record("lowrank", lr, "triton", 9.0, pass_="fwd_bwd"),  # backward timings do not count
+            record("dense", {}, "torch", 2.5),
+            record("monarch", {"nblocks": 4}, "triton", 4.0, tokens=40),  # bucket 64, slower than dense
+            record("dense", {}, "torch", 1.0, tokens=64),
+        ]
+    )
     cpu = tuning.device_name(torch.device("cpu"))
     assert table[tuning.table_key(cpu, "lowrank", lr, 32, 32, "float32", 16)] == "triton"
     assert table[tuning.table_key(cpu, "monarch", {"nblocks": 4}, 32, 32, "float32", 50)] == tuning.MERGED
@@ -54,8 +68,9 @@ def test_auto_follows_the_table(table_file):
 
 def test_merged_dense_weight_only_without_autograd(table_file):
     layer = mbs.build("monarch", 32, 32, nblocks=4, dtype=torch.float64)
-    tuning.save_table(build_table([record("monarch", {"nblocks": 4}, "torch", 2.0),
-                                          record("dense", {}, "torch", 1.0)]), table_file)
+    tuning.save_table(
+        build_table([record("monarch", {"nblocks": 4}, "torch", 2.0), record("dense", {}, "torch", 1.0)]), table_file
+    )
     tuning.save_table({k.replace("float32", "float64"): v for k, v in tuning.load_table().items()}, table_file)
     x = torch.randn(16, 32, dtype=torch.float64)
     y = layer(x)
@@ -70,8 +85,12 @@ def test_merged_dense_weight_only_without_autograd(table_file):
 
 def test_tune_command_writes_the_table(tmp_path, table_file, capsys):
     store = tmp_path / "kernels.jsonl"
-    store.write_text("\n".join(json.dumps(r) for r in [
-        record("lowrank", {"rank": 4}, "torch", 3.0), record("lowrank", {"rank": 4}, "triton", 2.0)]))
+    store.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [record("lowrank", {"rank": 4}, "torch", 3.0), record("lowrank", {"rank": 4}, "triton", 2.0)]
+        )
+    )
     assert main(["tune", str(store)]) == 0
     assert list(json.loads(table_file.read_text()).values()) == ["triton"]
     assert "1 points" in capsys.readouterr().out

@@ -1,4 +1,5 @@
 """ARMOR: the block-coordinate descent never raises the proxy loss and ends ≤ 2:4 pruning's."""
+
 from itertools import pairwise
 
 import pytest
@@ -26,8 +27,8 @@ def test_loss_never_increases_and_beats_magnitude_pruning(rng, with_x, out_f, in
     fit = fit_armor(w, block, h, sweeps=6)
     assert all(b <= a for a, b in pairwise(fit.losses))
     magnitude = proxy_loss(w, w * keep_2_of_4(w.abs()), h)
-    assert fit.losses[0] <= magnitude * (1 + 1e-12)   # the start: 2:4 pruning optimal for the proxy
-    assert fit.losses[-1] < 0.95 * magnitude          # the wrappers and core updates help
+    assert fit.losses[0] <= magnitude * (1 + 1e-12)  # the start: 2:4 pruning optimal for the proxy
+    assert fit.losses[-1] < 0.95 * magnitude  # the wrappers and core updates help
     approx = torch.block_diag(*fit.A) @ fit.C @ torch.block_diag(*fit.B)
     assert proxy_loss(w, approx, h) == pytest.approx(fit.losses[-1], rel=1e-9)
     assert keep_2_of_4(fit.C.abs()).sum() == fit.C.numel() // 2 and (fit.C[~fit.mask] == 0).all()
@@ -60,12 +61,15 @@ def test_fresh_layer_is_a_2_of_4_matrix_in_identity_wrappers():
     torch.testing.assert_close(w, layer.stages[1].dense_weight().detach())
 
 
-@pytest.mark.parametrize("in_f,out_f,hp,message", [
-    (64, 48, {"block": 32}, "block=32 must divide out_features=48"),
-    (48, 64, {}, "block=32 must divide in_features=48"),
-    (30, 30, {"block": 2}, "in_features=30 must be divisible by 4"),
-    (32, 32, {"block": 0}, "block=0 is out of range"),
-])
+@pytest.mark.parametrize(
+    "in_f,out_f,hp,message",
+    [
+        (64, 48, {"block": 32}, "block=32 must divide out_features=48"),
+        (48, 64, {}, "block=32 must divide in_features=48"),
+        (30, 30, {"block": 2}, "in_features=30 must be divisible by 4"),
+        (32, 32, {"block": 0}, "block=0 is out of range"),
+    ],
+)
 def test_bad_hparams_raise_named_errors(in_f, out_f, hp, message):
     with pytest.raises(ValueError, match=message):
         mbs.build("armor", in_f, out_f, **hp)

@@ -1,4 +1,5 @@
 """BLAST format: structure, counts, optimal projections, named errors."""
+
 import pytest
 import torch
 from projection_helpers import check_hparam_grid_is_valid, check_param_count_is_numel_of_stored_weights, tail
@@ -23,7 +24,7 @@ def test_blast_blocks_are_shared_bases_times_diagonal():
     layer = mbs.build("blast", 48, 96, nblocks=4, rank=5, dtype=f64)
     w = layer.dense_weight()
     i, j = 3, 1
-    block = w[i * 24:(i + 1) * 24, j * 12:(j + 1) * 12]
+    block = w[i * 24 : (i + 1) * 24, j * 12 : (j + 1) * 12]
     torch.testing.assert_close(block, layer.U[i] @ torch.diag(layer.s[i, j]) @ layer.V[j].T)
     assert layer.forward_flops(5) == 2 * 5 * 5 * (48 + 96 + 16)
 
@@ -65,11 +66,14 @@ def test_hparam_grid_is_valid_for_awkward_shapes(name, in_f, out_f):
     check_hparam_grid_is_valid(name, in_f, out_f)
 
 
-@pytest.mark.parametrize("name,hp,named", [
-    ("blast", {"nblocks": 5, "rank": 2}, "nblocks"),
-    ("blast", {"nblocks": 4, "rank": 33}, "rank"),
-    ("blast", {"rank": 4}, "nblocks"),
-])
+@pytest.mark.parametrize(
+    "name,hp,named",
+    [
+        ("blast", {"nblocks": 5, "rank": 2}, "nblocks"),
+        ("blast", {"nblocks": 4, "rank": 33}, "rank"),
+        ("blast", {"rank": 4}, "nblocks"),
+    ],
+)
 def test_bad_hparams_raise_valueerror_naming_them(name, hp, named):
     with pytest.raises(ValueError, match=named):
         mbs.build(name, 32, 32, **hp)

@@ -1,4 +1,5 @@
 """Block sparsity (blocksparse): optimal projection, counts, BSR storage, budget grid, named errors."""
+
 import pytest
 import torch
 from sparse_helpers import check_reference_runs_in, dropped_norm
@@ -25,11 +26,16 @@ def test_blocksparse_storage_is_bsr_values_and_int32_indices():
     assert layer.forward_flops(5) == 2 * 5 * 8 * 64
 
 
-@pytest.mark.parametrize("hp,name", [({"block": 5, "density": 0.5}, "block=5"),
-                                     ({"block": 0, "density": 0.5}, "block"),
-                                     ({"density": 0.5}, "block"),
-                                     ({"block": 4, "density": 0.0}, "density"),
-                                     ({"block": 4}, "density")])
+@pytest.mark.parametrize(
+    "hp,name",
+    [
+        ({"block": 5, "density": 0.5}, "block=5"),
+        ({"block": 0, "density": 0.5}, "block"),
+        ({"density": 0.5}, "block"),
+        ({"block": 4, "density": 0.0}, "density"),
+        ({"block": 4}, "density"),
+    ],
+)
 def test_blocksparse_bad_hparams_raise_named_error(hp, name):
     with pytest.raises(ValueError, match=name):
         mbs.build("blocksparse", 16, 8, **hp)

@@ -1,4 +1,5 @@
 """Calibration-aware projection: the ``X=`` API, its validation, and optimality of the methods."""
+
 import pytest
 import torch
 
@@ -23,13 +24,16 @@ def proxy_error(w, w_hat, X):
 
 
 # ----- the API --------------------------------------------------------------------------
-@pytest.mark.parametrize("bad,message", [
-    (torch.randn(10), "X must be a 2-D"),
-    (torch.randn(10, 7), r"in_features=8"),
-    (torch.ones(10, 8, dtype=torch.int64), "X must be a floating"),
-    (torch.full((10, 8), float("nan")), "X must be finite"),
-    ([[1.0] * 8], "X must be a 2-D"),
-])
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        (torch.randn(10), "X must be a 2-D"),
+        (torch.randn(10, 7), r"in_features=8"),
+        (torch.ones(10, 8, dtype=torch.int64), "X must be a floating"),
+        (torch.full((10, 8), float("nan")), "X must be finite"),
+        ([[1.0] * 8], "X must be a 2-D"),
+    ],
+)
 def test_bad_activations_raise_named_error(bad, message):
     with pytest.raises(ValueError, match=message):
         mbs.approximate("lowrank", torch.randn(6, 8), X=bad, rank=2)
@@ -98,12 +102,14 @@ def dropped_scores(w, X, groups):
     return sum(s.sort().values[:drop].sum().item() for s, drop in groups(w.pow(2) * hessian_diag(X)))
 
 
-@pytest.mark.parametrize("name,hp,groups", [
-    ("unstructured", {"density": 0.3}, lambda s: [(s.flatten(), s.numel() - round(0.3 * s.numel()))]),
-    ("semi24", {}, lambda s: [(g, 2) for g in s.reshape(-1, 4)]),
-    ("blocksparse", {"block": 4, "density": 0.5},
-     lambda s: [(s.reshape(6, 4, 8, 4).sum((1, 3)).flatten(), 24)]),
-])
+@pytest.mark.parametrize(
+    "name,hp,groups",
+    [
+        ("unstructured", {"density": 0.3}, lambda s: [(s.flatten(), s.numel() - round(0.3 * s.numel()))]),
+        ("semi24", {}, lambda s: [(g, 2) for g in s.reshape(-1, 4)]),
+        ("blocksparse", {"block": 4, "density": 0.5}, lambda s: [(s.reshape(6, 4, 8, 4).sum((1, 3)).flatten(), 24)]),
+    ],
+)
 def test_weighted_magnitude_is_optimal_for_the_diagonal_proxy(name, hp, groups, rng):
     w, X = torch.randn(24, 32, generator=rng, dtype=torch.float64), correlated(100, 32, rng)
     aware = mbs.approximate(name, w, X=X, **hp).dense_weight()

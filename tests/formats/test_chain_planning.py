@@ -1,4 +1,5 @@
 """Contraction planning of the tt / kronecker chains, and their budget choices (issue 16)."""
+
 import math
 import random
 
@@ -13,6 +14,7 @@ from mbs_layers.formats.tt import chain_network, chain_schedule
 
 def brute_force(operands, sizes, output, limit):
     """Fewest FLOPs over every binary contraction tree whose intermediates fit ``limit`` (None: none)."""
+
     def kept(group):
         inside = set().union(*(operands[i] for i in group))
         outside = set(output).union(*(operands[i] for i in range(len(operands)) if i not in group))
@@ -77,7 +79,7 @@ def test_kronecker_unit_factor_only_when_nothing_else_fits():
 def test_budget_never_costs_more_flops_than_dense_unless_asked(name, frac):
     cls, n = mbs.FORMATS[name], 1296
     hp = cls.hparams_for_budget(n, n, int(frac * n * n))
-    assert cls.hparam_flops(n, n, n, **hp) <= 2 * n ** 3
+    assert cls.hparam_flops(n, n, n, **hp) <= 2 * n**3
     hp_more = cls.hparams_for_budget(n, n, int(frac * n * n), allow_more_flops=True)
     assert cls.count_params(n, n, **hp_more) >= cls.count_params(n, n, **hp)
 
@@ -98,8 +100,18 @@ def test_degenerate_kronecker_forward_needs_no_tokens_x_in_x_out_intermediate():
 @pytest.mark.parametrize("backend", ["torch"])
 def test_chunked_forward_equals_dense_and_counts_its_flops(backend):
     """A TT whose cheapest order needs more than x + y + cores runs in token chunks, same result."""
-    layer = mbs.build("tt", 64, 64, cores=2, rank=3, out_factors=(8, 8), in_factors=(8, 8),
-                      bias=False, dtype=torch.float64, backend=backend)
+    layer = mbs.build(
+        "tt",
+        64,
+        64,
+        cores=2,
+        rank=3,
+        out_factors=(8, 8),
+        in_factors=(8, 8),
+        bias=False,
+        dtype=torch.float64,
+        backend=backend,
+    )
     x = torch.randn(50, 64, dtype=torch.float64)
     chunk, *_ = chain_schedule((8, 8), (8, 8), (3,), 50)
     assert chunk < 50

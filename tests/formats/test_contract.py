@@ -1,4 +1,5 @@
 """The layer contract (docs/library.md), checked generically for every registered format (CPU, float64)."""
+
 from pathlib import Path
 
 import pytest
@@ -73,8 +74,12 @@ def test_budget_search_is_largest_fitting(name, in_f, out_f):
     tokens = max(in_f, out_f)
     assert cls.hparam_flops(in_f, out_f, tokens, **hp) <= 2 * tokens * in_f * out_f
     key = lambda g: (cls.budget_preference(in_f, out_f, g), cls.count_params(in_f, out_f, **g))
-    rivals = [g for g in cls.hparam_grid(in_f, out_f) if cls.count_params(in_f, out_f, **g) <= budget
-              and cls.hparam_flops(in_f, out_f, tokens, **g) <= 2 * tokens * in_f * out_f]
+    rivals = [
+        g
+        for g in cls.hparam_grid(in_f, out_f)
+        if cls.count_params(in_f, out_f, **g) <= budget
+        and cls.hparam_flops(in_f, out_f, tokens, **g) <= 2 * tokens * in_f * out_f
+    ]
     if name != "blocksparse":  # blocksparse searches tile counts beyond its grid (see its docstring)
         assert key(hp) >= max(key(g) for g in rivals)
     else:
@@ -134,8 +139,12 @@ def test_projection_keeps_dtype_and_is_no_worse_than_zero(name):
 
 # ----- bad input ------------------------------------------------------------------------
 any_value = st.one_of(
-    st.integers(-3, 130), st.floats(-0.5, 1.5), st.just(float("nan")), st.none(),
-    st.tuples(st.integers(0, 12), st.integers(0, 12)), st.text(max_size=3),
+    st.integers(-3, 130),
+    st.floats(-0.5, 1.5),
+    st.just(float("nan")),
+    st.none(),
+    st.tuples(st.integers(0, 12), st.integers(0, 12)),
+    st.text(max_size=3),
 )
 
 
@@ -146,8 +155,7 @@ def test_every_hparam_combination_builds_or_raises_named_valueerror(name, data):
     cls = mbs.FORMATS[name]
     in_f = data.draw(st.integers(-1, 72), label="in_features")
     out_f = data.draw(st.integers(-1, 72), label="out_features")
-    hp = {k: data.draw(any_value, label=k) for k in cls.hparam_names
-          if data.draw(st.booleans(), label=f"pass {k}")}
+    hp = {k: data.draw(any_value, label=k) for k in cls.hparam_names if data.draw(st.booleans(), label=f"pass {k}")}
     try:
         layer = cls(in_f, out_f, dtype=torch.float64, backend="torch", **hp)
     except ValueError as err:

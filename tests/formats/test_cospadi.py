@@ -1,4 +1,5 @@
 """CoSpaDi: sparse-dictionary fit by calibration-guided K-SVD."""
+
 import pytest
 import torch
 
@@ -21,8 +22,10 @@ def test_beats_lowrank_at_equal_params_on_a_union_of_subspaces(rng):
     budget = mbs.FORMATS["lowrank"].hparams_for_budget(128, 256, cospadi.param_count())
     lowrank = mbs.approximate("lowrank", w, **budget)
     assert lowrank.param_count() <= cospadi.param_count()
-    err = {name: ((w - layer.dense_weight()).norm() / w.norm()).item()
-           for name, layer in (("cospadi", cospadi), ("lowrank", lowrank))}
+    err = {
+        name: ((w - layer.dense_weight()).norm() / w.norm()).item()
+        for name, layer in (("cospadi", cospadi), ("lowrank", lowrank))
+    }
     assert err["cospadi"] < 0.5 * err["lowrank"], err
 
 
@@ -66,11 +69,14 @@ def test_counts_are_exact():
     assert mbs.build("cospadi", 64, 48, atoms=12).hparams["sparsity"] == 3  # atoms // 4
 
 
-@pytest.mark.parametrize("hp,message", [
-    ({"atoms": 8, "sparsity": 9}, "sparsity=9 is out of range"),
-    ({"atoms": 49}, "atoms=49 is out of range"),
-    ({"sparsity": 2}, "atoms is required"),
-])
+@pytest.mark.parametrize(
+    "hp,message",
+    [
+        ({"atoms": 8, "sparsity": 9}, "sparsity=9 is out of range"),
+        ({"atoms": 49}, "atoms=49 is out of range"),
+        ({"sparsity": 2}, "atoms is required"),
+    ],
+)
 def test_bad_hparams_raise_named_errors(hp, message):
     with pytest.raises(ValueError, match=message):
         mbs.build("cospadi", 64, 48, **hp)
@@ -120,5 +126,5 @@ def test_refit_codes_are_the_least_squares_codes_on_the_support(rng):
     coef = refit_codes(D, Y, index)
     assert coef.dtype == torch.float64
     for col in range(Y.shape[1]):
-        ref = torch.linalg.lstsq(D[:, index[:, col]], Y[:, col:col + 1]).solution[:, 0]
+        ref = torch.linalg.lstsq(D[:, index[:, col]], Y[:, col : col + 1]).solution[:, 0]
         torch.testing.assert_close(coef[:, col], ref)

@@ -1,4 +1,5 @@
 """DSFormer: W ≈ D S (S 2:4); the alternating fit never raises its objective and uses X."""
+
 from itertools import pairwise
 
 import pytest
@@ -38,11 +39,14 @@ def test_counts_are_exact():
     assert layer.forward_flops(3) == 2 * 3 * stored
 
 
-@pytest.mark.parametrize("in_f,out_f,hp,message", [
-    (30, 32, {"rank": 4}, "in_features=30 must be divisible by 4"),
-    (32, 16, {"rank": 17}, "rank=17 is out of range"),
-    (32, 16, {}, "rank is required"),
-])
+@pytest.mark.parametrize(
+    "in_f,out_f,hp,message",
+    [
+        (30, 32, {"rank": 4}, "in_features=30 must be divisible by 4"),
+        (32, 16, {"rank": 17}, "rank=17 is out of range"),
+        (32, 16, {}, "rank is required"),
+    ],
+)
 def test_bad_hparams_raise_named_errors(in_f, out_f, hp, message):
     with pytest.raises(ValueError, match=message):
         mbs.build("dsformer", in_f, out_f, **hp)

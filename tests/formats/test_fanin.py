@@ -1,4 +1,5 @@
 """Constant fan-in sparsity (``fanin``): equal row lengths, optimal projections, counts, errors."""
+
 import pytest
 import torch
 
@@ -34,10 +35,15 @@ def test_counts_storage_flops_and_budget():
     assert mbs.FORMATS["fanin"].hparams_for_budget(30, 6, 29) == {"fan_in": 4}
 
 
-@pytest.mark.parametrize("fan_in,message", [
-    (None, "fan_in is required"), (0, "fan_in=0 is out of range"), (31, "fan_in <= 30"),
-    (2.0, "fan_in must be an integer"),
-])
+@pytest.mark.parametrize(
+    "fan_in,message",
+    [
+        (None, "fan_in is required"),
+        (0, "fan_in=0 is out of range"),
+        (31, "fan_in <= 30"),
+        (2.0, "fan_in must be an integer"),
+    ],
+)
 def test_bad_fan_in_raises_named_error(fan_in, message):
     with pytest.raises(ValueError, match=message):
         mbs.build("fanin", 30, 6, **({} if fan_in is None else {"fan_in": fan_in}))

@@ -1,4 +1,5 @@
 """Kronecker format: structure, counts, optimal projections, named errors."""
+
 import pytest
 import torch
 from projection_helpers import (
@@ -49,10 +50,13 @@ def test_hparam_grid_is_valid_for_awkward_shapes(name, in_f, out_f):
     check_hparam_grid_is_valid(name, in_f, out_f)
 
 
-@pytest.mark.parametrize("name,hp,named", [
-    ("kronecker", {"out_factors": (4, 4)}, "out_factors"),
-    ("kronecker", {"in_factors": (2, 4, 4)}, "in_factors"),
-])
+@pytest.mark.parametrize(
+    "name,hp,named",
+    [
+        ("kronecker", {"out_factors": (4, 4)}, "out_factors"),
+        ("kronecker", {"in_factors": (2, 4, 4)}, "in_factors"),
+    ],
+)
 def test_bad_hparams_raise_valueerror_naming_them(name, hp, named):
     with pytest.raises(ValueError, match=named):
         mbs.build(name, 32, 32, **hp)

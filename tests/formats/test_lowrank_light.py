@@ -1,4 +1,5 @@
 """Low-Rank Light: counts, storage, projection optimality, named errors."""
+
 import pytest
 import torch
 from projection_helpers import rel_err
@@ -27,8 +28,9 @@ def test_lowrank_light_params_formula():
 def test_lowrank_light_projection_equals_svd_with_well_conditioned_leading_block(rng):
     m, n, r = 30, 50, 6
     # Right singular vectors near the identity make the r x r leading block well-conditioned.
-    q = torch.linalg.qr(torch.eye(n, dtype=torch.float64) + 0.2 * torch.randn(n, n, generator=rng,
-                                                                              dtype=torch.float64))[0]
+    q = torch.linalg.qr(
+        torch.eye(n, dtype=torch.float64) + 0.2 * torch.randn(n, n, generator=rng, dtype=torch.float64)
+    )[0]
     p = torch.linalg.qr(torch.randn(m, m, generator=rng, dtype=torch.float64))[0]
     s = torch.linspace(10, 1, m, dtype=torch.float64)
     w = p * s @ q[:, :m].T
@@ -65,12 +67,15 @@ def test_lowrank_light_at_least_as_good_as_lowrank_at_equal_params(rng, size, fr
         assert err_light < err_low
 
 
-@pytest.mark.parametrize("name,hp,param", [
-    ("lowrank_light", {"rank": 0}, "rank"),
-    ("lowrank_light", {"rank": 21}, "rank"),
-    ("lowrank_light", {}, "rank"),
-    ("lowrank_light", {"rank": 2.5}, "rank"),
-])
+@pytest.mark.parametrize(
+    "name,hp,param",
+    [
+        ("lowrank_light", {"rank": 0}, "rank"),
+        ("lowrank_light", {"rank": 21}, "rank"),
+        ("lowrank_light", {}, "rank"),
+        ("lowrank_light", {"rank": 2.5}, "rank"),
+    ],
+)
 def test_bad_hparams_raise_named_valueerror(name, hp, param):
     with pytest.raises(ValueError, match=param):
         mbs.build(name, 30, 20, **hp)

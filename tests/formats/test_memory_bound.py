@@ -16,6 +16,7 @@ Runs on the meta device (nothing is computed or allocated). A call that cannot r
 (sparse kernels, data-dependent iterative solvers, lstsq) is measured on real CPU tensors at
 ``CPU_SHAPE`` instead, so every format is still checked.
 """
+
 import pytest
 import torch
 from live_bytes import LiveBytes
@@ -35,8 +36,9 @@ def peak_ratios(name: str, n: int, frac: float, device: str) -> dict[str, float]
         hp = mbs.FORMATS[name].hparams_for_budget(n, n, max(1, int(frac * n * n)))
     except ValueError:
         return None
-    make = (lambda *shape: torch.randn(*shape)) if device == "cpu" else \
-        (lambda *shape: torch.empty(*shape, device="meta"))
+    make = (
+        (lambda *shape: torch.randn(*shape)) if device == "cpu" else (lambda *shape: torch.empty(*shape, device="meta"))
+    )
     tokens = n if device == "meta" else 32
     ratios = {}
     with torch.no_grad():

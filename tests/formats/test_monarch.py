@@ -1,4 +1,5 @@
 """Monarch beyond the generic contract: storage, block ranks, optimal projections, Monarch = BTT."""
+
 import pytest
 import torch
 from projection_helpers import (
@@ -50,8 +51,12 @@ def test_square_monarch_with_sqrt_blocks_is_btt_rank_one(rng):
         btt.L.copy_(monarch.w2.unsqueeze(3))
     torch.testing.assert_close(btt.dense_weight(), monarch.dense_weight(), rtol=0, atol=1e-14)
     w = torch.randn(n, n, generator=rng, dtype=torch.float64)
-    torch.testing.assert_close(mbs.approximate("btt", w, rank=1).dense_weight(),
-                               mbs.approximate("monarch", w, nblocks=k).dense_weight(), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(
+        mbs.approximate("btt", w, rank=1).dense_weight(),
+        mbs.approximate("monarch", w, nblocks=k).dense_weight(),
+        rtol=1e-9,
+        atol=1e-9,
+    )
 
 
 def test_monarch_with_regular_ranks_projects_like_btt(rng):
@@ -64,10 +69,13 @@ def test_monarch_with_regular_ranks_projects_like_btt(rng):
     torch.testing.assert_close(monarch.dense_weight(), btt.dense_weight(), rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("name,in_f,out_f,hp,named", [
-    ("monarch", 24, 36, {"nblocks": 9}, "nblocks=9 must divide in_features"),
-    ("monarch", 24, 36, {"nblocks": 0}, "nblocks"),
-])
+@pytest.mark.parametrize(
+    "name,in_f,out_f,hp,named",
+    [
+        ("monarch", 24, 36, {"nblocks": 9}, "nblocks=9 must divide in_features"),
+        ("monarch", 24, 36, {"nblocks": 0}, "nblocks"),
+    ],
+)
 def test_bad_hparams_raise_named_valueerror(name, in_f, out_f, hp, named):
     with pytest.raises(ValueError, match=named):
         mbs.build(name, in_f, out_f, **hp)

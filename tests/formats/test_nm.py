@@ -1,4 +1,5 @@
 """General N:M sparsity (``nm``): exact patterns, optimal projections, counts and named errors."""
+
 import math
 
 import pytest
@@ -62,15 +63,18 @@ def test_budget_picks_the_largest_fitting_ratio():
     assert mbs.FORMATS["nm"].hparams_for_budget(12, 4, 40) == {"n": 3, "m": 4}  # 12 is not a multiple of 8
 
 
-@pytest.mark.parametrize("hp,message", [
-    ({"n": 1, "m": 3}, r"m=3 is not supported: allowed \[2, 4, 8, 16\]"),
-    ({"n": 4, "m": 4}, r"n=4 is out of range: allowed 1 <= n <= 3"),
-    ({"n": 0, "m": 8}, "n=0 is out of range"),
-    ({"n": 1.5, "m": 8}, "n must be an integer"),
-    ({"m": 8}, "n and m are required"),
-    ({"n": 1, "m": 32}, "m=32 is not supported"),
-    ({"n": 1, "m": 16, "in_f": 24}, "in_features=24 must be divisible by 16"),
-])
+@pytest.mark.parametrize(
+    "hp,message",
+    [
+        ({"n": 1, "m": 3}, r"m=3 is not supported: allowed \[2, 4, 8, 16\]"),
+        ({"n": 4, "m": 4}, r"n=4 is out of range: allowed 1 <= n <= 3"),
+        ({"n": 0, "m": 8}, "n=0 is out of range"),
+        ({"n": 1.5, "m": 8}, "n must be an integer"),
+        ({"m": 8}, "n and m are required"),
+        ({"n": 1, "m": 32}, "m=32 is not supported"),
+        ({"n": 1, "m": 16, "in_f": 24}, "in_features=24 must be divisible by 16"),
+    ],
+)
 def test_bad_hyper_parameters_raise_named_error(hp, message):
     in_f = hp.pop("in_f", 32)
     with pytest.raises(ValueError, match=message):

@@ -1,4 +1,5 @@
 """replace_linears leaves tied weights and the output head alone and keeps the model within budget."""
+
 import pytest
 import torch
 from torch import nn

@@ -1,4 +1,5 @@
 """2:4 sparsity (semi24): optimal projection, counts, storage and FLOP formulas, named errors."""
+
 import pytest
 import torch
 from sparse_helpers import check_reference_runs_in, dropped_norm

@@ -1,4 +1,5 @@
 """SLTrain (low rank + fixed sparse support): counts, storage, projection optimality, named errors."""
+
 import pytest
 import torch
 from projection_helpers import rel_err
@@ -58,14 +59,17 @@ def test_sltrain_projection_recovers_a_denser_matrix_in_the_format():
     assert rel_err(mbs.approximate("sltrain", w, rank=6, density=0.3, seed=7), w) < 1e-9
 
 
-@pytest.mark.parametrize("name,hp,param", [
-    ("sltrain", {"rank": 21, "density": 0.1}, "rank"),
-    ("sltrain", {"rank": 2, "density": 0.0}, "density"),
-    ("sltrain", {"rank": 2, "density": 1.5}, "density"),
-    ("sltrain", {"rank": 2, "density": 1e-4}, "density"),  # rounds to no nonzero
-    ("sltrain", {"rank": 2, "density": 0.1, "seed": -1}, "seed"),
-    ("sltrain", {"density": 0.1}, "rank"),
-])
+@pytest.mark.parametrize(
+    "name,hp,param",
+    [
+        ("sltrain", {"rank": 21, "density": 0.1}, "rank"),
+        ("sltrain", {"rank": 2, "density": 0.0}, "density"),
+        ("sltrain", {"rank": 2, "density": 1.5}, "density"),
+        ("sltrain", {"rank": 2, "density": 1e-4}, "density"),  # rounds to no nonzero
+        ("sltrain", {"rank": 2, "density": 0.1, "seed": -1}, "seed"),
+        ("sltrain", {"density": 0.1}, "rank"),
+    ],
+)
 def test_bad_hparams_raise_named_valueerror(name, hp, param):
     with pytest.raises(ValueError, match=param):
         mbs.build(name, 30, 20, **hp)

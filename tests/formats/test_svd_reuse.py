@@ -1,4 +1,5 @@
 """One SVD of a matrix serves every rank and every SVD-based format (lowrank.full_svd)."""
+
 import torch
 
 import mbs_layers as mbs
@@ -19,7 +20,10 @@ def test_reuse_gives_the_same_projections_as_fresh_svds(monkeypatch):
     for entries in (0, 2):
         monkeypatch.setattr(lowrank, "SVD_CACHE_ENTRIES", entries)
         lowrank._svd_cache.clear()
-        fits[entries] = [mbs.approximate(name, w, rank=r, bias=None).dense_weight()
-                         for name in ("lowrank", "lowrank_light", "sltrain") for r in (3, 9)]
+        fits[entries] = [
+            mbs.approximate(name, w, rank=r, bias=None).dense_weight()
+            for name in ("lowrank", "lowrank_light", "sltrain")
+            for r in (3, 9)
+        ]
     for fresh, reused in zip(fits[0], fits[2]):
         assert torch.equal(fresh, reused)

@@ -1,4 +1,5 @@
 """Tensor-train format: structure, counts, optimal projections, named errors."""
+
 import math
 
 import pytest
@@ -48,8 +49,7 @@ def test_tt_svd_meets_the_oseledets_bound(rng):
     w = torch.randn(24, 12, generator=rng, dtype=f64)
     layer = mbs.approximate("tt", w, cores=3, rank=3, out_factors=out_f, in_factors=in_f)
     t = w.reshape(*out_f, *in_f).permute(0, 3, 1, 4, 2, 5)  # (m1, n1, m2, n2, m3, n3)
-    bound = sum(tail(torch.linalg.svdvals(t.reshape(math.prod(t.shape[:2 * k]), -1)), 3) ** 2
-                for k in (1, 2))
+    bound = sum(tail(torch.linalg.svdvals(t.reshape(math.prod(t.shape[: 2 * k]), -1)), 3) ** 2 for k in (1, 2))
     assert torch.linalg.norm(layer.dense_weight() - w) ** 2 <= bound * (1 + 1e-12)
 
 
@@ -68,8 +68,9 @@ def test_tt_dense_weight_matches_explicit_core_contraction():
     torch.testing.assert_close(layer.dense_weight(), w)
 
 
-@pytest.mark.parametrize("n,parts,expected", [(48, 3, (4, 4, 3)), (37, 3, (37, 1, 1)), (1, 2, (1, 1)),
-                                              (1024, 4, (4, 4, 8, 8)[::-1])])
+@pytest.mark.parametrize(
+    "n,parts,expected", [(48, 3, (4, 4, 3)), (37, 3, (37, 1, 1)), (1, 2, (1, 1)), (1024, 4, (4, 4, 8, 8)[::-1])]
+)
 def test_balanced_factors(n, parts, expected):
     assert balanced_factors(n, parts) == expected
 
@@ -86,13 +87,16 @@ def test_tt_on_prime_dimensions_is_a_compressing_chain():
     assert mbs.FORMATS["tt"].count_params(37, 53, **hp) > 37 * 53 // 5
 
 
-@pytest.mark.parametrize("name,hp,named", [
-    ("tt", {"cores": 3}, "rank"),
-    ("tt", {"cores": 1, "rank": 2}, "cores"),
-    ("tt", {"cores": 2, "rank": 2, "in_factors": (4, 4, 2)}, "in_factors"),
-    ("tt", {"cores": 2, "rank": 2, "out_factors": (2, 0)}, "out_factors"),
-    ("tt", {"cores": 2, "rank": 65, "out_factors": (8, 4), "in_factors": (8, 4)}, "rank"),
-])
+@pytest.mark.parametrize(
+    "name,hp,named",
+    [
+        ("tt", {"cores": 3}, "rank"),
+        ("tt", {"cores": 1, "rank": 2}, "cores"),
+        ("tt", {"cores": 2, "rank": 2, "in_factors": (4, 4, 2)}, "in_factors"),
+        ("tt", {"cores": 2, "rank": 2, "out_factors": (2, 0)}, "out_factors"),
+        ("tt", {"cores": 2, "rank": 65, "out_factors": (8, 4), "in_factors": (8, 4)}, "rank"),
+    ],
+)
 def test_bad_hparams_raise_valueerror_naming_them(name, hp, named):
     with pytest.raises(ValueError, match=named):
         mbs.build(name, 32, 32, **hp)

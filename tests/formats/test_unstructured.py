@@ -1,5 +1,6 @@
 """Unstructured sparsity: optimal projection, counts, CSR storage, named errors; a fresh layer
 draws its support in O(nnz) memory (no dense out x in score tensor)."""
+
 import pytest
 import torch
 from sparse_helpers import check_reference_runs_in, dropped_norm

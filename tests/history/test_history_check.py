@@ -1,4 +1,5 @@
 """mbs history check: an injected step is found at its commit, flat noise is quiet, exit codes."""
+
 import sys
 
 import pytest
@@ -62,8 +63,10 @@ def test_since_and_last_hide_old_steps(tmp_path, capsys):
 def test_another_gpu_is_never_a_baseline_unless_pooled(tmp_path):
     store = build_history(tmp_path, seed=5)
     # the newest commit ran only on an A100, whose kernels are 30% slower than the H100's
-    slow = [dict(r, median_s=r["median_s"] * 1.3, samples_s=[s * 1.3 for s in r["samples_s"]])
-            for r in run_records(20, device=A100, seed=5)]
+    slow = [
+        dict(r, median_s=r["median_s"] * 1.3, samples_s=[s * 1.3 for s in r["samples_s"]])
+        for r in run_records(20, device=A100, seed=5)
+    ]
     store.add([write_store(tmp_path / "a100.jsonl", slow)], commit=commit(20), date="2026-11-21T00:00:00")
     assert check(store.frame()).empty
     pooled = regressions(check(store.frame(), any_gpu=True))

@@ -1,4 +1,5 @@
 """mbs history add: both result kinds go in, duplicates are no-ops, GPUs stay apart."""
+
 import sqlite3
 
 import pytest
@@ -57,10 +58,13 @@ def test_failed_points_are_not_history(tmp_path):
     assert store.add([write_store(tmp_path / "r.jsonl", records)], commit="c1") == (1, 0)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--commit", " "], "--commit must name the commit"),
-    (["--commit", "c1", "--date", "yesterday"], "--date 'yesterday' is not an ISO 8601 date"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--commit", " "], "--commit must name the commit"),
+        (["--commit", "c1", "--date", "yesterday"], "--date 'yesterday' is not an ISO 8601 date"),
+    ],
+)
 def test_bad_add_input_is_one_error_line(tmp_path, capsys, argv, message):
     results = write_store(tmp_path / "run.jsonl", run_records(0))
     assert cli_main(["history", "add", str(results), "--db", str(tmp_path / "h.db"), *argv]) == 2
@@ -68,8 +72,9 @@ def test_bad_add_input_is_one_error_line(tmp_path, capsys, argv, message):
 
 
 def test_missing_results_and_missing_database_are_errors(tmp_path, capsys):
-    assert cli_main(["history", "add", str(tmp_path / "nope.jsonl"), "--commit", "c", "--db",
-                     str(tmp_path / "h.db")]) == 2
+    assert (
+        cli_main(["history", "add", str(tmp_path / "nope.jsonl"), "--commit", "c", "--db", str(tmp_path / "h.db")]) == 2
+    )
     assert "does not exist" in capsys.readouterr().err
     assert cli_main(["history", "check", "--db", str(tmp_path / "none.db")]) == 2
     assert capsys.readouterr().err.startswith("mbs: error: history database")

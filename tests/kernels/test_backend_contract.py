@@ -9,6 +9,7 @@ named ``ValueError``, and a state dict round-trips into a second layer. Triton r
 ``TRITON_INTERPRET=1`` on CPU (fp32/fp16, small shapes); bfloat16 only on a GPU, since the
 interpreter loads bfloat16 wrongly without an error.
 """
+
 import copy
 
 import pytest
@@ -20,8 +21,10 @@ from mbs_layers.sweep.workload import TOLERANCE
 
 IN, OUT, TOKENS = 64, 96, 5  # a token count that fills no block exactly
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-PAIRS = sorted([(cls.name, "torch") for cls in mbs.FORMATS.values()]
-               + [(cls.name, name) for cls, name in backends.registered_pairs()])
+PAIRS = sorted(
+    [(cls.name, "torch") for cls in mbs.FORMATS.values()]
+    + [(cls.name, name) for cls, name in backends.registered_pairs()]
+)
 DTYPES = [torch.float32, torch.float16, pytest.param(torch.bfloat16, marks=pytest.mark.gpu)]
 
 

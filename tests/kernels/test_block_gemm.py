@@ -4,6 +4,7 @@ reference, and a stage's split-K weight gradient.
 On CPU the kernels run under TRITON_INTERPRET=1 (conftest), so shapes are small; widths, block
 sizes and token counts are deliberately not multiples of the kernels' tiles.
 """
+
 import pytest
 import torch
 from triton_helpers import check_case_matches_reference, check_case_matches_reference_on_gpu, ids

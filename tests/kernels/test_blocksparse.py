@@ -1,4 +1,5 @@
 """The Triton BSR backend of blocksparse against the torch reference (CPU interpreter and GPU)."""
+
 import pytest
 import torch
 from sparse_helpers import CPU_DTYPES, GPU_DTYPES, check_backend_matches_reference

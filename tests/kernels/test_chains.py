@@ -1,4 +1,5 @@
 """DSFormer and ARMOR fast paths (each stage on its format's kernel) against the float64 reference."""
+
 import pytest
 import torch
 from sparse_helpers import CPU_DTYPES, check_backend_matches_reference

@@ -3,6 +3,7 @@
 ``mbs compile-check`` compiles each kernel's first launch at its default config in bf16 for both
 architectures (ptxas from the Triton wheel, no GPU) and the test reads the JSON it writes.
 """
+
 import json
 import os
 import subprocess
@@ -21,16 +22,32 @@ ROOT = Path(mbs_layers.__file__).resolve().parent.parent
 def run_cli(*args, cache, timeout=900):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.update(PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]), MBS_COMPILE_CACHE=str(cache))
-    return subprocess.run([sys.executable, "-m", "mbs_layers", "compile-check", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "mbs_layers", "compile-check", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="session")
 def compiled(tmp_path_factory):
     """The default-config bf16 compile of every kernel, sm80 and sm90, once per test run."""
     out = tmp_path_factory.mktemp("compiled")
-    done = run_cli("--defaults-only", "--dtypes", "bf16", "--launches-per-kernel", "1", "--tokens", "256",
-                   "--out", str(out), cache=out / "cache")
+    done = run_cli(
+        "--defaults-only",
+        "--dtypes",
+        "bf16",
+        "--launches-per-kernel",
+        "1",
+        "--tokens",
+        "256",
+        "--out",
+        str(out),
+        cache=out / "cache",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((out / "kernels-compiled.json").read_text())
 
@@ -67,9 +84,15 @@ def test_results_are_cached_between_runs(compiled, tmp_path):
     assert " (0.0 s)" in second.stderr and " (0.0 s)" not in first.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("--arch", "sm70"), "--arch"), (("--kernels", "_nope"), "--kernels"), (("--dtypes", "int8"), "--dtypes"),
-    (("--shard", "2/2"), "--shard")])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--arch", "sm70"), "--arch"),
+        (("--kernels", "_nope"), "--kernels"),
+        (("--dtypes", "int8"), "--dtypes"),
+        (("--shard", "2/2"), "--shard"),
+    ],
+)
 def test_bad_arguments_are_one_line_errors(args, message, capsys):
     assert cli.main(["compile-check", *args]) == 2
     err = capsys.readouterr().err.strip()

@@ -1,5 +1,6 @@
 """The committed compile table (docs/kernels-compiled.json) covers every Triton kernel, leaves
 every kernel a fitting config on sm80 and sm90, and is what the autotune pruning reads."""
+
 import json
 from pathlib import Path
 
@@ -36,8 +37,16 @@ def test_pruning_reads_the_committed_table(compiled):
 
 def test_unfit_lists_failed_spilling_and_oversized_configs():
     def row(config, **kw):
-        base = {"kernel": "_k", "arch": "sm80", "dtype": "bf16", "config": config, "ok": True, "spills": 0,
-                "shared": 100, "smem_limit": 200}
+        base = {
+            "kernel": "_k",
+            "arch": "sm80",
+            "dtype": "bf16",
+            "config": config,
+            "ok": True,
+            "spills": 0,
+            "shared": 100,
+            "smem_limit": 200,
+        }
         base.update(kw)
         return {**base, "fits": base["ok"] and base["spills"] == 0 and base["shared"] <= base["smem_limit"]}
 

@@ -1,4 +1,5 @@
 """Per-architecture autotune pruning from the compiler's results (``unfit_configs.json``)."""
+
 import json
 
 import pytest
@@ -15,8 +16,18 @@ SMALL = triton.Config({"BT": 32, "BN": 64}, num_warps=4, num_stages=2)
 def table(monkeypatch, tmp_path):
     """A fake compiled-results table: BIG unfit for _k on sm80 at bf16, everything at fp16."""
     path = tmp_path / "unfit.json"
-    path.write_text(json.dumps({"_k": {"sm80": {"bf16": [_tuning.config_label(BIG)],
-                                                "fp16": [_tuning.config_label(BIG), _tuning.config_label(SMALL)]}}}))
+    path.write_text(
+        json.dumps(
+            {
+                "_k": {
+                    "sm80": {
+                        "bf16": [_tuning.config_label(BIG)],
+                        "fp16": [_tuning.config_label(BIG), _tuning.config_label(SMALL)],
+                    }
+                }
+            }
+        )
+    )
     monkeypatch.setattr(_tuning, "UNFIT_PATH", path)
     _tuning.unfit_table.cache_clear()
     yield
@@ -27,9 +38,16 @@ def test_config_label_names_meta_parameters_warps_and_stages():
     assert _tuning.config_label(BIG) == "BN=128,BT=128,w8,s3"
 
 
-@pytest.mark.parametrize(("dtype", "precision", "label"), [
-    (torch.bfloat16, "tf32", "bf16"), (torch.float16, "tf32", "fp16"),
-    (torch.float32, "ieee", "fp32-ieee"), (torch.float32, "tf32", "fp32-tf32"), (torch.float32, None, "fp32")])
+@pytest.mark.parametrize(
+    ("dtype", "precision", "label"),
+    [
+        (torch.bfloat16, "tf32", "bf16"),
+        (torch.float16, "tf32", "fp16"),
+        (torch.float32, "ieee", "fp32-ieee"),
+        (torch.float32, "tf32", "fp32-tf32"),
+        (torch.float32, None, "fp32"),
+    ],
+)
 def test_launch_dtype_labels(dtype, precision, label):
     named = {"n": 3, "X": torch.empty(2, dtype=dtype), "Y": torch.empty(2, dtype=torch.int32)}
     if precision:

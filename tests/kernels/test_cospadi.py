@@ -1,4 +1,5 @@
 """CoSpaDi's Triton gather kernel (after the dense GEMM to the atoms) against the float64 reference."""
+
 import pytest
 import torch
 from sparse_helpers import CPU_DTYPES, check_backend_matches_reference
@@ -7,7 +8,7 @@ import mbs_layers as mbs
 
 CASES = [  # (in, out, atoms, sparsity, tokens): odd sizes, tiles with masked rows and columns
     (40, 70, 20, 5, 37),
-    (32, 16, 16, 16, 3),   # every atom used by every output
+    (32, 16, 16, 16, 3),  # every atom used by every output
     (24, 130, 9, 1, 66),
 ]
 

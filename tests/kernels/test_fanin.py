@@ -1,4 +1,5 @@
 """``kernels/fanin.py``: the constant fan-in gather (``lowrank._ell_kernel``) against the torch reference."""
+
 import pytest
 import torch
 from sparse_helpers import check_backend_matches_reference, check_follows_a_new_support

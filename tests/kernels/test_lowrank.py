@@ -4,6 +4,7 @@ reference: forward and gradients on fresh random inputs.
 On CPU they run under TRITON_INTERPRET=1 with 16-wide blocks, so the odd sizes below leave
 partial token, feature and rank blocks.
 """
+
 import copy
 
 import pytest
@@ -124,6 +125,7 @@ def test_triton_backend_rejects_mismatched_input_dtype(name):
 def test_autotune_keys_bucket_the_token_count():
     """Token counts key the tuning by power-of-2 bucket, so each new batch size does not re-tune."""
     from mbs_layers.kernels import block_gemm, monarch
+
     assert "T" not in kernels._chain_kernel.keys and "T_BUCKET" in kernels._chain_kernel.keys
     assert "T" not in kernels._ell_kernel.keys and "T_BUCKET" in kernels._ell_kernel.keys
     assert {"M", "K_CHUNK"}.isdisjoint(block_gemm._block_gemm_kernel.keys)
@@ -173,9 +175,9 @@ def test_ell_kernel_alone_adds_x_st_to_strided_y(tokens, n, width, rng):
     x = torch.randn(tokens, 50, generator=rng).to(DEVICE)[:, 3:33]  # (tokens, 30), row stride 50
     idx, pos, vals = random_ell(n, 30, width, rng)
     y0 = torch.randn(tokens, n + 8, generator=rng).to(DEVICE)
-    y = y0.clone()[:, 4:4 + n]
+    y = y0.clone()[:, 4 : 4 + n]
     kernels.ell_accumulate(x, y, (idx, pos, vals))
-    expected = y0[:, 4:4 + n].double() + x.double() @ ell_dense(idx, pos, vals, 30).T
+    expected = y0[:, 4 : 4 + n].double() + x.double() @ ell_dense(idx, pos, vals, 30).T
     torch.testing.assert_close(y.double(), expected, rtol=1e-5, atol=1e-5)
 
 
@@ -184,6 +186,7 @@ def test_ell_kernel_alone_adds_x_st_to_strided_y(tokens, n, width, rng):
 def test_chain_with_every_part_at_once(split, dtype, rng):
     """Identity part, stored z and the ELL part together (no format uses all three), split sweeps;
     the factors' ragged strides (9 columns) go through the aligned copies."""
+
     def rand(*shape):
         return torch.randn(*shape, generator=rng).to(DEVICE, dtype)
 
@@ -219,9 +222,14 @@ def test_chain_spec_decides_the_kernel_flags():
         spec.rank = 3  # frozen: one launch's description
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"rank": kernels.MAX_FUSED_RANK + 1}, "fused range"), ({"rank": -1}, "fused range"),
-    ({"rank": 4, "ell_width": -2}, "ell_width")])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"rank": kernels.MAX_FUSED_RANK + 1}, "fused range"),
+        ({"rank": -1}, "fused range"),
+        ({"rank": 4, "ell_width": -2}, "ell_width"),
+    ],
+)
 def test_chain_spec_rejects_what_the_kernel_cannot_run(kwargs, message):
     with pytest.raises(ValueError, match=message):
         kernels.ChainSpec(**kwargs)

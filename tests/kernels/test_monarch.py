@@ -3,6 +3,7 @@
 On CPU the kernels run under TRITON_INTERPRET=1 (conftest), so shapes are small; widths, block
 sizes and token counts are deliberately not multiples of the kernels' tiles.
 """
+
 import pytest
 import torch
 from triton_helpers import (

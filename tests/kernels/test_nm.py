@@ -1,4 +1,5 @@
 """The one Triton N:M kernel (shared by ``semi24`` and ``nm``) against the torch reference."""
+
 import pytest
 import torch
 from sparse_helpers import CPU_DTYPES, GPU_DTYPES, check_backend_matches_reference, check_follows_a_new_support
@@ -6,8 +7,14 @@ from sparse_helpers import CPU_DTYPES, GPU_DTYPES, check_backend_matches_referen
 import mbs_layers as mbs
 from mbs_layers.kernels.nm import nm_metadata
 
-CASES = [(1, 2, 38, 21, 9), (1, 4, 36, 70, 5), (2, 8, 64, 48, 19), (4, 8, 40, 24, 33),
-         (3, 16, 48, 20, 7), (15, 16, 32, 12, 3)]  # (n, m, in, out, tokens)
+CASES = [
+    (1, 2, 38, 21, 9),
+    (1, 4, 36, 70, 5),
+    (2, 8, 64, 48, 19),
+    (4, 8, 40, 24, 33),
+    (3, 16, 48, 20, 7),
+    (15, 16, 32, 12, 3),
+]  # (n, m, in, out, tokens)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])

@@ -1,5 +1,6 @@
 """The cuSPARSELt 2:4 backend of semi24: named errors for what it cannot run, and the
 torch reference (GPU only)."""
+
 import pytest
 import torch
 from sparse_helpers import check_backend_matches_reference
@@ -7,11 +8,14 @@ from sparse_helpers import check_backend_matches_reference
 import mbs_layers as mbs
 
 
-@pytest.mark.parametrize("in_f,out_f,dtype,message", [
-    (32, 16, torch.float32, r"dtype=torch.float32 is not supported by cuSPARSELt: allowed \[torch.float16"),
-    (20, 16, torch.float16, "in_features=20 is not supported by cuSPARSELt: allowed multiples of 16"),
-    (32, 24, torch.bfloat16, "out_features=24"),
-])
+@pytest.mark.parametrize(
+    "in_f,out_f,dtype,message",
+    [
+        (32, 16, torch.float32, r"dtype=torch.float32 is not supported by cuSPARSELt: allowed \[torch.float16"),
+        (20, 16, torch.float16, "in_features=20 is not supported by cuSPARSELt: allowed multiples of 16"),
+        (32, 24, torch.bfloat16, "out_features=24"),
+    ],
+)
 def test_cusparselt_rejects_dtype_and_shape_with_named_error(in_f, out_f, dtype, message):
     layer = mbs.build("semi24", in_f, out_f, dtype=dtype, backend="cusparselt")
     with pytest.raises(ValueError, match=message):

@@ -1,5 +1,6 @@
 """The cuSPARSE CSR backend of unstructured against the torch reference (its autograd function
 through torch's CPU CSR kernels; cuSPARSE itself on a GPU)."""
+
 import pytest
 import torch
 from sparse_helpers import GPU_DTYPES, check_backend_matches_reference

@@ -1,4 +1,5 @@
 """The results loader: both input kinds round-trip into one tidy frame; the schema check bites."""
+
 import json
 
 import pandas as pd
@@ -17,9 +18,13 @@ def write_store(path, records):
 
 
 def benchmark_json(path, records, machine_info=None):
-    doc = {"machine_info": machine_info or {"gpu": "test"}, "benchmarks": [
-        {"name": f"test_point[{i}]", "stats": {"median": r["median_s"], "data": r["samples_s"]},
-         "extra_info": r} for i, r in enumerate(records)]}
+    doc = {
+        "machine_info": machine_info or {"gpu": "test"},
+        "benchmarks": [
+            {"name": f"test_point[{i}]", "stats": {"median": r["median_s"], "data": r["samples_s"]}, "extra_info": r}
+            for i, r in enumerate(records)
+        ],
+    }
     path.write_text(json.dumps(doc))
     return path
 

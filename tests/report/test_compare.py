@@ -1,4 +1,5 @@
 """mbs compare: a real slowdown is flagged, noise is not, other GPUs/dtypes are never compared."""
+
 import random
 
 import pytest
@@ -22,8 +23,11 @@ def write(path, points, *, slowdown=1.0, noise=0.01, device=H100, dtype="float16
     store = RecordStore(path)
     for fmt, hp, tokens, median in points:
         s = samples(median * slowdown, noise, rnd=rnd)
-        store.append(kernel_record(fmt, hp, n=256, tokens=tokens, median_s=sorted(s)[len(s) // 2],
-                                   samples=s, device=device, dtype=dtype))
+        store.append(
+            kernel_record(
+                fmt, hp, n=256, tokens=tokens, median_s=sorted(s)[len(s) // 2], samples=s, device=device, dtype=dtype
+            )
+        )
     return path
 
 

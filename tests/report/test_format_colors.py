@@ -1,4 +1,5 @@
 """Report colours are keyed by format name: adding a format never recolours the others."""
+
 from mbs_layers.report.figures import COLOR_SLOTS, format_colors
 
 

@@ -1,4 +1,5 @@
 """The report's history section: trend plots per kernel and GPU, the steps found, the CLI flag."""
+
 import re
 
 import pytest
@@ -12,12 +13,15 @@ pytest.importorskip("otava.analysis")
 
 def test_history_page_renders_trends_and_the_step(tmp_path):
     store = build_history(tmp_path, step_at=9, seed=1)
-    store.add([write_store(tmp_path / "a100.jsonl", run_records(19, device=A100))], commit=commit(19),
-              date="2026-11-20T00:00:00")
+    store.add(
+        [write_store(tmp_path / "a100.jsonl", run_records(19, device=A100))],
+        commit=commit(19),
+        date="2026-11-20T00:00:00",
+    )
     out = tmp_path / "report.html"
     assert cli_main(["report", str(tmp_path / "run19.jsonl"), "--out", str(out), "--history", str(store.path)]) == 0
     html = out.read_text()
-    section = html[html.index('<h2 id="history">'):]
+    section = html[html.index('<h2 id="history">') :]
     # one figure per (GPU, dtype, backend, format): dense and lowrank on the H100, the same on the A100
     captions = re.findall(r"<figcaption>([^<]*)</figcaption>", section)
     assert len(captions) == 4 and sum("A100" in c for c in captions) == 2

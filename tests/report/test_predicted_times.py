@@ -1,5 +1,6 @@
 """Roofline-predicted times: in every sweep record (``predicted_s``) and as the report's own,
 labelled table of A100/H100 predictions, never mixed with measured times."""
+
 import pandas as pd
 import pytest
 from synthetic_records import kernel_record
@@ -35,8 +36,9 @@ def test_predicted_table_has_one_row_per_point_and_a_column_per_gpu():
     table = predicted_table(frame)
     assert len(table) == 2  # backends share a point: the counts, hence the prediction, are the same
     for gpu in ("NVIDIA A100-SXM4-80GB", "NVIDIA H100"):
-        expected = [1e3 * predicted_seconds(gpu, r["dtype"], r["flops"], r["min_bytes"]) for r in
-                    table.to_dict("records")]
+        expected = [
+            1e3 * predicted_seconds(gpu, r["dtype"], r["flops"], r["min_bytes"]) for r in table.to_dict("records")
+        ]
         assert table[f"{gpu} predicted ms"].tolist() == pytest.approx(expected)
     assert not any("median" in c for c in table.columns)
 
@@ -47,6 +49,6 @@ def test_report_of_a_cpu_run_shows_labelled_predictions(tmp_path):
     store = tmp_path / "cpu.jsonl"
     store.write_text(json.dumps(kernel_record("lowrank", {"rank": 64}, device="cpu: x86_64")) + "\n")
     html = build_report([store], tmp_path / "report.html").read_text()
-    section = html[html.index('id="predicted"'):html.index('id="tables"')]
+    section = html[html.index('id="predicted"') : html.index('id="tables"')]
     assert "not measured" in section and "PREDICTED" in section
     assert "NVIDIA H100 predicted ms" in section and "NVIDIA A100-SXM4-80GB predicted ms" in section

@@ -1,5 +1,6 @@
 """Recommendation cells: "no format fits" is not a warning, speed-ups keep significant digits,
 each cell names its candidate count, repeated runs count once (median), noisy picks say so."""
+
 from synthetic_records import kernel_record
 
 from mbs_layers.records import RecordStore
@@ -24,8 +25,7 @@ def test_repeated_runs_count_once_with_their_median(tmp_path):
     lucky = [kernel_record("lowrank", {"rank": 64}, speedup_vs_dense=s) for s in (10.0, 1.0, 1.0)]
     steady = kernel_record("lowrank", {"rank": 32}, speedup_vs_dense=2.0)
     rows = measured([*lucky, steady], tmp_path)
-    assert len(rows) == 2 and rows.set_index("hparams_key")["runs"].to_dict() == {'{"rank": 64}': 3,
-                                                                                 '{"rank": 32}': 1}
+    assert len(rows) == 2 and rows.set_index("hparams_key")["runs"].to_dict() == {'{"rank": 64}': 3, '{"rank": 32}': 1}
     rec = an.recommend(rows, [*an.SHAPE, *an.SETTING, "tokens"], budgets=(0.5,))
     assert rec.iloc[0]["hparams"] == '{"rank": 32}' and rec.iloc[0]["candidates"] == 2
 

@@ -1,4 +1,5 @@
 """The numbers behind the report: Pareto fronts, recommendation rule, implied peaks, GPU state."""
+
 import random
 
 import pandas as pd
@@ -14,18 +15,34 @@ def test_pareto_front_is_exactly_the_non_dominated_points():
     df = pd.DataFrame({"x": [rnd.randint(0, 20) for _ in range(60)], "y": [rnd.random() for _ in range(60)]})
     for sign, maximize in ((1, False), (-1, True)):
         front = an.pareto_front(df, "x", "y", maximize_y=maximize)
-        dominated = {i for i in df.index for j in df.index
-                     if df.x[j] <= df.x[i] and sign * df.y[j] < sign * df.y[i]}
+        dominated = {i for i in df.index for j in df.index if df.x[j] <= df.x[i] and sign * df.y[j] < sign * df.y[i]}
         assert set(front.index) == set(df.index) - dominated
         assert list(front["x"]) == sorted(front["x"])
 
 
 def joined_case(points, *, metric="rel_error", n=100):
     """A join-shaped frame: (format, param_count, metric value, speedup vs dense) per point."""
-    rows = [{"experiment": "projection", "config_id": "-", "source": "gaussian", "metric": metric, "in_features": n,
-             "out_features": n, "format": f, "hparams_key": hparams_key({"k": i}), "param_count": p,
-             "value_mean": v, "device": "gpu", "dtype": "float16", "pass": "fwd", "tokens": 64,
-             "speedup_vs_dense": s, "median_s": 1e-3 / s} for i, (f, p, v, s) in enumerate(points)]
+    rows = [
+        {
+            "experiment": "projection",
+            "config_id": "-",
+            "source": "gaussian",
+            "metric": metric,
+            "in_features": n,
+            "out_features": n,
+            "format": f,
+            "hparams_key": hparams_key({"k": i}),
+            "param_count": p,
+            "value_mean": v,
+            "device": "gpu",
+            "dtype": "float16",
+            "pass": "fwd",
+            "tokens": 64,
+            "speedup_vs_dense": s,
+            "median_s": 1e-3 / s,
+        }
+        for i, (f, p, v, s) in enumerate(points)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -39,13 +56,15 @@ GROUP = [*an.ACCURACY_GROUP, *an.SETTING, "tokens"]
 
 
 def test_recommendation_is_lowest_error_among_formats_at_least_as_fast_as_dense():
-    case = joined_case([
-        ("unstructured", 5000, 0.30, 0.2),   # best error, far slower than dense
-        ("monarch", 5000, 0.50, 1.5),        # the pick at 50%: best error among the fast ones
-        ("lowrank", 4000, 0.60, 3.0),        # fastest, worse error
-        ("blast", 6000, 0.10, 2.0),          # above the 50% budget: never eligible
-        ("lowrank", 900, 0.90, 4.0),         # the only one within 10%
-    ])
+    case = joined_case(
+        [
+            ("unstructured", 5000, 0.30, 0.2),  # best error, far slower than dense
+            ("monarch", 5000, 0.50, 1.5),  # the pick at 50%: best error among the fast ones
+            ("lowrank", 4000, 0.60, 3.0),  # fastest, worse error
+            ("blast", 6000, 0.10, 2.0),  # above the 50% budget: never eligible
+            ("lowrank", 900, 0.90, 4.0),  # the only one within 10%
+        ]
+    )
     rec = an.recommend(case, GROUP, budgets=(0.5, 0.1, 0.05)).set_index("budget")
     assert rec.loc[0.5, "format"] == "monarch"
     assert rec.loc[0.5, "rule"] == "lowest error among formats at least as fast as dense"
@@ -66,7 +85,8 @@ def test_recommendation_maximises_accuracy_metrics():
 
 def test_recommendation_from_one_kind_only():
     accuracy_only = joined_case([("monarch", 5000, 0.5, 1), ("lowrank", 5000, 0.4, 1)]).drop(
-        columns=["speedup_vs_dense", "median_s"])
+        columns=["speedup_vs_dense", "median_s"]
+    )
     rec = an.recommend(accuracy_only, an.ACCURACY_GROUP, budgets=(0.5,)).iloc[0]
     assert (rec["format"], rec["rule"]) == ("lowrank", "lowest error")
     speed_only = frame(synthetic_sweep(widths=(256,), tokens=(4096,)))
@@ -76,10 +96,14 @@ def test_recommendation_from_one_kind_only():
 
 
 def test_join_matches_format_hparams_and_shape_only_on_ok_points():
-    kernels = frame([kernel_record("lowrank", {"rank": 8}, n=64, tokens=t) for t in (16, 32)]
-                    + [kernel_record("lowrank", {"rank": 4}, n=64, status="skipped: test")])
-    acc = frame([accuracy_record("lowrank", {"rank": r}, n=64) for r in (4, 8)]
-                + [accuracy_record("lowrank", {"rank": 8}, n=128)])
+    kernels = frame(
+        [kernel_record("lowrank", {"rank": 8}, n=64, tokens=t) for t in (16, 32)]
+        + [kernel_record("lowrank", {"rank": 4}, n=64, status="skipped: test")]
+    )
+    acc = frame(
+        [accuracy_record("lowrank", {"rank": r}, n=64) for r in (4, 8)]
+        + [accuracy_record("lowrank", {"rank": 8}, n=128)]
+    )
     joined = an.join_accuracy_kernel(an.accuracy_summary(acc), kernels)
     assert sorted(joined["tokens"]) == [16, 32]
     assert set(joined["hparams_key"]) == {hparams_key({"rank": 8})} and set(joined["in_features"]) == {64}
@@ -121,14 +145,22 @@ def test_gpu_state_counts_throttled_records():
 
 
 def test_summary_keeps_results_only_and_join_keeps_the_fastest_backend():
-    acc = frame([accuracy_record("lowrank", {"rank": 8}, n=64, value=v, seed=s) for s, v in ((0, 0.4), (1, 0.6))]
-                + [accuracy_record("lowrank", {"rank": 8}, n=64, value=0.9, epoch=1),  # a curve point
-                   accuracy_record("lowrank", {"rank": 8}, n=64, value=None, seed=2, status="failed: nan")])
+    acc = frame(
+        [accuracy_record("lowrank", {"rank": 8}, n=64, value=v, seed=s) for s, v in ((0, 0.4), (1, 0.6))]
+        + [
+            accuracy_record("lowrank", {"rank": 8}, n=64, value=0.9, epoch=1),  # a curve point
+            accuracy_record("lowrank", {"rank": 8}, n=64, value=None, seed=2, status="failed: nan"),
+        ]
+    )
     summary = an.accuracy_summary(acc)
     assert len(summary) == 1 and summary["value_mean"].iloc[0] == pytest.approx(0.5)
     assert summary["seeds"].iloc[0] == 2
-    kernels = frame([kernel_record("lowrank", {"rank": 8}, n=64, backend=b, median_s=t)
-                     for b, t in (("torch", 2e-4), ("triton", 1e-4))])
+    kernels = frame(
+        [
+            kernel_record("lowrank", {"rank": 8}, n=64, backend=b, median_s=t)
+            for b, t in (("torch", 2e-4), ("triton", 1e-4))
+        ]
+    )
     joined = an.join_accuracy_kernel(summary, kernels)
     assert list(joined["backend"]) == ["triton"]
 
@@ -154,11 +186,26 @@ def test_whole_model_records_are_budgeted_by_their_param_fraction():
 
     from mbs_layers.report.analysis import recommend
 
-    df = pd.DataFrame([
-        {"experiment": "pretrain", "source": "digits", "metric": "test_accuracy", "in_features": 64,
-         "out_features": 64, "format": f, "hparams_key": "{}", "param_count": n, "param_fraction": frac,
-         "value_mean": acc}
-        for f, n, frac, acc in [("lowrank", 13824, 0.24, 0.93), ("monarch", 12288, 0.21, 0.96),
-                                ("dense", 57344, 1.0, 0.97)]])
+    df = pd.DataFrame(
+        [
+            {
+                "experiment": "pretrain",
+                "source": "digits",
+                "metric": "test_accuracy",
+                "in_features": 64,
+                "out_features": 64,
+                "format": f,
+                "hparams_key": "{}",
+                "param_count": n,
+                "param_fraction": frac,
+                "value_mean": acc,
+            }
+            for f, n, frac, acc in [
+                ("lowrank", 13824, 0.24, 0.93),
+                ("monarch", 12288, 0.21, 0.96),
+                ("dense", 57344, 1.0, 0.97),
+            ]
+        ]
+    )
     rec = recommend(df, ["experiment", "source", "metric", "in_features", "out_features"], budgets=(0.25,))
     assert rec["format"].tolist() == ["monarch"]

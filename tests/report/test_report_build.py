@@ -1,4 +1,5 @@
 """The HTML report: self-contained, every section present, useful with one kind of input only."""
+
 import base64
 from html.parser import HTMLParser
 
@@ -69,10 +70,10 @@ def test_full_report_is_self_contained_and_has_every_section(full_report):
 
 def recommendation_cells(text):
     """(row label, [recommended format per budget]) of the page's recommendation matrices."""
-    section = text[text.index('id="recommendation"'):text.index('id="accuracy"')]
+    section = text[text.index('id="recommendation"') : text.index('id="accuracy"')]
     rows = []
     for chunk in section.split("<tr><th>")[1:]:
-        label = chunk[:chunk.index("</th>")]
+        label = chunk[: chunk.index("</th>")]
         rows.append((label, [c.split("<")[0] for c in chunk.split('class="fmt">')[1:]]))
     return rows
 
@@ -86,8 +87,11 @@ def test_recommendation_picks_the_constructed_winner(tmp_path):
     for record in accuracy:
         for tokens, column in ((512, 0), (64, 1)):
             s = speed[record["format"]][column]
-            kernels.append(kernel_record(record["format"], record["hparams"], n=256, tokens=tokens,
-                                         median_s=1e-3 / s, speedup_vs_dense=s))
+            kernels.append(
+                kernel_record(
+                    record["format"], record["hparams"], n=256, tokens=tokens, median_s=1e-3 / s, speedup_vs_dense=s
+                )
+            )
     text, _ = render(tmp_path, [store(tmp_path / "k.jsonl", kernels), store(tmp_path / "a.jsonl", accuracy)])
     assert "lowest error among formats at least as fast as dense" in text
     rows = dict(recommendation_cells(text))

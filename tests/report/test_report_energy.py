@@ -1,5 +1,6 @@
 """The report's energy section: measured records give the J/token table, accuracy per joule and
 the power trace; records without energy say "not measured on this machine" and why."""
+
 import json
 
 import pandas as pd
@@ -20,14 +21,16 @@ def store(path, records):
 
 def energy_part(text: str) -> str:
     start = text.index('<h2 id="energy">')
-    return text[start:text.index("<h2", start + 1)]
+    return text[start : text.index("<h2", start + 1)]
 
 
 def test_gpu_records_give_table_accuracy_per_joule_and_power_trace(tmp_path):
     kernels = store(tmp_path / "kernels.jsonl", synthetic_sweep(widths=(256,), tokens=(16, 512)))
     trace = power_trace_path(kernels)
-    trace.write_text("".join(json.dumps({"t": 100 + i / 10, "power_w": 300 + i, "device": "H100"}) + "\n"
-                             for i in range(20)) + '{"t": 10')  # a torn last line of a killed sweep
+    trace.write_text(
+        "".join(json.dumps({"t": 100 + i / 10, "power_w": 300 + i, "device": "H100"}) + "\n" for i in range(20))
+        + '{"t": 10'
+    )  # a torn last line of a killed sweep
     accuracy = store(tmp_path / "accuracy.jsonl", synthetic_projection(n=256))
     part = energy_part(build_report([kernels, accuracy], tmp_path / "r.html").read_text())
     assert "energy_j_per_token" in part and "energy_vs_dense" in part
@@ -37,10 +40,12 @@ def test_gpu_records_give_table_accuracy_per_joule_and_power_trace(tmp_path):
 
 
 def test_energy_vs_dense_is_dense_joules_over_the_formats():
-    records = [kernel_record("dense", n=256, median_s=2e-4),
-               kernel_record("lowrank", {"rank": 64}, n=256, median_s=1e-4),   # 50% of dense
-               kernel_record("lowrank", {"rank": 32}, n=256, median_s=8e-5),   # 25%
-               kernel_record("lowrank", {"rank": 16}, n=256, median_s=5e-5)]   # 12.5%: also the 25% tier
+    records = [
+        kernel_record("dense", n=256, median_s=2e-4),
+        kernel_record("lowrank", {"rank": 64}, n=256, median_s=1e-4),  # 50% of dense
+        kernel_record("lowrank", {"rank": 32}, n=256, median_s=8e-5),  # 25%
+        kernel_record("lowrank", {"rank": 16}, n=256, median_s=5e-5),
+    ]  # 12.5%: also the 25% tier
     df = pd.DataFrame(records)
     table = energy_table(df.assign(hparams_key=[json.dumps(r["hparams"], sort_keys=True) for r in records]))
     low = table[table["format"] == "lowrank"].set_index("tier")

@@ -1,4 +1,5 @@
 """Equal-memory comparisons and honest ranking in the report: bytes axis, duplicates, intervals."""
+
 import pandas as pd
 import pytest
 import torch
@@ -16,11 +17,24 @@ def summary_of(rows):
 
 
 def rec(fmt, params, value, seed, *, n=100, storage_fraction=None, signature=None, **extra):
-    return {"experiment": "pretrain", "config_id": "c", "metric": "test_accuracy", "format": fmt,
-            "hparams": {"p": params}, "in_features": n, "out_features": n, "param_count": params,
-            "param_fraction": params / n ** 2, "storage_fraction": storage_fraction or params / n ** 2,
-            "storage_bytes": 4 * params, "model_signature": signature, "value": value, "seed": seed,
-            "status": "ok", **extra}
+    return {
+        "experiment": "pretrain",
+        "config_id": "c",
+        "metric": "test_accuracy",
+        "format": fmt,
+        "hparams": {"p": params},
+        "in_features": n,
+        "out_features": n,
+        "param_count": params,
+        "param_fraction": params / n**2,
+        "storage_fraction": storage_fraction or params / n**2,
+        "storage_bytes": 4 * params,
+        "model_signature": signature,
+        "value": value,
+        "seed": seed,
+        "status": "ok",
+        **extra,
+    }
 
 
 def test_the_recommendation_budgets_bytes_not_parameters():
@@ -68,9 +82,8 @@ def test_torn_writes_do_not_count_in_the_report():
 def test_declared_twins_are_the_same_model(n):
     """BTT rank 1 and Monarch √n blocks (and Kronecker vs 2-core TT rank 1): equal signatures,
     equal parameter counts and the same best approximation of a random matrix."""
-    k = int(n ** 0.5)
-    pairs = [(("btt", {"rank": 1}), ("monarch", {"nblocks": k})),
-             (("kronecker", {}), ("tt", {"cores": 2, "rank": 1}))]
+    k = int(n**0.5)
+    pairs = [(("btt", {"rank": 1}), ("monarch", {"nblocks": k})), (("kronecker", {}), ("tt", {"cores": 2, "rank": 1}))]
     weight = torch.randn(n, n, generator=torch.Generator().manual_seed(n), dtype=torch.float64)
     for (a, hp_a), (b, hp_b) in pairs:
         assert model_signature(a, [(n, n, hp_a)]) == model_signature(b, [(n, n, hp_b)]) is not None
@@ -95,8 +108,13 @@ def test_report_page_shows_intervals_and_not_separable(tmp_path, axis):
     from mbs_layers.report import build_report
 
     store = RecordStore(tmp_path / "acc.jsonl")
-    store.append_many([rec(f, 4000, v, s) for f, values in (("a", (0.90, 0.92, 0.94)), ("b", (0.89, 0.91, 0.93)))
-                       for s, v in enumerate(values)])
+    store.append_many(
+        [
+            rec(f, 4000, v, s)
+            for f, values in (("a", (0.90, 0.92, 0.94)), ("b", (0.89, 0.91, 0.93)))
+            for s, v in enumerate(values)
+        ]
+    )
     html = build_report([store.path], tmp_path / "r.html", axis=axis).read_text()
     assert "not separable from b" in html and "± 0.05" in html
     with pytest.raises(ValueError, match="axis"):

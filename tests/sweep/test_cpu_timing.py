@@ -1,5 +1,6 @@
 """CPU timing rules: pinned threads (recorded), warm-up until stable, enough repeats for the
 compare test, far-out outliers dropped, spread too large flagged ``noisy``."""
+
 import math
 
 import torch

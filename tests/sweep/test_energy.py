@@ -5,6 +5,7 @@ seconds; the workload advances the virtual clock by its duration at its own powe
 exact joules per call are known and the meter's arithmetic, window choice, null-with-reason
 paths and record schema can be checked without a GPU.
 """
+
 from __future__ import annotations
 
 import json
@@ -165,7 +166,7 @@ def test_rapl_sums_packages_and_unfolds_their_wraps(tmp_path):
         (zone / "max_energy_range_uj").write_text(str(span))
     counter = energy.rapl_counter(tmp_path)
     assert counter.source == "rapl" and len(counter.files) == 2
-    (tmp_path / "intel-rapl:0" / "energy_uj").write_text("50")   # wrapped: +150 uJ
+    (tmp_path / "intel-rapl:0" / "energy_uj").write_text("50")  # wrapped: +150 uJ
     (tmp_path / "intel-rapl:1" / "energy_uj").write_text("400")  # +300 uJ
     assert counter.read_j() == pytest.approx(450e-6)
 
@@ -198,9 +199,11 @@ def test_cpu_sweep_records_carry_null_energy_with_a_reason(tmp_path):
     from mbs_layers.sweep import run_sweep
 
     preset = tmp_path / "tiny.yaml"
-    preset.write_text("shapes: [[16, 16]]\ntokens: [4]\ndtypes: [float32]\npasses: [fwd]\n"
-                      "budgets: [0.5]\nformats: [lowrank]\nbackends: [torch]\n"
-                      "timer: {warmup: 1, repeats: 3}\npeaks: {gemm_size: 64, copy_mib: 1}\n")
+    preset.write_text(
+        "shapes: [[16, 16]]\ntokens: [4]\ndtypes: [float32]\npasses: [fwd]\n"
+        "budgets: [0.5]\nformats: [lowrank]\nbackends: [torch]\n"
+        "timer: {warmup: 1, repeats: 3}\npeaks: {gemm_size: 64, copy_mib: 1}\n"
+    )
     store = run_sweep(preset, tmp_path / "s.jsonl", device="cpu", progress=False)
     records = RecordStore(store).records()
     assert records and all(set(r) == set(KERNEL_KEYS) for r in records)
@@ -215,9 +218,14 @@ def test_energy_points_are_validated_and_name_the_key():
     preset = parse_preset("p", {**base, "energy": {"points": {"widths": [8], "shapes": [[8, 16]], "tokens": [1]}}})
     assert preset.energy_points == {"tokens": [1], "shapes": [(8, 16), (8, 8)]}
     assert parse_preset("p", base).energy_points is None
-    for points, named in [({"dtype": ["float32"]}, "energy.points"), ({"dtypes": ["float8"]}, "energy.points.dtypes"),
-                          ({"tokens": 4}, "energy.points.tokens"), ({"formats": ["nope"]}, "energy.points.formats"),
-                          ({}, "energy.points"), ([1], "energy.points")]:
+    for points, named in [
+        ({"dtype": ["float32"]}, "energy.points"),
+        ({"dtypes": ["float8"]}, "energy.points.dtypes"),
+        ({"tokens": 4}, "energy.points.tokens"),
+        ({"formats": ["nope"]}, "energy.points.formats"),
+        ({}, "energy.points"),
+        ([1], "energy.points"),
+    ]:
         with pytest.raises(ValueError, match=named.replace(".", r"\.")):
             parse_preset("p", {**base, "energy": {"points": points}})
     with pytest.raises(ValueError, match="energy"):
@@ -227,15 +235,25 @@ def test_energy_points_are_validated_and_name_the_key():
 def test_the_plan_reads_energy_on_the_selected_points_and_their_baselines_only():
     from mbs_layers.sweep.plan import expand
 
-    spec = {"shapes": [[32, 32], [16, 16]], "tokens": [4, 8], "dtypes": ["float32"], "passes": ["fwd"],
-            "budgets": [0.5], "formats": ["lowrank", "blockdiag"], "backends": ["torch"]}
+    spec = {
+        "shapes": [[32, 32], [16, 16]],
+        "tokens": [4, 8],
+        "dtypes": ["float32"],
+        "passes": ["fwd"],
+        "budgets": [0.5],
+        "formats": ["lowrank", "blockdiag"],
+        "backends": ["torch"],
+    }
     assert all(p.energy for p in expand(parse_preset("p", spec), "cpu"))
-    points = expand(parse_preset("p", {**spec, "energy": {"points": {"formats": ["lowrank"], "tokens": [8],
-                                                                     "widths": [32]}}}), "cpu")
+    points = expand(
+        parse_preset("p", {**spec, "energy": {"points": {"formats": ["lowrank"], "tokens": [8], "widths": [32]}}}),
+        "cpu",
+    )
     chosen = [p for p in points if p.format == "lowrank" and p.tokens == 8 and p.in_features == 32]
     wanted = {p.key for p in chosen} | {b.key for p in chosen for b in (p.dense, p.unstructured) if b}
-    assert chosen and {"dense", "unstructured"} <= {points_format for points_format in
-                                                    (p.format for p in points if p.key in wanted)}
+    assert chosen and {"dense", "unstructured"} <= {
+        points_format for points_format in (p.format for p in points if p.key in wanted)
+    }
     assert {p.key for p in points if p.energy} == wanted
 
 
@@ -243,12 +261,17 @@ def test_a_sweep_marks_the_points_outside_energy_points_not_selected(tmp_path):
     from mbs_layers.sweep import run_sweep
 
     preset = tmp_path / "tiny.yaml"
-    preset.write_text("shapes: [[16, 16]]\ntokens: [4]\ndtypes: [float32]\npasses: [fwd]\n"
-                      "budgets: [0.5]\nformats: [lowrank, blockdiag]\nbackends: [torch]\n"
-                      "timer: {warmup: 1, repeats: 3}\npeaks: {gemm_size: 64, copy_mib: 1}\n"
-                      "energy: {mode: on, points: {formats: [lowrank]}}  # bare on: YAML reads a boolean\n")
-    records = [r for r in RecordStore(run_sweep(preset, tmp_path / "s.jsonl", device="cpu", progress=False)).records()
-               if r["status"] == "ok"]
+    preset.write_text(
+        "shapes: [[16, 16]]\ntokens: [4]\ndtypes: [float32]\npasses: [fwd]\n"
+        "budgets: [0.5]\nformats: [lowrank, blockdiag]\nbackends: [torch]\n"
+        "timer: {warmup: 1, repeats: 3}\npeaks: {gemm_size: 64, copy_mib: 1}\n"
+        "energy: {mode: on, points: {formats: [lowrank]}}  # bare on: YAML reads a boolean\n"
+    )
+    records = [
+        r
+        for r in RecordStore(run_sweep(preset, tmp_path / "s.jsonl", device="cpu", progress=False)).records()
+        if r["status"] == "ok"
+    ]
     reasons = {r["format"]: r["energy_reason"] for r in records}
     assert reasons["blockdiag"] == "not_selected"
     # lowrank and its baselines were read (RAPL, or the reason it is unreadable here)

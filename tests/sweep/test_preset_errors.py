@@ -1,4 +1,5 @@
 """Preset mistakes are ValueErrors naming the key: unknown names, empty lists, YAML syntax, types."""
+
 import pytest
 from sweep_helpers import write_preset
 
@@ -6,14 +7,17 @@ from mbs_layers.cli import main as cli_main
 from mbs_layers.sweep.presets import load_preset
 
 
-@pytest.mark.parametrize("overrides, key", [
-    ({"formats": ["lowrank", "lowrnak"]}, "formats"),
-    ({"formats": []}, "formats"),
-    ({"backends": ["torch", "trtion"]}, "backends"),
-    ({"backends": []}, "backends"),
-    ({"shapes": 64}, "shapes"),
-    ({"timer": {"threads": 0}}, "timer.threads"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"formats": ["lowrank", "lowrnak"]}, "formats"),
+        ({"formats": []}, "formats"),
+        ({"backends": ["torch", "trtion"]}, "backends"),
+        ({"backends": []}, "backends"),
+        ({"shapes": 64}, "shapes"),
+        ({"timer": {"threads": 0}}, "timer.threads"),
+    ],
+)
 def test_bad_preset_values_name_the_key(tmp_path, overrides, key):
     with pytest.raises(ValueError, match=f"'?{key}'?"):
         load_preset(write_preset(tmp_path / "p.yaml", **overrides))

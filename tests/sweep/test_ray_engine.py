@@ -5,6 +5,7 @@ it by address: the same points as the local engine, a driver SIGKILLed mid-sweep
 records every point exactly once, a worker killed mid-point is retried once and then recorded
 as failed, never a hang.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,9 +52,23 @@ def cluster(tmp_path_factory):
     ray_bin = Path(sys.executable).with_name("ray")
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled"}
-    subprocess.run([str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                    "--num-cpus=2", "--num-gpus=2", "--include-dashboard=false", "--disable-usage-stats"],
-                   check=True, env=env, capture_output=True, timeout=180)
+    subprocess.run(
+        [
+            str(ray_bin),
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--num-gpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=180,
+    )
     address = f"127.0.0.1:{port}"
     ray.init(address=address, logging_level="WARNING", log_to_driver=False)
     yield address
@@ -79,8 +94,23 @@ def test_smoke_preset_gives_the_local_engines_points_once_each(cluster, tmp_path
 
 def test_a_driver_killed_mid_sweep_resumes_with_every_point_once(cluster, tmp_path):
     store = tmp_path / "killed.jsonl"
-    cmd = [sys.executable, "-m", "mbs_layers", "sweep", "--engine", "ray", "--address", cluster,
-           "--preset", "smoke", "--out", str(store), "--device", "cpu", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mbs_layers",
+        "sweep",
+        "--engine",
+        "ray",
+        "--address",
+        cluster,
+        "--preset",
+        "smoke",
+        "--out",
+        str(store),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled"}
     driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
@@ -93,8 +123,11 @@ def test_a_driver_killed_mid_sweep_resumes_with_every_point_once(cluster, tmp_pa
     assert 20 <= partial < 138
     subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=300)
     counts = keys(store)
-    assert sum(counts.values()) == len(counts) == len(keys(run_sweep("smoke", tmp_path / "l.jsonl",
-                                                                       device="cpu", progress=False)))
+    assert (
+        sum(counts.values())
+        == len(counts)
+        == len(keys(run_sweep("smoke", tmp_path / "l.jsonl", device="cpu", progress=False)))
+    )
 
 
 class KillingSession:
@@ -129,8 +162,9 @@ def test_a_worker_killed_mid_point_is_retried_once_then_recorded_failed(cluster,
     preset = tmp_path / "tiny.yaml"
     preset.write_text(TINY)
     factory = KillingSession(tmp_path, once="blockdiag", always="monarch")
-    store = run_sweep_ray(preset, tmp_path / "s.jsonl", device="cpu", progress=False,
-                          session_factory=factory, workers=2)
+    store = run_sweep_ray(
+        preset, tmp_path / "s.jsonl", device="cpu", progress=False, session_factory=factory, workers=2
+    )
     by_format = {}
     for record in RecordStore(store):
         by_format.setdefault(record["format"], []).append(record)

@@ -1,4 +1,5 @@
 """``pytest bench/ --preset smoke --benchmark-json`` end to end (in a subprocess, on CPU)."""
+
 import json
 import subprocess
 import sys
@@ -21,9 +22,27 @@ def smoke(tmp_path_factory):
     """(benchmark JSON document, points by key, JSONL store records) of a smoke run."""
     out = tmp_path_factory.mktemp("bench")
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "bench/", "--preset", "smoke", "--benchmark-json", str(out / "smoke.json"),
-         "--store", str(out / "smoke.jsonl"), "-q", "-p", "no:cacheprovider"],
-        cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "bench/",
+            "--preset",
+            "smoke",
+            "--benchmark-json",
+            str(out / "smoke.json"),
+            "--store",
+            str(out / "smoke.jsonl"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     points = {p.key: p for p in expand(load_preset("smoke"), "cpu")}
     return json.loads((out / "smoke.json").read_text()), points, RecordStore(out / "smoke.jsonl").records()
@@ -83,8 +102,11 @@ def test_stats_are_the_recorded_samples(smoke):
 def test_speedups_compare_with_dense_of_the_same_run(smoke):
     doc, _, _ = smoke
     records = [b["extra_info"] for b in doc["benchmarks"] if b["extra_info"]["status"] == "ok"]
-    dense = {(r["in_features"], r["out_features"], r["tokens"], r["pass"]): r["median_s"]
-             for r in records if r["format"] == "dense"}
+    dense = {
+        (r["in_features"], r["out_features"], r["tokens"], r["pass"]): r["median_s"]
+        for r in records
+        if r["format"] == "dense"
+    }
     for r in records:
         base = dense[(r["in_features"], r["out_features"], r["tokens"], r["pass"])]
         assert r["speedup_vs_dense"] == pytest.approx(base / r["median_s"])
@@ -133,13 +155,21 @@ def test_pytest_benchmark_loads_our_json_with_its_own_loader(smoke, tmp_path):
     assert not logger.warnings  # the loader drops a whole file with a warning when it cannot read it
     assert len(loaded) == len(doc["benchmarks"]) > 0 and doc[UNTIMED_KEY]
     assert all(b["median"] > 0 for b in loaded)
-    assert all(isinstance(b["params"]["point"], str) and "UNSERIALIZABLE" not in b["params"]["point"]
-               for b in doc["benchmarks"])
+    assert all(
+        isinstance(b["params"]["point"], str) and "UNSERIALIZABLE" not in b["params"]["point"]
+        for b in doc["benchmarks"]
+    )
     again = tmp_path / "0002_smoke.json"
     again.write_text(path.read_text())
     cli = "from pytest_benchmark.cli import main; main()"
-    proc = subprocess.run([sys.executable, "-c", cli, "compare", str(path), str(again)],
-                          cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", cli, "compare", str(path), str(again)],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and doc["benchmarks"][0]["name"] in proc.stdout, proc.stdout + proc.stderr
 
 
@@ -151,16 +181,35 @@ def test_benchmark_compare_fail_end_to_end(smoke, tmp_path):
     baseline = json.loads(json.dumps(doc))
     for i, bench in enumerate(baseline["benchmarks"]):
         scale = 1e-3 if i == 0 else 1e3  # first point "was" much faster, every other much slower
-        bench["stats"] = {k: v * scale if k in ("min", "max", "mean", "median", "stddev", "iqr", "q1", "q3",
-                                                 "ld15iqr", "hd15iqr", "total") else v
-                          for k, v in bench["stats"].items()}
+        bench["stats"] = {
+            k: v * scale
+            if k in ("min", "max", "mean", "median", "stddev", "iqr", "q1", "q3", "ld15iqr", "hd15iqr", "total")
+            else v
+            for k, v in bench["stats"].items()
+        }
         bench["stats"]["ops"] = 1 / bench["stats"]["mean"]
     path = tmp_path / "0001_baseline.json"
     path.write_text(json.dumps(baseline))
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "bench" / "test_sweep.py"), "--preset", "smoke", "-q",
-         "-p", "no:cacheprovider", f"--benchmark-compare={path}", "--benchmark-compare-fail=median:100%"],
-        cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=600)  # storage: tmp_path/.benchmarks
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(ROOT / "bench" / "test_sweep.py"),
+            "--preset",
+            "smoke",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--benchmark-compare={path}",
+            "--benchmark-compare-fail=median:100%",
+        ],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # storage: tmp_path/.benchmarks
     out = proc.stdout + proc.stderr
     assert "INTERNALERROR" not in out, out[-4000:]  # the machine-info hook used to crash here
     # pytest-benchmark lists each failed check on a tab-indented line, then exits 1

@@ -1,4 +1,5 @@
 """``pytest bench/ --store``: re-runs append only points the store lacks for this device."""
+
 import importlib.util
 from types import SimpleNamespace
 
@@ -18,15 +19,24 @@ def load_bench_conftest():
 
 def test_store_gets_each_point_once_per_device(tmp_path):
     conftest = load_bench_conftest()
-    options = {"preset": str(write_preset(tmp_path / "p.yaml")), "device": "cpu",
-               "store": str(tmp_path / "s.jsonl")}
+    options = {"preset": str(write_preset(tmp_path / "p.yaml")), "device": "cpu", "store": str(tmp_path / "s.jsonl")}
     config = SimpleNamespace(getoption=options.get)
     here = environment.device_name(torch.device("cpu"))
-    point = {"format": "dense", "hparams": {}, "in_features": 32, "out_features": 32, "tokens": 4,
-             "dtype": "float32", "backend": "torch", "status": "ok"}
-    old, elsewhere, new = ({**point, "pass": "fwd", "device": here},
-                           {**point, "pass": "fwd_bwd", "device": "Other GPU"},
-                           {**point, "pass": "fwd_bwd", "device": here})
+    point = {
+        "format": "dense",
+        "hparams": {},
+        "in_features": 32,
+        "out_features": 32,
+        "tokens": 4,
+        "dtype": "float32",
+        "backend": "torch",
+        "status": "ok",
+    }
+    old, elsewhere, new = (
+        {**point, "pass": "fwd", "device": here},
+        {**point, "pass": "fwd_bwd", "device": "Other GPU"},
+        {**point, "pass": "fwd_bwd", "device": here},
+    )
     store = RecordStore(options["store"])
     store.append(old)
     store.append(elsewhere)

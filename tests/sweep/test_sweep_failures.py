@@ -1,4 +1,5 @@
 """Points that cannot run or break are recorded with their reason, and the sweep goes on."""
+
 import ast
 
 import pytest
@@ -24,8 +25,10 @@ def by_point(records):
 
 
 def test_oom_and_compile_errors_are_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    errors = {"fwd": torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
-              "fwd_bwd": CompilationError("def k(): pass", ast.parse("x").body[0], "too many registers")}
+    errors = {
+        "fwd": torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        "fwd_bwd": CompilationError("def k(): pass", ast.parse("x").body[0], "too many registers"),
+    }
     run = Workload.run
 
     def breaking_run(self):
@@ -39,7 +42,8 @@ def test_oom_and_compile_errors_are_recorded_and_the_sweep_goes_on(tmp_path, mon
     got = by_point(r for r in records if not r["status"].startswith("skipped"))
     assert got["lowrank", "torch", "fwd"]["status"] == "failed: out of memory"
     assert got["lowrank", "torch", "fwd_bwd"]["status"] == (
-        "failed: triton compile error: CompilationError: too many registers")
+        "failed: triton compile error: CompilationError: too many registers"
+    )
     assert got["dense", "torch", "fwd_bwd"]["status"] == "ok"  # measured after the OOM
     assert got["lowrank", "torch", "fwd"]["median_s"] is None
     skipped = [r for r in records if r["status"].startswith("skipped")]

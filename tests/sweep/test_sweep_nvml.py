@@ -1,4 +1,5 @@
 """GPU state via NVML: null fields (never an error) without a GPU or the package; throttling flagged."""
+
 import sys
 from types import SimpleNamespace
 
@@ -24,7 +25,10 @@ def fake_pynvml(reason_mask):
         raise RuntimeError("NVML Shared Library Not Found")
 
     return SimpleNamespace(
-        nvmlInit=lambda: None, NVML_CLOCK_SM=0, NVML_CLOCK_MEM=1, NVML_TEMPERATURE_GPU=0,
+        nvmlInit=lambda: None,
+        NVML_CLOCK_SM=0,
+        NVML_CLOCK_MEM=1,
+        NVML_TEMPERATURE_GPU=0,
         nvmlDeviceGetClockInfo=lambda h, kind: (1980, 2619)[kind],
         nvmlDeviceGetTemperature=lambda h, sensor: 61,
         nvmlDeviceGetPowerUsage=lambda h: 412_000,
@@ -50,8 +54,9 @@ def test_decode_reasons_names_each_bit():
     assert nvml.decode_reasons(0) == []
 
 
-@pytest.mark.parametrize("worker,visible,expected",
-                         [("gw3", "0,1", "1"), ("gw2", "4, 5,6", "6"), ("", "0,1", None), ("gw0", "", None)])
+@pytest.mark.parametrize(
+    "worker,visible,expected", [("gw3", "0,1", "1"), ("gw2", "4, 5,6", "6"), ("", "0,1", None), ("gw0", "", None)]
+)
 def test_xdist_worker_gets_its_own_gpu(monkeypatch, worker, visible, expected):
     monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)

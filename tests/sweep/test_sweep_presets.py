@@ -1,5 +1,6 @@
 """Presets and the plan: packaged and user YAML files load and reject bad keys; the plan expands them
 baselines-first without duplicates, each point carrying its resolved baselines."""
+
 import pytest
 from sweep_helpers import write_preset
 
@@ -26,21 +27,24 @@ def test_packaged_presets_expand_without_duplicates(name, device_type):
             assert baseline is None or (index[baseline.key] <= i and points[index[baseline.key]] is baseline)
         assert point.dense.format == "dense" and point.dense.pass_ == point.pass_
 
+
 def test_models_preset_has_the_real_shapes():
     shapes = set(load_preset("models").shapes)
     assert {(768, 2304), (768, 3072), (3072, 768), (4096, 11008), (11008, 4096), (4096, 4096)} <= shapes
 
 
 def test_user_preset_file(tmp_path):
-    path = write_preset(tmp_path / "mine.yaml", shapes=[[48, 80]], widths=[32], tokens=[2, 3],
-                        passes=["fwd"], formats=["lowrank"])
+    path = write_preset(
+        tmp_path / "mine.yaml", shapes=[[48, 80]], widths=[32], tokens=[2, 3], passes=["fwd"], formats=["lowrank"]
+    )
     preset = load_preset(path)
     assert preset.name == "mine" and preset.shapes == [(48, 80), (32, 32)]
     points = expand(preset, "cpu")
     comparators = {"unstructured"} & set(mbs.FORMATS)
     assert {p.format for p in points} == {"dense", "lowrank"} | comparators
     assert {(p.in_features, p.out_features, p.tokens) for p in points} == {
-        (i, o, t) for i, o in [(48, 80), (32, 32)] for t in (2, 3)}
+        (i, o, t) for i, o in [(48, 80), (32, 32)] for t in (2, 3)
+    }
 
 
 def test_budget_no_setting_fits_is_a_skipped_point(tmp_path):
@@ -50,19 +54,22 @@ def test_budget_no_setting_fits_is_a_skipped_point(tmp_path):
     assert "0.01" in skipped[0].skip_reason
 
 
-@pytest.mark.parametrize("overrides,named", [
-    ({"colour": "red"}, "colour"),
-    ({"dtypes": ["float64"]}, "dtypes"),
-    ({"budgets": [0.0]}, "budgets"),
-    ({"budgets": [1.5]}, "budgets"),
-    ({"tokens": [0]}, "tokens"),
-    ({"tokens": []}, "tokens"),
-    ({"passes": ["bwd"]}, "passes"),
-    ({"shapes": [[32]]}, "shapes"),
-    ({"shapes": []}, "shapes"),
-    ({"formats": "some"}, "formats"),
-    ({"timer": {"repeats": 0}}, "timer.repeats"),
-])
+@pytest.mark.parametrize(
+    "overrides,named",
+    [
+        ({"colour": "red"}, "colour"),
+        ({"dtypes": ["float64"]}, "dtypes"),
+        ({"budgets": [0.0]}, "budgets"),
+        ({"budgets": [1.5]}, "budgets"),
+        ({"tokens": [0]}, "tokens"),
+        ({"tokens": []}, "tokens"),
+        ({"passes": ["bwd"]}, "passes"),
+        ({"shapes": [[32]]}, "shapes"),
+        ({"shapes": []}, "shapes"),
+        ({"formats": "some"}, "formats"),
+        ({"timer": {"repeats": 0}}, "timer.repeats"),
+    ],
+)
 def test_bad_preset_raises_naming_the_key(tmp_path, overrides, named):
     with pytest.raises(ValueError, match=named):
         load_preset(write_preset(tmp_path / "bad.yaml", **overrides))

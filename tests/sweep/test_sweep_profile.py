@@ -1,4 +1,5 @@
 """``mbs profile`` writes a Chrome/Perfetto trace per format."""
+
 import json
 
 import pytest
@@ -8,8 +9,25 @@ from mbs_layers.sweep.profiling import parse_shape
 
 
 def test_profile_writes_a_trace_per_format(tmp_path, capsys):
-    assert main(["profile", "--format", "dense", "lowrank", "--shape", "48x40", "--tokens", "8",
-                 "--steps", "1", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "profile",
+                "--format",
+                "dense",
+                "lowrank",
+                "--shape",
+                "48x40",
+                "--tokens",
+                "8",
+                "--steps",
+                "1",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     written = capsys.readouterr().out.split()
     assert len(written) == 2
     for path, name in zip(written, ("dense", "lowrank")):

@@ -1,4 +1,5 @@
 """A sweep killed mid-way and re-run with the same store: nothing duplicated, nothing missing."""
+
 import subprocess
 import sys
 import time

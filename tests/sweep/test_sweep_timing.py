@@ -1,4 +1,5 @@
 """Timer, record arithmetic, roofline peaks and the pytest-benchmark glue (CPU parts)."""
+
 import json
 from types import SimpleNamespace
 
@@ -67,16 +68,19 @@ def test_datasheet_peaks_by_device_name():
 
 
 def test_measured_peaks_on_cpu_are_positive_and_fall_back_per_dtype():
-    peaks = measure_peaks(torch.device("cpu"), "NVIDIA H100 80GB HBM3", ["float32", "no_such_dtype"],
-                          gemm_size=32, copy_mib=1)
+    peaks = measure_peaks(
+        torch.device("cpu"), "NVIDIA H100 80GB HBM3", ["float32", "no_such_dtype"], gemm_size=32, copy_mib=1
+    )
     assert peaks["source"]["float32"] == "measured" and peaks["flops"]["float32"] > 0
     assert peaks["source"]["bandwidth"] == "measured" and peaks["bandwidth"] > 0
     assert peaks["source"]["no_such_dtype"].startswith("datasheet") and peaks["flops"]["no_such_dtype"] is None
 
 
 def test_merge_documents_keeps_every_worker_benchmark():
-    docs = [{"machine_info": {"node": w}, "commit_info": {}, "benchmarks": [{"name": f"{w}-{i}"} for i in range(n)]}
-            for w, n in (("gw0", 2), ("gw1", 3))]
+    docs = [
+        {"machine_info": {"node": w}, "commit_info": {}, "benchmarks": [{"name": f"{w}-{i}"} for i in range(n)]}
+        for w, n in (("gw0", 2), ("gw1", 3))
+    ]
     merged = merge_documents(docs)
     assert [b["name"] for b in merged["benchmarks"]] == ["gw0-0", "gw0-1", "gw1-0", "gw1-1", "gw1-2"]
     assert [m["node"] for m in merged["machine_info"]["workers"]] == ["gw0", "gw1"]
