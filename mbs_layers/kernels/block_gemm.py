@@ -70,9 +70,12 @@ def _address(i, inner, outer_stride, inner_stride):
 @autotune(configs=autotune_configs(GEMM_CONFIGS), key=["M_BUCKET", "N", "K_BUCKET", "SPLITS"])
 @triton.jit
 def _block_gemm_kernel(
-    a_ptr, a_g, a_mi, a_mo, a_ms, a_ki, a_ko, a_ks,
-    b_ptr, b_g, b_ki, b_ko, b_ks, b_ni, b_no, b_ns,
-    c_ptr, c_g, c_mi, c_mo, c_ms, c_ni, c_no, c_ns, c_split,
+    # A (groups, M, K), B (groups, K, N), C (groups, M, N): a group stride, then per axis the
+    # inner count and the outer/inner strides of its two-level address (``Axis``)
+    a_ptr, stride_ag, a_m_inner, stride_am_outer, stride_am_inner, a_k_inner, stride_ak_outer, stride_ak_inner,
+    b_ptr, stride_bg, b_k_inner, stride_bk_outer, stride_bk_inner, b_n_inner, stride_bn_outer, stride_bn_inner,
+    c_ptr, stride_cg, c_m_inner, stride_cm_outer, stride_cm_inner, c_n_inner, stride_cn_outer, stride_cn_inner,
+    stride_c_split,  # split-K: where partial product s starts (s · stride_c_split)
     GROUPS, SPLITS, M, N, K, K_CHUNK,
     M_BUCKET, K_BUCKET,  # powers of 2 of M and K_CHUNK: they key the tuning only
     PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -84,24 +87,28 @@ def _block_gemm_kernel(
     tiles_n = tl.cdiv(N, BLOCK_N)
     rm = (tile // tiles_n) * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = (tile % tiles_n) * BLOCK_N + tl.arange(0, BLOCK_N)
-    a_rows = a_ptr + g * a_g + _address(rm, a_mi, a_mo, a_ms)[:, None]
-    b_cols = b_ptr + g * b_g + _address(rn, b_ni, b_no, b_ns)[None, :]
+    a_rows = a_ptr + g * stride_ag + _address(rm, a_m_inner, stride_am_outer, stride_am_inner)[:, None]
+    b_cols = b_ptr + g * stride_bg + _address(rn, b_n_inner, stride_bn_outer, stride_bn_inner)[None, :]
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(split * K_CHUNK, k_end, BLOCK_K):
         rk = k0 + tl.arange(0, BLOCK_K)
         a = tl.load(
-            a_rows + _address(rk, a_ki, a_ko, a_ks)[None, :], mask=(rm < M)[:, None] & (rk < k_end)[None, :], other=0.0
+            a_rows + _address(rk, a_k_inner, stride_ak_outer, stride_ak_inner)[None, :],
+            mask=(rm < M)[:, None] & (rk < k_end)[None, :],
+            other=0.0,
         )
         b = tl.load(
-            b_cols + _address(rk, b_ki, b_ko, b_ks)[:, None], mask=(rk < k_end)[:, None] & (rn < N)[None, :], other=0.0
+            b_cols + _address(rk, b_k_inner, stride_bk_outer, stride_bk_inner)[:, None],
+            mask=(rk < k_end)[:, None] & (rn < N)[None, :],
+            other=0.0,
         )
         acc = tl.dot(a, b, acc, input_precision=PRECISION)
     c = (
         c_ptr
-        + split * c_split
-        + g * c_g
-        + _address(rm, c_mi, c_mo, c_ms)[:, None]
-        + _address(rn, c_ni, c_no, c_ns)[None, :]
+        + split * stride_c_split
+        + g * stride_cg
+        + _address(rm, c_m_inner, stride_cm_outer, stride_cm_inner)[:, None]
+        + _address(rn, c_n_inner, stride_cn_outer, stride_cn_inner)[None, :]
     )
     tl.store(c, acc.to(c_ptr.dtype.element_ty), mask=(rm < M)[:, None] & (rn < N)[None, :])
 

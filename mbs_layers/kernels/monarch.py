@@ -47,8 +47,9 @@ def _tile(n: int) -> int:
 @autotune(configs=autotune_configs(FUSED_CONFIGS), key=["M_BUCKET", "N1", "N2", "M1", "M2"])
 @triton.jit
 def _btt_fused_kernel(
-    x_ptr, y_ptr, r_ptr, l_ptr, M, M_BUCKET, N1, N2, M1, M2, RANK, x_stride, y_stride,
-    r_s0, r_s1, r_s2, r_s3, l_s0, l_s1, l_s2, l_s3,
+    # x (M, N1·N2), y (M, M1·M2); R indexed [j1, i2, rank, k], L indexed [i2, i1, j1, rank]
+    x_ptr, y_ptr, r_ptr, l_ptr, M, M_BUCKET, N1, N2, M1, M2, RANK, stride_xm, stride_ym,
+    stride_r_j1, stride_r_i2, stride_r_rank, stride_r_k, stride_l_i2, stride_l_i1, stride_l_j1, stride_l_rank,
     PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     BLOCK_R: tl.constexpr,
 ):  # fmt: skip
@@ -58,9 +59,9 @@ def _btt_fused_kernel(
     rm = (tile // tiles_n) * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = (tile % tiles_n) * BLOCK_N + tl.arange(0, BLOCK_N)  # i1
     rr = tl.arange(0, BLOCK_R)  # rho, padded to a dot-able width and masked
-    x_rows = x_ptr + rm[:, None].to(tl.int64) * x_stride
-    r_group = r_ptr + i2 * r_s1 + rr[None, :] * r_s2
-    l_tile = l_ptr + i2 * l_s0 + rn[None, :] * l_s1 + rr[:, None] * l_s3
+    x_rows = x_ptr + rm[:, None].to(tl.int64) * stride_xm
+    r_group = r_ptr + i2 * stride_r_i2 + rr[None, :] * stride_r_rank
+    l_tile = l_ptr + i2 * stride_l_i2 + rn[None, :] * stride_l_i1 + rr[:, None] * stride_l_rank
     l_mask = (rr < RANK)[:, None] & (rn < M1)[None, :]
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for j1 in range(N1):
@@ -69,13 +70,15 @@ def _btt_fused_kernel(
             rk = k0 + tl.arange(0, BLOCK_K)
             x = tl.load(x_rows + j1 * N2 + rk[None, :], mask=(rm < M)[:, None] & (rk < N2)[None, :], other=0.0)
             r = tl.load(
-                r_group + j1 * r_s0 + rk[:, None] * r_s3, mask=(rk < N2)[:, None] & (rr < RANK)[None, :], other=0.0
+                r_group + j1 * stride_r_j1 + rk[:, None] * stride_r_k,
+                mask=(rk < N2)[:, None] & (rr < RANK)[None, :],
+                other=0.0,
             )
             inter = tl.dot(x, r, inter, input_precision=PRECISION)
-        left = tl.load(l_tile + j1 * l_s2, mask=l_mask, other=0.0)
+        left = tl.load(l_tile + j1 * stride_l_j1, mask=l_mask, other=0.0)
         # rounded to the input dtype, as the two-GEMM path stores it
         acc = tl.dot(inter.to(left.dtype), left, acc, input_precision=PRECISION)
-    y = y_ptr + rm[:, None].to(tl.int64) * y_stride + (rn * M2 + i2)[None, :]
+    y = y_ptr + rm[:, None].to(tl.int64) * stride_ym + (rn * M2 + i2)[None, :]
     tl.store(y, acc.to(y_ptr.dtype.element_ty), mask=(rm < M)[:, None] & (rn < M1)[None, :])
 
 
