@@ -7,6 +7,8 @@ point's two baselines, stored on the point: dense at the same shape (``Point.den
 unstructured sparse at the same parameter count (``Point.unstructured``), each on the backend
 ``backend="auto"`` would pick (``auto_backend``). The baselines are points of the plan too,
 listed before the points compared with them, so measuring in order has their medians first.
+Which points' energy is read (``Point.energy``, from the preset's ``energy.points``) is decided
+here too (``select_energy``).
 """
 
 from __future__ import annotations

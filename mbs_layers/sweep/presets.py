@@ -41,7 +41,7 @@ KEYS = (
     "energy",
 )
 ENERGY_MODES = ("auto", "on", "off")
-ENERGY_KEYS = ("mode", "min_window_s", "repeats", "points")
+ENERGY_SETTINGS = ("mode", "min_window_s", "repeats", "points")
 ENERGY_POINT_KEYS = ("formats", "shapes", "widths", "tokens", "dtypes", "passes", "backends")
 
 
@@ -88,11 +88,18 @@ def _yaml(text: str, where: str):
         raise ValueError(f"preset {where!r} is not valid YAML: {' '.join(str(err).split())}") from None
 
 
-def _list(spec: dict, key: str, check, default=None) -> list:
+def _list(spec: dict, key: str, check, default=None, name: str | None = None) -> list:
+    """``spec[key]`` as a non-empty list, each value checked; errors name ``name`` (default ``key``)."""
     values = spec.get(key, default)
     if not isinstance(values, list) or not values:
-        raise ValueError(f"preset key {key!r} must be a non-empty list, got {values!r}")
+        raise ValueError(f"preset key {name or key!r} must be a non-empty list, got {values!r}")
     return [check(v) for v in values]
+
+
+def _refuse_unknown(mapping: dict, allowed, where: str) -> None:
+    unknown = sorted(set(mapping) - set(allowed))
+    if unknown:
+        raise ValueError(f"{where} has unknown key(s) {unknown}: allowed {list(allowed)}")
 
 
 def _names_or_all(spec: dict, key: str, allowed) -> list[str] | None:
@@ -111,9 +118,7 @@ def parse_preset(name: str, spec) -> Preset:
     """Validate a preset mapping; ``ValueError`` names the offending key."""
     if not isinstance(spec, dict):
         raise ValueError(f"preset {name!r} must be a mapping with keys {list(KEYS)}")
-    unknown = sorted(set(spec) - set(KEYS))
-    if unknown:
-        raise ValueError(f"preset {name!r} has unknown key(s) {unknown}: allowed {list(KEYS)}")
+    _refuse_unknown(spec, KEYS, f"preset {name!r}")
     if not isinstance(spec.get("shapes", []), list):
         raise ValueError(
             f"preset key 'shapes' must be a list of [in_features, out_features] pairs, got {spec['shapes']!r}"
@@ -153,9 +158,7 @@ def parse_preset(name: str, spec) -> Preset:
 
 def _energy_points(energy: dict) -> dict | None:
     """``energy.points``: point field -> the values whose energy is read (None: every point)."""
-    unknown = sorted(set(energy) - set(ENERGY_KEYS))
-    if unknown:
-        raise ValueError(f"preset key 'energy' has unknown key(s) {unknown}: allowed {list(ENERGY_KEYS)}")
+    _refuse_unknown(energy, ENERGY_SETTINGS, "preset key 'energy'")
     if "points" not in energy:
         return None
     spec = energy["points"]
@@ -163,9 +166,7 @@ def _energy_points(energy: dict) -> dict | None:
         raise ValueError(
             f"preset key 'energy.points' must be a non-empty mapping with keys {list(ENERGY_POINT_KEYS)}, got {spec!r}"
         )
-    unknown = sorted(set(spec) - set(ENERGY_POINT_KEYS))
-    if unknown:
-        raise ValueError(f"preset key 'energy.points' has unknown key(s) {unknown}: allowed {list(ENERGY_POINT_KEYS)}")
+    _refuse_unknown(spec, ENERGY_POINT_KEYS, "preset key 'energy.points'")
     where = lambda key: f"energy.points.{key}"
     checks = {
         "formats": _choice(where("formats"), FORMATS),
@@ -173,14 +174,10 @@ def _energy_points(energy: dict) -> dict | None:
         "dtypes": _choice(where("dtypes"), DTYPES),
         "passes": _choice(where("passes"), PASSES),
         "backends": _choice(where("backends"), set(backends.BACKEND_NAMES) - {"auto"}),
-        "shapes": _shape,
+        "shapes": lambda v: _shape(v, where("shapes")),
         "widths": lambda v: (check_int(where("widths"), v, low=1),) * 2,
     }
-    chosen = {}
-    for key, values in spec.items():
-        if not isinstance(values, list) or not values:
-            raise ValueError(f"preset key {where(key)!r} must be a non-empty list, got {values!r}")
-        chosen[key] = [checks[key](v) for v in values]
+    chosen = {key: _list(spec, key, checks[key], name=where(key)) for key in spec}
     shapes = chosen.pop("shapes", []) + chosen.pop("widths", [])
     return {**chosen, **({"shapes": shapes} if shapes else {})}
 
@@ -190,10 +187,10 @@ def _yaml_word(value):
     return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
-def _shape(shape) -> tuple[int, int]:
+def _shape(shape, key: str = "shapes") -> tuple[int, int]:
     if not isinstance(shape, (list, tuple)) or len(shape) != 2:
-        raise ValueError(f"preset key 'shapes' needs [in_features, out_features] pairs, got {shape!r}")
-    return check_int("shapes", shape[0], low=1), check_int("shapes", shape[1], low=1)
+        raise ValueError(f"preset key {key!r} needs [in_features, out_features] pairs, got {shape!r}")
+    return check_int(key, shape[0], low=1), check_int(key, shape[1], low=1)
 
 
 def _choice(key: str, allowed):

@@ -52,3 +52,20 @@ def test_unfit_lists_failed_spilling_and_oversized_configs():
 
     rows = [row("a"), row("b", ok=False), row("c", spills=8), row("d", shared=300), row("a", arch="sm90", shared=300)]
     assert table.unfit(rows) == {"_k": {"sm80": {"bf16": ["b", "c", "d"]}, "sm90": {"bf16": ["a"]}}}
+
+
+def test_merge_replaces_only_the_recompiled_kernels_rows(tmp_path):
+    registered = sorted(jit_kernels())
+    kept_kernel, redone, gone = registered[0], registered[1], "_kernel_no_longer_in_the_package"
+    old = {
+        "command": "mbs compile-check --out docs",
+        "planned_compiles": 10,
+        "rows": [{"kernel": kept_kernel, "n": 1}, {"kernel": redone, "n": 2}, {"kernel": gone, "n": 3}],
+    }
+    (tmp_path / "kernels-compiled.json").write_text(json.dumps(old))
+    new_rows = [{"kernel": redone, "n": 4}, {"kernel": redone, "n": 5}]
+    rows, command, planned = table.merged(new_rows, tmp_path, {redone}, command="mbs compile-check --merge", planned=2)
+    assert rows == [{"kernel": kept_kernel, "n": 1}, *new_rows]
+    assert command.startswith("mbs compile-check --out docs") and redone in command
+    assert planned == 10 - 2 + 2  # the replaced and the unregistered kernels' rows leave the count
+    assert table.merged(new_rows, tmp_path / "empty", {redone}, command="c", planned=2) == (new_rows, "c", 2)

@@ -251,9 +251,7 @@ def test_the_plan_reads_energy_on_the_selected_points_and_their_baselines_only()
     )
     chosen = [p for p in points if p.format == "lowrank" and p.tokens == 8 and p.in_features == 32]
     wanted = {p.key for p in chosen} | {b.key for p in chosen for b in (p.dense, p.unstructured) if b}
-    assert chosen and {"dense", "unstructured"} <= {
-        points_format for points_format in (p.format for p in points if p.key in wanted)
-    }
+    assert chosen and {"dense", "unstructured"} <= {p.format for p in points if p.key in wanted}
     assert {p.key for p in points if p.energy} == wanted
 
 
